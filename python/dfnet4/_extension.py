@@ -1,0 +1,36 @@
+"""Access to the compiled extension, with one clear error when it is missing."""
+
+from __future__ import annotations
+
+import importlib
+
+_ext = None
+_error: Exception | None = None
+
+
+def load():
+    """Return the compiled `dfnet4._ext` module, or raise ImportError saying why it is unavailable."""
+    global _ext, _error
+    if _ext is not None:
+        return _ext
+    if _error is None:
+        try:
+            import mlx.core  # noqa: F401  (libmlx must be loaded before the extension)
+
+            _ext = importlib.import_module("dfnet4._ext")
+            return _ext
+        except ImportError as exc:  # remembered so every caller gets the same reason
+            _error = exc
+    raise ImportError(
+        "dfnet4's compiled extension (dfnet4._ext) is not importable: "
+        f"{_error}. Reinstall with `pip install .` from the source tree."
+    ) from _error
+
+
+def available() -> bool:
+    """True when the fused kernels can be used."""
+    try:
+        load()
+        return True
+    except ImportError:
+        return False

@@ -1,0 +1,128 @@
+"""The one interface every temporal backbone implements, and the registry that names them.
+
+A backbone maps (batch, time, input_size) -> (batch, time, output_size) and carries a `state`
+(a pytree of mx.arrays, or None) that holds everything needed to continue the sequence, so that
+processing a signal in pieces with the returned state equals processing it whole.
+
+All three backbones share DeepFilterNet's "squeezed" shape: grouped linear in (+ activation),
+a temporal core at `hidden_size`, grouped linear out (+ activation), and an optional identity skip.
+Only the core differs, so each backbone module implements a core and `Squeezed` wraps it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import mlx.core as mx
+import mlx.nn as nn
+
+State = Any  # a pytree of mx.array (dict / list / tuple) or None
+
+_REGISTRY: dict[str, type] = {}
+
+
+def register(name: str) -> Callable[[type], type]:
+    """Class decorator: make a backbone constructible by `create(name, ...)`."""
+
+    def deco(cls: type) -> type:
+        if name in _REGISTRY:
+            raise ValueError(f"backbone {name!r} is registered twice")
+        _REGISTRY[name] = cls
+        cls.backbone_name = name
+        return cls
+
+    return deco
+
+
+def names() -> list[str]:
+    """The registered backbone names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type:
+    if name not in _REGISTRY:
+        raise ValueError(f"backbone: unknown name {name!r}; choose one of {names()}")
+    return _REGISTRY[name]
+
+
+def create(name: str, input_size: int, hidden_size: int, output_size: int | None = None, **options) -> nn.Module:
+    """Build the backbone registered as `name`. Options are the backbone class's keyword arguments."""
+    return get(name)(input_size, hidden_size, output_size, **options)
+
+
+class GroupedLinear(nn.Module):
+    """DeepFilterNet's GroupedLinearEinsum: `groups` independent linear maps over feature slices.
+
+    weight: (groups, input_size // groups, output_size // groups); no bias.
+    """
+
+    def __init__(self, input_size: int, output_size: int, groups: int = 1):
+        super().__init__()
+        if input_size % groups or output_size % groups:
+            raise ValueError(
+                f"GroupedLinear: input_size={input_size} and output_size={output_size} "
+                f"must both be divisible by groups={groups}"
+            )
+        self.groups = groups
+        self.input_size = input_size
+        self.output_size = output_size
+        ws = input_size // groups
+        scale = 1.0 / (ws**0.5)
+        self.weight = mx.random.uniform(-scale, scale, (groups, ws, output_size // groups))
+
+    def __call__(self, x: mx.array) -> mx.array:
+        lead = x.shape[:-1]
+        xg = x.reshape(*lead, self.groups, self.input_size // self.groups)
+        # (..., g, i) x (g, i, h) -> (..., g, h): one batched matmul over groups
+        y = (mx.expand_dims(xg, -2) @ self.weight).squeeze(-2)
+        return y.reshape(*lead, self.output_size)
+
+
+class Squeezed(nn.Module):
+    """linear_in -> core -> linear_out (+ identity skip), the shape shared by all backbones.
+
+    `core` is a module with `__call__(x: (B, T, hidden), state) -> (y: (B, T, hidden), state)`.
+    With `output_size=None` there is no linear_out (the core's hidden output is returned), as in
+    DeepFilterNet3's SqueezedGRU_S.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int | None,
+        core: nn.Module,
+        *,
+        linear_groups: int = 8,
+        skip: bool = False,
+        activation: bool = True,
+    ):
+        super().__init__()
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.output_size = hidden_size if output_size is None else output_size
+        self.activation = activation
+        self.linear_in = GroupedLinear(input_size, hidden_size, linear_groups)
+        self.core = core
+        self.linear_out = None if output_size is None else GroupedLinear(hidden_size, output_size, linear_groups)
+        if skip and input_size != self.output_size:
+            raise ValueError(
+                f"skip=True needs input_size == output_size, got {input_size} and {self.output_size}"
+            )
+        self.skip = skip
+
+    def _act(self, x: mx.array) -> mx.array:
+        return nn.relu(x) if self.activation else x
+
+    def __call__(self, x: mx.array, state: State = None) -> tuple[mx.array, State]:
+        if x.ndim != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(
+                f"{type(self).__name__}: x must have shape (batch, time, {self.input_size}), got {tuple(x.shape)}"
+            )
+        h = self._act(self.linear_in(x))
+        h, state = self.core(h, state)
+        if self.linear_out is not None:
+            h = self._act(self.linear_out(h))
+        if self.skip:
+            h = h + x
+        return h, state

@@ -1,0 +1,1 @@
+"""The gru backbone (being written)."""

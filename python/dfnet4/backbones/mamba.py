@@ -1,0 +1,1 @@
+"""The mamba backbone (being written)."""

@@ -1,0 +1,6 @@
+"""Public fused ops backed by the compiled extension."""
+
+from dfnet4.ops.gru import gru
+from dfnet4.ops.selective_scan import selective_scan
+
+__all__ = ["gru", "selective_scan"]

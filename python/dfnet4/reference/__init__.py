@@ -1,0 +1,6 @@
+"""Pure-MLX reference implementations: short, obviously-correct oracles for the fused ops."""
+
+from dfnet4.reference.gru import gru
+from dfnet4.reference.selective_scan import selective_scan
+
+__all__ = ["gru", "selective_scan"]
