@@ -56,6 +56,15 @@ template <int MAXN, int NFIX>
                                                 dB_part, dC_part, dD_part, dbias_part, dh0, sah, sa);
 }
 
+// Folds partial sums: dst[o, j] = sum_k src[o, k, j]; thread (j, o).
+[[kernel]] void dfnet4_selective_scan_sum_f32(
+    device const float* src [[buffer(0)]], device float* dst [[buffer(1)]],
+    constant int& count [[buffer(2)]], constant int& inner [[buffer(3)]],
+    uint2 gid [[thread_position_in_grid]]) {
+  if ((int)gid.x >= inner) return;
+  dfk::scan_sum_partials<float>(src, dst, count, inner, (long)gid.y, (long)gid.x);
+}
+
 #define DFNET4_SCAN_INSTANTIATE(MAXN, NFIX, SUFFIX)                                               \
   template [[host_name("dfnet4_selective_scan_fwd_f32_" SUFFIX)]] [[kernel]]                     \
   decltype(dfnet4_selective_scan_fwd<MAXN, NFIX>) dfnet4_selective_scan_fwd<MAXN, NFIX>;         \

@@ -110,8 +110,8 @@ nb::tuple forward(In u, In delta, In A, In B, In C, std::optional<In> D, std::op
   return nb::make_tuple(out.release(), last.release(), ckpt.release());
 }
 
-// Returns (du, ddelta, dA_part, dB_part, dC_part, dh0, dz, dD_part, dbias_part); the last three are
-// None when z, D or delta_bias is absent.
+// Returns (du, ddelta, dA, dB, dC, dh0, dz, dD, dbias); the last three are None when z, D or
+// delta_bias is absent. Runs the backward kernel, then the sum kernel over each partial.
 nb::tuple backward(In u, In delta, In A, In B, In C, std::optional<In> D, std::optional<In> z,
                    std::optional<In> bias, In ckpt, In dout, In dlast, bool softplus,
                    const std::string& order, uint64_t seed) {
@@ -119,26 +119,42 @@ nb::tuple backward(In u, In delta, In A, In B, In C, std::optional<In> D, std::o
   const auto p = params(u, A, flags_of(D.has_value(), z.has_value(), bias.has_value(), softplus,
                                        false));
   const size_t b = p.batch, l = p.length, d = p.channels, n = p.state, blocks = p.n_blocks;
-  Buffer du({b, l, d}), ddelta({b, l, d}), dA({b, d, n}), dB({b, blocks, l, n}),
-      dC({b, blocks, l, n}), dh0({b, d, n}), dz({z ? b : 0, l, d}), dD({D ? b : 0, d}),
-      dbias({bias ? b : 0, d});
-  // Like eval_gpu: scratch is uninitialised there, so poison it (NaN) here.
-  std::vector<float> sah(L::backward_scratch_elements(p), NAN), sa(L::backward_scratch_elements(p), NAN);
+  Buffer du({b, l, d}), ddelta({b, l, d}), dh0({b, d, n}), dz({z ? b : 0, l, d});
+  Buffer dA({d, n}), dB({b, l, n}), dC({b, l, n}), dD({D ? d : 0}), dbias({bias ? d : 0});
+  // Uninitialised on the GPU, so poisoned (NaN) here: partials and scratch.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> pA(b * d * n, nan), pB(b * blocks * l * n, nan), pC(pB.size(), nan),
+      pD(D ? b * d : 0, nan), pbias(bias ? b * d : 0, nan);
+  std::vector<float> sah(L::backward_scratch_elements(p), nan), sa(sah.size(), nan);
   LaunchOptions o;
   o.order = parse_order(order);
   o.seed = seed;
-  dfk::ScanParams pc = p;  // the kernels take `constant ScanParams&`, a plain reference here
+  dfk::ScanParams pc = p;  // `constant ScanParams&` is a plain reference here
   with_variant(p.state, [&]<int MAXN, int NFIX>() {
     metal_emu::dispatch_threads(u3(L::backward_grid(p)), u3(L::backward_group(p)), o,
                                 [&](const ThreadPos& t, void* const*) {
       dfnet4_selective_scan_bwd<MAXN, NFIX>(
           u.data(), delta.data(), A.data(), B.data(), C.data(), opt(D), opt(z), opt(bias),
-          ckpt.data(), dout.data(), dlast.data(), du.ptr(), ddelta.ptr(), dz.ptr(), dA.ptr(),
-          dB.ptr(), dC.ptr(), dD.ptr(), dbias.ptr(), dh0.ptr(), sah.data(), sa.data(), pc,
+          ckpt.data(), dout.data(), dlast.data(), du.ptr(), ddelta.ptr(), dz.ptr(), pA.data(),
+          pB.data(), pC.data(), pD.data(), pbias.data(), dh0.ptr(), sah.data(), sa.data(), pc,
           uint2(t.thread_position_in_grid.x, t.thread_position_in_grid.y),
           uint2(t.threads_per_grid.x, t.threads_per_grid.y), t.thread_index_in_simdgroup);
     });
   });
+  struct Fold { const float* src; float* dst; int target; };
+  std::vector<Fold> folds = {{pA.data(), dA.ptr(), L::kSumDA}, {pB.data(), dB.ptr(), L::kSumDB},
+                             {pC.data(), dC.ptr(), L::kSumDC}};
+  if (D) folds.push_back({pD.data(), dD.ptr(), L::kSumDD});
+  if (bias) folds.push_back({pbias.data(), dbias.ptr(), L::kSumDbias});
+  for (const auto& f : folds) {
+    const auto plan = L::sum_plan(p, f.target);
+    int count = plan.count, inner = int(plan.inner);
+    metal_emu::dispatch_threads(u3(L::sum_grid(plan)), u3(L::sum_group(plan)), o,
+                                [&](const ThreadPos& t, void* const*) {
+      dfnet4_selective_scan_sum_f32(f.src, f.dst, count, inner,
+                                    uint2(t.thread_position_in_grid.x, t.thread_position_in_grid.y));
+    });
+  }
   nb::object none = nb::none();
   return nb::make_tuple(du.release(), ddelta.release(), dA.release(), dB.release(), dC.release(),
                         dh0.release(), z ? nb::cast(dz.release()) : none,
@@ -156,7 +172,7 @@ void bind(nb::module_& m) {
         nb::arg("C"), nb::arg("D").none(), nb::arg("z").none(), nb::arg("delta_bias").none(),
         nb::arg("checkpoints"), nb::arg("dout"), nb::arg("dlast"), nb::arg("delta_softplus"),
         nb::arg("order") = "forward", nb::arg("seed") = 0,
-        "Returns (du, ddelta, dA_part, dB_part, dC_part, dh0, dz, dD_part, dbias_part).");
+        "Returns (du, ddelta, dA, dB, dC, dh0, dz, dD, dbias).");
   s.attr("CHUNK") = int(dfk::kScanChunk);
   s.attr("BLOCK") = int(dfk::kScanBlock);
   s.def("forward_kernel", &dfnet4::scan_launch::forward_kernel);
