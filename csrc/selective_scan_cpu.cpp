@@ -10,8 +10,8 @@
 
 // The bodies are written so their loops over `state` vectorise; on x86-64 Linux build each driver
 // for AVX-512 and AVX2+FMA as well as the baseline and let the loader pick (ifunc), so one wheel is
-// both portable and fast. Elsewhere (e.g. arm64, where NEON is the baseline) build it once.
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+// both portable and fast (GCC >= 11). Elsewhere (clang, arm64 with NEON as baseline) build it once.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
 #define DFNET4_SCAN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define DFNET4_SCAN_CLONES

@@ -173,7 +173,9 @@ DFK_SCAN_INLINE T scan_softplus(T x) { return ScanSoftplus<T>::eval(x); }
 // their per-state terms into such an array and sum it here, so the loops themselves stay purely
 // elementwise (vectorisable without reassociation flags). On the CPU the common float x 16 case is a
 // shuffle tree on one vector register; otherwise pairwise halving.
-#if !defined(__METAL_VERSION__) && defined(__GNUC__)
+// (__builtin_shufflevector: clang, GCC >= 12.)
+#if !defined(__METAL_VERSION__) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12))
+#define DFK_SCAN_VECTOR_HSUM 1
 typedef float ScanF16 __attribute__((vector_size(64)));
 typedef float ScanF8 __attribute__((vector_size(32)));
 typedef float ScanF4 __attribute__((vector_size(16)));
@@ -181,7 +183,7 @@ typedef float ScanF4 __attribute__((vector_size(16)));
 
 template <typename T, int MAXN>
 DFK_SCAN_INLINE T scan_hsum(DF_THREAD T* v) {
-#if !defined(__METAL_VERSION__) && defined(__GNUC__)
+#if defined(DFK_SCAN_VECTOR_HSUM)
   if constexpr (sizeof(T) == 4 && MAXN == 16) {
     ScanF16 x;
     __builtin_memcpy(&x, v, sizeof(x));
