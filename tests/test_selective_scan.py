@@ -332,8 +332,9 @@ def test_half_precision_inputs(dtype):
 
 
 def test_no_batch_time_channels_state_allocation():
-    # Peak memory of a fused forward+backward stays far below one (batch, time, channels, state)
-    # float32 array: checkpoints hold 1/16 of the states, everything else is 3-D or smaller.
+    # Peak memory of a fused forward+backward stays well below one (batch, time, channels, state)
+    # float32 array (the reference loop's peak is ~3x one, the Hillis-Steele scan's many times):
+    # checkpoints are 1/16 of it, the dB/dC block partials 2/32, all else is 3-D (measured: ~0.23).
     batch, time, channels, state = 2, 512, 128, 64
     kwargs, softplus = make_inputs(batch, time, channels, state, ALL_OPTIONS, seed=10)
     mx.eval(kwargs)
@@ -349,7 +350,7 @@ def test_no_batch_time_channels_state_allocation():
     mx.reset_peak_memory()
     mx.eval(grad(*kwargs.values()))
     used = mx.get_peak_memory() - baseline
-    assert 0 < used < four_d_bytes / 4, (used, four_d_bytes)
+    assert 0 < used < four_d_bytes / 2, (used, four_d_bytes)
 
 
 def _one_step(A, delta, h0, B, softplus):
