@@ -5,6 +5,10 @@ the emulator. Inputs are small integers stored as float32, so sums are exact in 
 comparisons are exact (no tolerance needed) except for the libm math test.
 """
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -219,6 +223,49 @@ def test_math_matches_numpy():
         np.exp(x), np.log(ax + 1), np.tanh(x), np.exp2(x), np.sqrt(ax), 1 / np.sqrt(ax + 1),
         np.clip(x, -1, 1), x * 2 + 1, np.where(x < 0, -x, x),
         np.maximum(x, 0.5) + np.minimum(x, -0.5), x * 2 + 1, x.astype(np.float16).astype(np.float32),
+        np.log1p(np.exp(x)) + 1 / (1 + np.exp(-x)),  # dfk::softplus_ + dfk::sigmoid_ (defines.h)
+        np.maximum(x, 0.25) + ax**2,
     ]).astype(np.float32)
     # libm float32 vs numpy's float32 kernels: both within a few ulp of the true value.
     np.testing.assert_allclose(got, expect, rtol=4e-7 * 8, atol=1e-7)
+
+
+# --- compile-time honesty: what Metal rejects must not compile here ----------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+CXX = shutil.which("g++") or shutil.which("c++")
+KERNEL = """
+#include <metal_stdlib>
+using namespace metal;
+[[kernel]] void k(device float* o [[buffer(0)]], threadgroup float* t [[threadgroup(0)]],
+                  uint i [[thread_position_in_grid]]) {
+  TYPE v = o[i];
+  t[i] = float(v);
+  o[i] = t[i];
+}
+"""
+
+
+def _compile(src, tmp_path):
+    if CXX is None or not (ROOT / "metal" / "emu" / "metal_stdlib").exists():
+        pytest.skip("needs a C++ compiler and the source tree (metal/emu)")
+    f = tmp_path / "k.metal"
+    f.write_text(src)
+    cmd = [CXX, "-std=c++20", "-fsyntax-only", "-x", "c++", f"-I{ROOT / 'metal' / 'emu'}",
+           f"-I{ROOT / 'csrc'}", str(f)]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def test_kernel_with_float_compiles(tmp_path):
+    r = _compile(KERNEL.replace("TYPE", "float"), tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_double_in_a_kernel_does_not_compile(tmp_path):
+    r = _compile(KERNEL.replace("TYPE", "double"), tmp_path)
+    assert r.returncode != 0 and "metal_emu_error_double_is_not_a_Metal_type" in r.stderr
+
+
+def test_kernel_bodies_included_before_the_shim_do_not_compile(tmp_path):
+    r = _compile('#include "kernels/defines.h"\n' + KERNEL.replace("TYPE", "float"), tmp_path)
+    assert r.returncode != 0 and "included before <metal_stdlib>" in r.stderr

@@ -168,6 +168,28 @@ inline vec<T, N> clamp(vec<T, N> x, S lo, S hi) {
   return clamp(x, vec<T, N>(lo), vec<T, N>(hi));
 }
 
+// A float/half argument mixed with an unsuffixed literal (`max(x, 0.0)`): Metal reads the
+// literal as the other argument's type; here the double is converted to it.
+#define METAL_EMU_MIXED2(name)                                                                  \
+  template <class T, std::enable_if_t<std::is_same_v<T, float> || std::is_same_v<T, half>, int> = 0> \
+  inline auto name(T a, double b) { return name(a, T(b)); }                                    \
+  template <class T, std::enable_if_t<std::is_same_v<T, float> || std::is_same_v<T, half>, int> = 0> \
+  inline auto name(double a, T b) { return name(T(a), b); }
+METAL_EMU_MIXED2(max)
+METAL_EMU_MIXED2(min)
+METAL_EMU_MIXED2(fmax)
+METAL_EMU_MIXED2(fmin)
+METAL_EMU_MIXED2(pow)
+METAL_EMU_MIXED2(powr)
+METAL_EMU_MIXED2(atan2)
+METAL_EMU_MIXED2(copysign)
+METAL_EMU_MIXED2(fmod)
+#undef METAL_EMU_MIXED2
+template <class T, std::enable_if_t<std::is_same_v<T, float> || std::is_same_v<T, half>, int> = 0>
+inline T clamp(T x, double lo, double hi) {
+  return clamp(x, T(lo), T(hi));
+}
+
 // select(a, b, c) = c ? b : a (component-wise for vectors).
 template <class T, std::enable_if_t<is_scalar_v<T>, int> = 0>
 inline T select(T a, T b, bool c) {

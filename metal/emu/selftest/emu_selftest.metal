@@ -3,6 +3,14 @@
 #include <metal_stdlib>
 using namespace metal;
 
+#include "kernels/defines.h"  // the shared kernel bodies' words: must take the Metal path here
+
+// One step of the tree: a helper that takes threadgroup memory, as the shared kernel bodies do.
+inline void tree_step(DF_THREADGROUP float* shared, uint tid, uint s) {
+  threadgroup float* mine = shared + tid;
+  if (tid < s) *mine += shared[tid + s];
+}
+
 // Threadgroup tree reduction of x into out[group]. kVariant 0 is correct; 1 forgets the barrier
 // after filling shared memory; 2 forgets the barrier inside the tree loop.
 template <int kVariant>
@@ -16,7 +24,7 @@ template <int kVariant>
   shared[tid] = gid < n ? x[gid] : 0.0f;
   if (kVariant != 1) threadgroup_barrier(mem_flags::mem_threadgroup);
   for (uint s = size / 2; s > 0; s >>= 1) {
-    if (tid < s) shared[tid] += shared[tid + s];
+    tree_step(shared, tid, s);
     if (kVariant != 2) threadgroup_barrier(mem_flags::mem_threadgroup);
   }
   if (tid == 0) out[group] = shared[0];
@@ -112,7 +120,7 @@ constant constexpr uint kPosFields = 17;
 }
 
 // metal:: math, one function per row of out; x has n values.
-constant constexpr uint kMathOps = 12;
+constant constexpr uint kMathOps = 14;
 [[kernel]] void emu_math(device const float* x [[buffer(0)]], device float* out [[buffer(1)]],
                          constant uint& n [[buffer(2)]], uint i [[thread_position_in_grid]]) {
   const float v = x[i];
@@ -129,4 +137,6 @@ constant constexpr uint kMathOps = 12;
   const float4 q = float4(v, 1.0f, 2.0f, 3.0f) * 2.0f + float4(1.0f);
   out[10 * n + i] = dot(q, float4(1.0f, 0.0f, 0.0f, 0.0f));
   out[11 * n + i] = float(half(v));
+  out[12 * n + i] = dfk::softplus_(v) + dfk::sigmoid_(v);
+  out[13 * n + i] = max(v, 0.25) + pow(abs(v), 2.0);  // unsuffixed literals, read as float
 }
