@@ -5,8 +5,10 @@ the emulator. Inputs are small integers stored as float32, so sums are exact in 
 comparisons are exact (no tolerance needed) except for the libm math test.
 """
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +212,16 @@ def test_run_order_follows_the_requested_order():
     assert st.run_order(n, "shuffled", 1) == list(a)
     assert st.run_order(n, "shuffled", 2) != list(a)
     assert not np.array_equal(a[:n], a[n:] - n)
+
+
+def test_watchdog_stops_a_thread_that_never_yields():
+    # Run in a child process: the watchdog aborts the whole process, with a message.
+    code = "import dfnet4._metal_emu as m; m.selftest.spin_wait()"
+    env = {**os.environ, "METAL_EMU_WATCHDOG_S": "1"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0
+    assert "without reaching a sync point" in r.stderr
 
 
 # --- math ------------------------------------------------------------------------------------------

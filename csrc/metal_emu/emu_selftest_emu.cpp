@@ -149,6 +149,15 @@ std::vector<float> math(const std::vector<float>& x) {
   return out;
 }
 
+// Never returns under the Forward order: the watchdog stops the process (test runs it in a child).
+void spin_wait() {
+  metal::atomic_uint flag{0};
+  metal_emu::dispatch_threadgroups(uint3(1, 1, 1), uint3(2, 1, 1), LaunchOptions{},
+                                   [&](const ThreadPos& p, void* const*) {
+    emu_spin_wait(&flag, p.thread_index_in_threadgroup);
+  });
+}
+
 // A collective called from a plain host thread (not inside a dispatch) is a usage error.
 float simd_sum_outside_dispatch(float v) { return metal::simd_sum(v); }
 
@@ -168,6 +177,7 @@ void bind(nb::module_& m) {
   s.def("run_order", &run_order, nb::arg("group_size"), nb::arg("order"), nb::arg("seed") = 0);
   s.def("overflow", &overflow, nb::arg("group_size"));
   s.def("math", &math, nb::arg("x"));
+  s.def("spin_wait", &spin_wait, nb::call_guard<nb::gil_scoped_release>());
   s.def("simd_sum_outside_dispatch", &simd_sum_outside_dispatch, nb::arg("v"));
 }
 

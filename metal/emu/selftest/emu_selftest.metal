@@ -140,3 +140,13 @@ constant constexpr uint kMathOps = 14;
   out[12 * n + i] = dfk::softplus_(v) + dfk::sigmoid_(v);
   out[13 * n + i] = max(v, 0.25) + pow(abs(v), 2.0);  // unsuffixed literals, read as float
 }
+
+// Thread 0 spin-waits for thread 1's flag. On a GPU this relies on forward progress that Metal
+// does not promise; in the emulator (one thread at a time) it never ends: the watchdog must stop it.
+[[kernel]] void emu_spin_wait(device atomic_uint* flag [[buffer(0)]],
+                              uint tid [[thread_index_in_threadgroup]]) {
+  if (tid == 1) atomic_store_explicit(flag, 1u, memory_order_relaxed);
+  if (tid == 0)
+    while (atomic_load_explicit(flag, memory_order_relaxed) == 0u) {
+    }
+}
