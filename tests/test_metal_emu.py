@@ -249,35 +249,50 @@ CXX = shutil.which("g++") or shutil.which("c++")
 KERNEL = """
 #include <metal_stdlib>
 using namespace metal;
-[[kernel]] void k(device float* o [[buffer(0)]], threadgroup float* t [[threadgroup(0)]],
-                  uint i [[thread_position_in_grid]]) {
-  TYPE v = o[i];
-  t[i] = float(v);
-  o[i] = t[i];
+[[kernel]] void k(device float* o [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+  double v = o[i];
+  o[i] = float(v);
 }
 """
+# Every .metal file of the project, plus the emulator's own: each must compile on its own in
+# strict mode (no std::, exceptions, allocation, double, ...), as Apple's compiler requires.
+METAL_FILES = sorted((ROOT / "metal").glob("*.metal")) + sorted(
+    (ROOT / "metal" / "emu" / "selftest").glob("*.metal"))
+CASES = {
+    "double": ("k.metal", KERNEL, []),
+    "include_order": ("k.metal", '#include "kernels/defines.h"\n' + KERNEL.replace("double", "float"), []),
+    **{f"strict:{p.name}": (p.name, p.read_text(), ["-DMETAL_EMU_STRICT"]) for p in METAL_FILES},
+}
 
 
-def _compile(src, tmp_path):
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """Compiles every case at once (-fsyntax-only, in parallel): name -> (returncode, stderr)."""
     if CXX is None or not (ROOT / "metal" / "emu" / "metal_stdlib").exists():
         pytest.skip("needs a C++ compiler and the source tree (metal/emu)")
-    f = tmp_path / "k.metal"
-    f.write_text(src)
-    cmd = [CXX, "-std=c++20", "-fsyntax-only", "-x", "c++", f"-I{ROOT / 'metal' / 'emu'}",
-           f"-I{ROOT / 'csrc'}", str(f)]
-    return subprocess.run(cmd, capture_output=True, text=True)
+    procs = {}
+    for name, (fname, src, flags) in CASES.items():
+        d = tmp_path_factory.mktemp("compile")
+        (d / fname).write_text(src)
+        cmd = [CXX, "-std=c++20", "-fsyntax-only", "-x", "c++", *flags,
+               f"-I{ROOT / 'metal' / 'emu'}", f"-I{ROOT / 'metal'}", f"-I{ROOT / 'csrc'}",
+               str(d / fname)]
+        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       text=True)
+    return {name: (p.wait(), p.stdout.read()) for name, p in procs.items()}
 
 
-def test_kernel_with_float_compiles(tmp_path):
-    r = _compile(KERNEL.replace("TYPE", "float"), tmp_path)
-    assert r.returncode == 0, r.stderr
+@pytest.mark.parametrize("name", [n for n in CASES if n.startswith("strict:")])
+def test_metal_file_compiles_in_strict_mode(compiled, name):
+    rc, out = compiled[name]
+    assert rc == 0, out
 
 
-def test_double_in_a_kernel_does_not_compile(tmp_path):
-    r = _compile(KERNEL.replace("TYPE", "double"), tmp_path)
-    assert r.returncode != 0 and "metal_emu_error_double_is_not_a_Metal_type" in r.stderr
+def test_double_in_a_kernel_does_not_compile(compiled):
+    rc, out = compiled["double"]
+    assert rc != 0 and "metal_emu_error_double_is_not_a_Metal_type" in out
 
 
-def test_kernel_bodies_included_before_the_shim_do_not_compile(tmp_path):
-    r = _compile('#include "kernels/defines.h"\n' + KERNEL.replace("TYPE", "float"), tmp_path)
-    assert r.returncode != 0 and "included before <metal_stdlib>" in r.stderr
+def test_kernel_bodies_included_before_the_shim_do_not_compile(compiled):
+    rc, out = compiled["include_order"]
+    assert rc != 0 and "included before <metal_stdlib>" in out
