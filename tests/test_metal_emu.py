@@ -105,6 +105,13 @@ def _simd_expected(x, group_size):
             out[12, s0 + lanes[~first]] = np.cumsum(v[~first])
             out[13, sl] = v.sum()  # sum(2v) - sum(v)
             out[14, sl] = v.max()
+            out[15, sl] = v.sum()
+            out[16, sl] = np.bitwise_or.reduce((v + 8).astype(np.uint32))
+            rot = (lanes + 3) % SIMD  # wraps at 32, not at the partial group's end
+            out[17, sl] = gather(rot, np.zeros(w, bool))
+            out[18, sl] = v[0]
+            out[19, sl] = (lanes == 0).astype(np.float32)
+            out[20, sl] = gather(lanes - 1, lanes - 1 < 0)
     return out
 
 
@@ -122,6 +129,11 @@ def test_simd_shuffle_from_missing_lane_is_poison_not_zero():
     x = np.ones(40, np.float32)
     got = np.array(st.simd_ops(x, 40), np.float32).reshape(st.SIMD_OPS, 40)
     assert np.isnan(got[6, 39]) and got[6, 31] == 1.0 and got[6, 38] == 1.0
+
+
+def test_non_uniform_simd_broadcast_raises():
+    with pytest.raises(RuntimeError, match="must be uniform"):
+        st.bad_broadcast()
 
 
 def test_simd_call_outside_a_dispatch_raises():

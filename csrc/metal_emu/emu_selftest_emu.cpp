@@ -149,6 +149,14 @@ std::vector<float> math(const std::vector<float>& x) {
   return out;
 }
 
+void bad_broadcast() {
+  std::vector<float> out(32, 0.0f);
+  metal_emu::dispatch_threadgroups(uint3(1, 1, 1), uint3(32, 1, 1), LaunchOptions{},
+                                   [&](const ThreadPos& p, void* const*) {
+    emu_bad_broadcast(out.data(), p.thread_index_in_simdgroup);
+  });
+}
+
 // Never returns under the Forward order: the watchdog stops the process (test runs it in a child).
 void spin_wait() {
   metal::atomic_uint flag{0};
@@ -177,6 +185,7 @@ void bind(nb::module_& m) {
   s.def("run_order", &run_order, nb::arg("group_size"), nb::arg("order"), nb::arg("seed") = 0);
   s.def("overflow", &overflow, nb::arg("group_size"));
   s.def("math", &math, nb::arg("x"));
+  s.def("bad_broadcast", &bad_broadcast);
   s.def("spin_wait", &spin_wait, nb::call_guard<nb::gil_scoped_release>());
   s.def("simd_sum_outside_dispatch", &simd_sum_outside_dispatch, nb::arg("v"));
 }

@@ -32,7 +32,7 @@ template <int kVariant>
 template [[host_name("emu_tg_reduce_ok")]] [[kernel]] decltype(emu_tg_reduce<0>) emu_tg_reduce<0>;
 
 // Every SIMD-group collective on x; result k of thread i goes to out[k * n + i].
-constant constexpr uint kSimdOps = 15;
+constant constexpr uint kSimdOps = 21;
 [[kernel]] void emu_simd_ops(device const float* x [[buffer(0)]], device float* out [[buffer(1)]],
                              constant uint& n [[buffer(2)]],
                              uint i [[thread_position_in_grid]],
@@ -60,6 +60,19 @@ constant constexpr uint kSimdOps = 15;
   const float2 pair = simd_sum(float2(v, 2.0f * v));
   out[13 * n + i] = pair.y - pair.x;
   out[14 * n + i] = float(simd_max(half(v)));
+  // Integer operands, rotation, first-lane helpers, a vector shuffle.
+  out[15 * n + i] = float(simd_sum(int(v)));
+  out[16 * n + i] = float(simd_or(uint(v + 8.0f)));
+  out[17 * n + i] = simd_shuffle_rotate_down(v, ushort(3));
+  out[18 * n + i] = simd_broadcast_first(v);
+  out[19 * n + i] = simd_is_first() ? 1.0f : 0.0f;
+  out[20 * n + i] = simd_shuffle_up(float4(v, 0.0f, 0.0f, 1.0f), ushort(1)).x;
+}
+
+// simd_broadcast with a lane id that differs between lanes: Metal requires it to be uniform.
+[[kernel]] void emu_bad_broadcast(device float* out [[buffer(0)]],
+                                  uint lane [[thread_index_in_simdgroup]]) {
+  out[lane] = simd_broadcast(float(lane), ushort(lane % 2));
 }
 
 // Barrier misuse, kMode 0: barrier only in some threads, the others return;
