@@ -174,6 +174,17 @@ def test_launch_limits_raise():
         st.tg_reduce(x, 1, 32, 0, "forward", 0, [132])
 
 
+def test_exception_in_a_kernel_propagates_and_the_emulator_recovers():
+    x = np.arange(64, dtype=np.float32)
+    # variant 3: the harness's kernel lambda throws std::invalid_argument in the last thread of a
+    # group while the other threads are parked at a barrier (or not started yet).
+    for order in ORDERS:
+        with pytest.raises(ValueError, match="variant must be 0, 1 or 2"):
+            st.tg_reduce(x, 2, 32, 3, order, 0, [128])
+    out = st.tg_reduce(x, 2, 32, 0, "shuffled", 0, [128])
+    np.testing.assert_array_equal(out, x.reshape(2, 32).sum(axis=1))
+
+
 def test_write_past_threadgroup_buffer_raises():
     with pytest.raises(RuntimeError, match="wrote past the end of threadgroup buffer 0"):
         st.overflow(32)
