@@ -247,6 +247,26 @@ def test_watchdog_stops_a_thread_that_never_yields():
     assert "without reaching a sync point" in r.stderr
 
 
+def test_emulator_works_in_a_forked_child():
+    # The pool's OS threads do not survive fork(); the child must start its own, and exit cleanly.
+    code = """
+import os, sys
+import numpy as np
+import dfnet4._metal_emu as m
+x = np.arange(64, dtype=np.float32)
+assert m.selftest.tg_reduce(x, 2, 32, 0, "forward", 0, [128]) == [496.0, 1520.0]
+pid = os.fork()
+if pid == 0:
+    ok = m.selftest.tg_reduce(x, 2, 32, 0, "reverse", 0, [128]) == [496.0, 1520.0]
+    sys.exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "child 0" in r.stdout
+
+
 # --- math ------------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -218,7 +219,9 @@ class Scheduler {
   }
 
   void grow(unsigned n) {
+    forget_workers_after_fork();
     if (workers_.size() >= n) return;
+    if (workers_.empty()) owner_pid_ = getpid();
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, size_t(1) << 20);
@@ -396,7 +399,16 @@ class Scheduler {
     aborting_ = false;
   }
 
+  // In a fork()ed child the pool's OS threads do not exist: joining them, or destroying the
+  // condition variables they waited on, could hang. Leak those objects and start afresh.
+  void forget_workers_after_fork() {
+    if (workers_.empty() || getpid() == owner_pid_) return;
+    for (auto& w : workers_) static_cast<void>(w.release());
+    workers_.clear();
+  }
+
   void shutdown() {
+    forget_workers_after_fork();
     shutdown_ = true;
     for (auto& w : workers_) {
       w->go.release();
@@ -425,6 +437,7 @@ class Scheduler {
   bool running_ = false;
   bool aborting_ = false;
   bool shutdown_ = false;
+  pid_t owner_pid_ = 0;
 };
 
 }  // namespace metal_emu::detail
