@@ -185,6 +185,17 @@ def test_exception_in_a_kernel_propagates_and_the_emulator_recovers():
     np.testing.assert_array_equal(out, x.reshape(2, 32).sum(axis=1))
 
 
+def test_device_buffer_catches_out_of_bounds_and_unwritten_elements():
+    n = 40
+    np.testing.assert_array_equal(st.write_range(n, 0, n), np.arange(n, dtype=np.float32))
+    with pytest.raises(RuntimeError, match="past the end of buffer 'out'"):
+        st.write_range(n, 1, n)
+    with pytest.raises(RuntimeError, match="before the start of buffer 'out'"):
+        st.write_range(n, -1, n)
+    with pytest.raises(RuntimeError, match="element 17 of buffer 'out' was never written"):
+        st.write_range(n, 0, 17)
+
+
 def test_write_past_threadgroup_buffer_raises():
     with pytest.raises(RuntimeError, match="wrote past the end of threadgroup buffer 0"):
         st.overflow(32)

@@ -151,6 +151,18 @@ std::vector<float> math(const std::vector<float>& x) {
   return out;
 }
 
+// Runs emu_write_range on a DeviceBuffer of n floats and applies its checks.
+std::vector<float> write_range(uint n, int offset, uint skip) {
+  metal_emu::DeviceBuffer<float> out("out", n);
+  metal_emu::dispatch_threads(uint3(n, 1, 1), uint3(32, 1, 1), LaunchOptions{},
+                              [&](const ThreadPos& p, void* const*) {
+    emu_write_range(out.data(), offset, skip, p.thread_position_in_grid.x);
+  });
+  out.check_bounds();
+  out.check_written();
+  return out.to_vector();
+}
+
 void bad_broadcast() {
   std::vector<float> out(32, 0.0f);
   metal_emu::dispatch_threadgroups(uint3(1, 1, 1), uint3(32, 1, 1), LaunchOptions{},
@@ -188,6 +200,7 @@ void bind(nb::module_& m) {
   s.def("overflow", &overflow, nb::arg("group_size"));
   s.def("math", &math, nb::arg("x"));
   s.def("bad_broadcast", &bad_broadcast);
+  s.def("write_range", &write_range, nb::arg("n"), nb::arg("offset"), nb::arg("skip"));
   s.def("spin_wait", &spin_wait, nb::call_guard<nb::gil_scoped_release>());
   s.def("simd_sum_outside_dispatch", &simd_sum_outside_dispatch, nb::arg("v"));
 }

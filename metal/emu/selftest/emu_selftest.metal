@@ -163,3 +163,11 @@ constant constexpr uint kMathOps = 14;
     while (atomic_load_explicit(flag, memory_order_relaxed) == 0u) {
     }
 }
+
+// Writes out[i + offset] for the threads of the grid (offset 0: exactly the buffer; -1 or +1: one
+// element outside it; skip: the thread with that index writes nothing).
+[[kernel]] void emu_write_range(device float* out [[buffer(0)]], constant int& offset [[buffer(1)]],
+                                constant uint& skip [[buffer(2)]],
+                                uint i [[thread_position_in_grid]]) {
+  if (i != skip) out[int(i) + offset] = float(i);
+}
