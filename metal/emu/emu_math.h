@@ -111,6 +111,8 @@ METAL_EMU_BINARY_FN(copysign, std::copysign(float(x), float(y)))
 METAL_EMU_BINARY_FN(fmax, std::fmax(float(x), float(y)))
 METAL_EMU_BINARY_FN(fmin, std::fmin(float(x), float(y)))
 METAL_EMU_BINARY_FN(step, (float(y) < float(x) ? 0.0f : 1.0f))
+METAL_EMU_BINARY_FN(divide, float(x) / float(y))
+METAL_EMU_BINARY_FN(fdim, std::fdim(float(x), float(y)))
 #undef METAL_EMU_BINARY_FN
 
 template <class T, std::enable_if_t<emu_detail::is_float_arg_v<T>, int> = 0>
@@ -189,6 +191,18 @@ template <class T, std::enable_if_t<std::is_same_v<T, float> || std::is_same_v<T
 inline T clamp(T x, double lo, double hi) {
   return clamp(x, T(lo), T(hi));
 }
+
+// Three-operand forms.
+template <class T, std::enable_if_t<is_scalar_v<T> || is_vec_v<T>, int> = 0>
+inline T max3(T a, T b, T c) { return max(max(a, b), c); }
+template <class T, std::enable_if_t<is_scalar_v<T> || is_vec_v<T>, int> = 0>
+inline T min3(T a, T b, T c) { return min(min(a, b), c); }
+template <class T, std::enable_if_t<is_scalar_v<T> || is_vec_v<T>, int> = 0>
+inline T median3(T a, T b, T c) { return max(min(a, b), min(max(a, b), c)); }
+template <class T, std::enable_if_t<emu_detail::is_float_arg_v<T>, int> = 0>
+inline T fmax3(T a, T b, T c) { return fmax(fmax(a, b), c); }
+template <class T, std::enable_if_t<emu_detail::is_float_arg_v<T>, int> = 0>
+inline T fmin3(T a, T b, T c) { return fmin(fmin(a, b), c); }
 
 // select(a, b, c) = c ? b : a (component-wise for vectors).
 template <class T, std::enable_if_t<is_scalar_v<T>, int> = 0>
@@ -269,7 +283,8 @@ inline To as_type(const From& x) {
   using ::metal::fmin; using ::metal::step; using ::metal::fma; using ::metal::mix;             \
   using ::metal::abs; using ::metal::max; using ::metal::min; using ::metal::clamp;             \
   using ::metal::isnan; using ::metal::isinf; using ::metal::isfinite; using ::metal::dot;      \
-  using ::metal::length;
+  using ::metal::length; using ::metal::divide; using ::metal::fdim; using ::metal::max3;         \
+  using ::metal::min3; using ::metal::median3; using ::metal::fmax3; using ::metal::fmin3;
 namespace precise { METAL_EMU_MATH_NAMES }
 namespace fast { METAL_EMU_MATH_NAMES }
 #undef METAL_EMU_MATH_NAMES
