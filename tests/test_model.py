@@ -107,9 +107,19 @@ def test_every_temporal_model_is_the_selected_backbone(backbone):
     assert all(counts[p] > 0 for p in BACKBONE_PARTS)
 
 
-@pytest.mark.parametrize("chunks", [[1] * 23, [5, 7, 11], [2, 21]])
-def test_gru_streaming_matches_offline(chunks):
-    assert_streaming_matches_offline(small("gru"), noisy_spec(), chunks)
+@pytest.mark.parametrize("warmup", [False, True])
+@pytest.mark.parametrize("chunks", [[1] * 23, [5, 7, 11], [2, 0, 21]])
+def test_gru_streaming_matches_offline(chunks, warmup):
+    assert_streaming_matches_offline(small("gru", warmup_lookahead=warmup), noisy_spec(), chunks)
+
+
+def test_warmup_lookahead_changes_the_start():
+    spec = noisy_spec(frames=60, batch=1)
+    a, _ = small("gru")(spec)
+    b, _ = small("gru", warmup_lookahead=True)(spec)
+    a, b = np.array(a), np.array(b)
+    assert a.shape == b.shape
+    assert not np.allclose(a[:, :2], b[:, :2], atol=1e-6)  # the recurrent states start differently
 
 
 def test_streaming_state_is_needed():
