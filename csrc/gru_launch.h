@@ -20,7 +20,7 @@ struct Size3 {
 };
 
 struct Dispatch {
-  std::string kernel;  // host name in metal/gru.metal, without the dtype suffix
+  std::string name;  // host name in metal/gru.metal, without the dtype suffix
   dfk::GruStepParams params;
   Size3 groups;   // threadgroups per grid
   Size3 threads;  // threads per threadgroup

@@ -47,7 +47,7 @@ void GruForward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::arra
   auto& enc = mx::metal::get_command_encoder(s);
   const int B = out[0].shape(0), T = out[0].shape(1), H = out[0].shape(2);
   gru_launch::forward(B, T, H, [&](const gru_launch::Dispatch& disp) {
-    enc.set_compute_pipeline_state(d.get_kernel(disp.kernel + "_float32", lib));
+    enc.set_compute_pipeline_state(d.get_kernel(disp.name + "_float32", lib));
     for (int i = 0; i < 4; ++i) enc.set_input_array(in[i], i);
     enc.set_output_array(out[0], 4);  // read (previous step) and written: orders the dispatches
     enc.set_output_array(out[1], 5);
@@ -69,8 +69,8 @@ void GruBackward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::arr
   dh_direct.set_data(mx::allocator::malloc(dh_direct.nbytes()));
   enc.add_temporary(dh_direct);
   gru_launch::backward(B, T, H, [&](const gru_launch::Dispatch& disp) {
-    enc.set_compute_pipeline_state(d.get_kernel(disp.kernel + "_float32", lib));
-    if (disp.kernel == "gru_backward_step") {
+    enc.set_compute_pipeline_state(d.get_kernel(disp.name + "_float32", lib));
+    if (disp.name == "gru_backward_step") {
       for (int i = 0; i < 5; ++i) enc.set_input_array(in[i], i);
       enc.set_output_array(out[0], 5);
       enc.set_output_array(out[1], 6);

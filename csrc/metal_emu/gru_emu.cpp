@@ -59,8 +59,8 @@ std::tuple<mx::array, mx::array> forward(const mx::array& gx_a, const mx::array&
   std::vector<float> hs((size_t)B * T * H, NAN), gates((size_t)B * T * 4 * H, NAN);
   auto opts = options(order, seed);
   dfnet4::gru_launch::forward(B, T, H, [&](const dfnet4::gru_launch::Dispatch& d) {
-    if (d.kernel != "gru_forward_step") throw std::logic_error("unexpected kernel " + d.kernel);
-    const dfk::GruStepParams p = d.params;
+    if (d.name != "gru_forward_step") throw std::logic_error("unexpected kernel " + d.name);
+    dfk::GruStepParams p = d.params;  // `constant` is empty in C++: non-const
     metal_emu::dispatch_threadgroups(
         u3(d.groups), u3(d.threads), opts, [&](const ThreadPos& tp, void* const*) {
           gru_forward_step<float>(gx.data(), Wh.data(), bhn.data(), h0.data(), hs.data(),
@@ -84,8 +84,8 @@ std::tuple<mx::array, mx::array, mx::array> backward(const mx::array& dhs_a,
       dh0((size_t)B * H, NAN), dh_direct((size_t)B * H, NAN);  // NaN: unwritten reads show up
   auto opts = options(order, seed);
   dfnet4::gru_launch::backward(B, T, H, [&](const dfnet4::gru_launch::Dispatch& d) {
-    const dfk::GruStepParams p = d.params;
-    if (d.kernel == "gru_backward_step") {
+    dfk::GruStepParams p = d.params;  // `constant` is empty in C++: non-const
+    if (d.name == "gru_backward_step") {
       metal_emu::dispatch_threadgroups(
           u3(d.groups), u3(d.threads), opts, [&](const ThreadPos& tp, void* const*) {
             gru_backward_step<float>(dhs.data(), gates.data(), hs.data(), h0.data(), Wh.data(),
@@ -94,7 +94,7 @@ std::tuple<mx::array, mx::array, mx::array> backward(const mx::array& dhs_a,
                                      tp.simdgroup_index_in_threadgroup,
                                      tp.simdgroups_per_threadgroup, tp.threads_per_simdgroup);
           });
-    } else if (d.kernel == "gru_backward_dh0") {
+    } else if (d.name == "gru_backward_dh0") {
       metal_emu::dispatch_threadgroups(
           u3(d.groups), u3(d.threads), opts, [&](const ThreadPos& tp, void* const*) {
             gru_backward_dh0<float>(dgh.data(), Wh.data(), dh_direct.data(), dh0.data(), p,
@@ -103,7 +103,7 @@ std::tuple<mx::array, mx::array, mx::array> backward(const mx::array& dhs_a,
                                     tp.simdgroups_per_threadgroup, tp.threads_per_simdgroup);
           });
     } else {
-      throw std::logic_error("unexpected kernel " + d.kernel);
+      throw std::logic_error("unexpected kernel " + d.name);
     }
   });
   return {to_mx(dgx, {B, T, 3 * H}), to_mx(dgh, {B, T, 3 * H}), to_mx(dh0, {B, H})};
