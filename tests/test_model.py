@@ -9,7 +9,7 @@ import pytest
 from mlx.utils import tree_flatten
 from streaming_check import assert_streaming_matches_offline
 
-from dfnet4 import backbones, dsp
+from dfnet4 import _extension, backbones, dsp
 from dfnet4.model import DfNet4, DfNet4Config
 from dfnet4.summary import BACKBONE_PARTS, parameter_counts, summary
 
@@ -135,6 +135,16 @@ def test_streaming_state_is_needed():
     b, _ = model.step(spec[:, 10:], fresh)  # a new stream: frames 10..20 of the signal
     np.testing.assert_allclose(np.array(a), np.array(whole[:, 8:21]), rtol=0, atol=1e-4 * np.abs(np.array(whole)).max())
     assert not np.allclose(np.array(a[:, 2:]), np.array(b), atol=1e-4)
+
+
+@pytest.mark.skipif(not _extension.available(), reason="dfnet4._ext not built (tools/dev_build.sh)")
+def test_fused_gru_model_matches_reference():
+    spec = noisy_spec(frames=15)
+    ref, _ = small("gru", fused_gru=False)(spec)
+    fused_model = small("gru", fused_gru=True)
+    assert fused_model.enc.emb_gru.core.fused
+    out, _ = fused_model(spec)
+    np.testing.assert_allclose(np.array(out), np.array(ref), rtol=0, atol=1e-5 * np.abs(np.array(ref)).max())
 
 
 def test_bad_input_raises_value_error_naming_the_argument():
