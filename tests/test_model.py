@@ -163,3 +163,21 @@ def test_bad_input_raises_value_error_naming_the_argument():
         model.step(mx.zeros((1, 3, 100, 2)), model.init_state(1))
     with pytest.raises(ValueError, match="x must have shape"):
         model.enc.emb_gru(mx.zeros((1, 3, 7)))
+
+
+@pytest.mark.parametrize("backbone", backbones.names())
+def test_checkpoint_restores_backbone_config_and_weights(backbone, tmp_path):
+    from dfnet4.model import checkpoint
+
+    model = small(backbone, attention_window=8)
+    model.eval()
+    path = tmp_path / "ckpt.safetensors"
+    checkpoint.save(model, path, {"step": "7"})
+    loaded, meta = checkpoint.load(path)
+    loaded.eval()
+    assert loaded.config == model.config and meta == {"step": "7"}
+    spec = noisy_spec(frames=8)
+    np.testing.assert_array_equal(np.array(loaded(spec)[0]), np.array(model(spec)[0]))
+    with pytest.raises(ValueError, match="dfnet4_config"):
+        mx.save_safetensors(str(tmp_path / "bare.safetensors"), {"w": mx.zeros(1)})
+        checkpoint.load(tmp_path / "bare.safetensors")
