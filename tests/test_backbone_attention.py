@@ -82,3 +82,10 @@ def test_positions_matter():
 def test_bad_options_are_value_errors_naming_the_option(opts, word):
     with pytest.raises(ValueError, match=word):
         SqueezedAttention(IN, HIDDEN, IN, linear_groups=2, **{"num_heads": 2, **opts})
+
+
+def test_bad_offset_in_state_is_a_value_error():
+    m = build()
+    _, state = m(mx.zeros((1, 3, IN)))
+    with pytest.raises(ValueError, match=r"state\['offset'\]"):
+        m(mx.zeros((1, 3, IN)), {**state, "offset": 3.0})

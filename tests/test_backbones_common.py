@@ -165,3 +165,9 @@ def test_bad_state_is_a_value_error_naming_state(config):
         m(inputs(batch=3), state)  # state from a batch of 2
     with pytest.raises(ValueError, match="state"):
         m(inputs(), {"wrong": mx.zeros((1,))})
+
+
+def test_empty_sequence_is_a_value_error_naming_x(config):
+    m = build(config)
+    with pytest.raises(ValueError, match="x must have at least one frame"):
+        m(mx.zeros((2, 0, IN)))

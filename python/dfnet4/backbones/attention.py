@@ -94,6 +94,9 @@ class AttentionCore(nn.Module):
             raise ValueError(
                 f"SqueezedAttention: state has {len(state['layers'])} layers, this backbone has {len(self.layers)}"
             )
+        off = state["offset"]
+        if not isinstance(off, mx.array) or off.ndim != 0 or not mx.issubdtype(off.dtype, mx.integer):
+            raise ValueError(f"SqueezedAttention: state['offset'] must be a scalar integer mx.array, got {off!r:.60}")
         head_dim = self.dims // self.num_heads
         for i, c in enumerate(state["layers"]):
             for name in ("k", "v"):
@@ -105,6 +108,8 @@ class AttentionCore(nn.Module):
                     )
 
     def __call__(self, x: mx.array, state: State = None) -> tuple[mx.array, State]:
+        if x.shape[1] < 1:  # same contract as the recurrent backbones
+            raise ValueError(f"SqueezedAttention: x must have at least one frame (time >= 1), got shape {tuple(x.shape)}")
         if state is None:
             caches, offset = [None] * len(self.layers), mx.array(0, dtype=mx.int32)
         else:

@@ -129,6 +129,8 @@ class MambaCore(nn.Module):
                     )
 
     def __call__(self, x: mx.array, state: State = None) -> tuple[mx.array, State]:
+        if x.shape[1] < 1:  # the scan has no step to run; refuse here rather than inside it
+            raise ValueError(f"SqueezedMamba: x must have at least one frame (time >= 1), got shape {tuple(x.shape)}")
         if state is None:
             state = [None] * len(self.layers)
         else:
