@@ -113,6 +113,14 @@ def test_gru_streaming_matches_offline(chunks, warmup):
     assert_streaming_matches_offline(small("gru", warmup_lookahead=warmup), noisy_spec(), chunks)
 
 
+@pytest.mark.parametrize("options", [{}, {"attention_window": 6}])
+@pytest.mark.parametrize("backbone", [n for n in backbones.names() if n != "gru"])
+def test_other_backbones_stream_like_offline(backbone, options):
+    # attention with a window: streaming keeps the same key/value window as the offline mask
+    for chunks in ([1] * 23, [5, 7, 11]):
+        assert_streaming_matches_offline(small(backbone, **options), noisy_spec(), chunks)
+
+
 def test_warmup_lookahead_changes_the_start():
     spec = noisy_spec(frames=60, batch=1)
     a, _ = small("gru")(spec)
