@@ -171,6 +171,19 @@ def test_bad_input_raises_value_error_naming_the_argument():
         model.step(mx.zeros((1, 3, 100, 2)), model.init_state(1))
     with pytest.raises(ValueError, match="x must have shape"):
         model.enc.emb_gru(mx.zeros((1, 3, 7)))
+    with pytest.raises(ValueError, match="feat_erb"):
+        model.enc(mx.zeros((1, 3, 31)), mx.zeros((1, 3, 32, 2)))
+    with pytest.raises(ValueError, match="feat_spec"):
+        model.enc(mx.zeros((1, 3, 32)), mx.zeros((1, 3, 96, 2)))
+
+
+def test_summary_table():
+    from dfnet4 import summary as summary_mod
+
+    table = summary_mod.format_table([summary(small("gru"))])
+    assert "| df_dec.df_gru |" in table and "**total**" in table
+    total = sum(v.size for _, v in tree_flatten(small("gru").trainable_parameters()))
+    assert f"**{total:,}**" in table
 
 
 @pytest.mark.parametrize("backbone", backbones.names())
