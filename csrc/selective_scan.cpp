@@ -141,22 +141,13 @@ std::vector<mx::array> SelectiveScan::vjp(const std::vector<mx::array>& primals,
   auto shapes = prim->output_shapes(inputs);
   auto grads = mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(shapes.size(), dtype),
                                       prim, inputs);
-  // Output order: du, ddelta, dA_part, dB_part, dC_part, dh0, [dz], [dD_part], [dbias_part].
-  int next = 6;
-  const int dz = (flags_ & dfk::kScanHasZ) ? next++ : -1;
-  const int dD = (flags_ & dfk::kScanHasD) ? next++ : -1;
-  const int dbias = (flags_ & dfk::kScanHasBias) ? next++ : -1;
-
+  const SelectiveScanGrad::Outputs out_at(flags_);
   std::vector<mx::array> result;
   for (int arg : argnums) {
-    if (arg == 0) result.push_back(grads[0]);
-    else if (arg == 1) result.push_back(grads[1]);
-    else if (arg == 2) result.push_back(mx::sum(grads[2], 0, false, s));
-    else if (arg == 3) result.push_back(mx::sum(grads[3], 1, false, s));
-    else if (arg == 4) result.push_back(mx::sum(grads[4], 1, false, s));
-    else if (arg == at.D) result.push_back(mx::sum(grads[dD], 0, false, s));
-    else if (arg == at.z) result.push_back(grads[dz]);
-    else if (arg == at.bias) result.push_back(mx::sum(grads[dbias], 0, false, s));
+    if (arg >= 0 && arg <= 4) result.push_back(grads[arg]);  // du, ddelta, dA, dB, dC
+    else if (arg == at.D) result.push_back(grads[out_at.dD]);
+    else if (arg == at.z) result.push_back(grads[out_at.dz]);
+    else if (arg == at.bias) result.push_back(grads[out_at.dbias]);
     else if (arg == at.h0) result.push_back(grads[5]);
     else throw std::logic_error("SelectiveScan::vjp: unknown argument index");
   }
@@ -179,17 +170,34 @@ std::pair<std::vector<mx::array>, std::vector<int>> SelectiveScan::vmap(const st
 
 // ---- backward primitive -----------------------------------------------------------------------------
 
+SelectiveScanGrad::Outputs::Outputs(int flags) {
+  int next = 6;
+  if (flags & dfk::kScanHasZ) dz = next++;
+  if (flags & dfk::kScanHasD) dD = next++;
+  if (flags & dfk::kScanHasBias) dbias = next++;
+}
+
 std::vector<mx::Shape> SelectiveScanGrad::output_shapes(const std::vector<mx::array>& inputs) {
   const auto& u = inputs[0];
   const auto& A = inputs[2];
   const int b = u.shape(0), l = u.shape(1), d = u.shape(2), n = A.shape(1);
-  const int blocks = ceil_div(d, dfk::kScanBlock);
-  std::vector<mx::Shape> shapes = {u.shape(), u.shape(), {b, d, n}, {b, blocks, l, n},
-                                   {b, blocks, l, n}, {b, d, n}};
+  std::vector<mx::Shape> shapes = {u.shape(), u.shape(), {d, n}, {b, l, n}, {b, l, n}, {b, d, n}};
   if (flags_ & dfk::kScanHasZ) shapes.push_back(u.shape());
-  if (flags_ & dfk::kScanHasD) shapes.push_back({b, d});
-  if (flags_ & dfk::kScanHasBias) shapes.push_back({b, d});
+  if (flags_ & dfk::kScanHasD) shapes.push_back({d});
+  if (flags_ & dfk::kScanHasBias) shapes.push_back({d});
   return shapes;
+}
+
+std::vector<mx::array> scan_grad_partials(const dfk::ScanParams& p, mx::Dtype dtype) {
+  const int b = p.batch, l = p.length, d = p.channels, n = p.state, blocks = p.n_blocks;
+  std::vector<mx::array> parts;
+  for (mx::Shape shape : std::vector<mx::Shape>{{b, d, n}, {b, blocks, l, n}, {b, blocks, l, n}}) {
+    parts.emplace_back(shape, dtype, nullptr, std::vector<mx::array>{});
+  }
+  if (p.flags & dfk::kScanHasD) parts.emplace_back(mx::Shape{b, d}, dtype, nullptr, std::vector<mx::array>{});
+  if (p.flags & dfk::kScanHasBias) parts.emplace_back(mx::Shape{b, d}, dtype, nullptr, std::vector<mx::array>{});
+  for (auto& a : parts) alloc(a);
+  return parts;
 }
 
 bool SelectiveScanGrad::is_equivalent(const mx::Primitive& other) const {
@@ -202,11 +210,13 @@ void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
   for (auto& o : outputs) alloc(o);
   const auto p = scan_params(inputs[0], inputs[2], flags_);
   const ScanInputs at(flags_, /*with_h0=*/false);
+  const Outputs out_at(flags_);
   const int ckpt = at.next, dout = at.next + 1, dlast = at.next + 2;
-  int next = 6;
-  const int dz = (flags_ & dfk::kScanHasZ) ? next++ : -1;
-  const int dD = (flags_ & dfk::kScanHasD) ? next++ : -1;
-  const int dbias = (flags_ & dfk::kScanHasBias) ? next++ : -1;
+  // Partials: dA (batch, channels, state), dB and dC (batch, blocks, time, state), then dD and
+  // dbias (batch, channels) when present; temporaries held until the dispatched task has run.
+  auto parts = scan_grad_partials(p, inputs[0].dtype());
+  const int part_dD = (flags_ & dfk::kScanHasD) ? 3 : -1;
+  const int part_dbias = (flags_ & dfk::kScanHasBias) ? (part_dD >= 0 ? 4 : 3) : -1;
   auto& enc = mx::cpu::get_command_encoder(stream());
   for (const auto& a : inputs) enc.set_input_array(a);
   for (auto& o : outputs) enc.set_output_array(o);
@@ -214,13 +224,31 @@ void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
   auto launch = [&](auto zero) {
     using T = decltype(zero);
     auto out_ptr = [&](int idx) { return idx >= 0 ? outputs[idx].data<T>() : nullptr; };
+    auto part_ptr = [&](int idx) { return idx >= 0 ? parts[idx].data<T>() : nullptr; };
     scan_cpu::BackwardBuffers<T> g{
         ptr<T>(inputs[0]), ptr<T>(inputs[1]), ptr<T>(inputs[2]), ptr<T>(inputs[3]),
         ptr<T>(inputs[4]), opt_ptr<T>(inputs, at.D), opt_ptr<T>(inputs, at.z),
         opt_ptr<T>(inputs, at.bias), ptr<T>(inputs[ckpt]), ptr<T>(inputs[dout]),
-        ptr<T>(inputs[dlast]), out_ptr(0), out_ptr(1), out_ptr(dz), out_ptr(2), out_ptr(3),
-        out_ptr(4), out_ptr(dD), out_ptr(dbias), out_ptr(5)};
-    enc.dispatch([p, g]() { scan_cpu::backward(p, g); });
+        ptr<T>(inputs[dlast]), out_ptr(0), out_ptr(1), out_ptr(out_at.dz), part_ptr(0),
+        part_ptr(1), part_ptr(2), part_ptr(part_dD), part_ptr(part_dbias), out_ptr(5)};
+    struct Fold {
+      const T* src;
+      T* dst;
+      int outer, count;
+      long inner;
+    };
+    std::vector<Fold> folds = {
+        {part_ptr(0), out_ptr(2), 1, p.batch, long(p.channels) * p.state},
+        {part_ptr(1), out_ptr(3), p.batch, p.n_blocks, long(p.length) * p.state},
+        {part_ptr(2), out_ptr(4), p.batch, p.n_blocks, long(p.length) * p.state}};
+    if (part_dD >= 0) folds.push_back({part_ptr(part_dD), out_ptr(out_at.dD), 1, p.batch, p.channels});
+    if (part_dbias >= 0) {
+      folds.push_back({part_ptr(part_dbias), out_ptr(out_at.dbias), 1, p.batch, p.channels});
+    }
+    enc.dispatch([p, g, folds = std::move(folds)]() {
+      scan_cpu::backward(p, g);
+      for (const auto& f : folds) scan_cpu::sum_partials(f.src, f.dst, f.outer, f.count, f.inner);
+    });
   };
   if (inputs[0].dtype() == mx::float64) {
     launch(double(0));
@@ -229,6 +257,7 @@ void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
   } else {
     throw std::runtime_error("SelectiveScanGrad: inputs must be float32 or float64");
   }
+  enc.add_temporaries(std::move(parts));
 }
 
 std::vector<mx::array> SelectiveScanGrad::vjp(const std::vector<mx::array>&, const std::vector<mx::array>&,

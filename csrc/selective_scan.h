@@ -50,10 +50,10 @@ class SelectiveScan : public mx::Primitive {
 };
 
 // Inputs: u, delta, A, B, C, then D, z, bias when flagged, then checkpoints, dout, dlast.
-// Outputs: du, ddelta, dA_part (batch, channels, state), dB_part and dC_part
-//          (batch, channel blocks, time, state), dh0 (batch, channels, state),
-//          then dz (batch, time, channels), dD_part and dbias_part (batch, channels) when flagged.
-// The partials are summed by MLX ops in SelectiveScan::vjp.
+// Outputs: du, ddelta, dA, dB, dC, dh0, then dz, dD, dbias when flagged (each shaped like its
+// primal). The kernel writes per-block/per-batch partials of dA, dB, dC, dD, dbias into temporaries
+// that a second pass folds (done here rather than with mx.sum, which crashes under
+// mx.compile(shapeless=True) when a summed axis turns to size 1 in MLX 0.32.4).
 class SelectiveScanGrad : public mx::Primitive {
  public:
   SelectiveScanGrad(mx::Stream stream, int flags) : mx::Primitive(stream), flags_(flags) {}
@@ -72,9 +72,19 @@ class SelectiveScanGrad : public mx::Primitive {
   const char* name() const override { return "SelectiveScanGrad"; }
   bool is_equivalent(const mx::Primitive& other) const override;
 
+  // Output positions of the optional gradients (-1 when absent).
+  struct Outputs {
+    int dz = -1, dD = -1, dbias = -1;
+    explicit Outputs(int flags);
+  };
+
  private:
   int flags_;
 };
+
+// Allocated partial buffers of the backward kernel, in the order dA (batch, channels, state),
+// dB, dC (batch, channel blocks, time, state), then dD, dbias (batch, channels) when flagged.
+std::vector<mx::array> scan_grad_partials(const dfk::ScanParams& p, mx::Dtype dtype);
 
 // The op: checks shapes/dtypes (std::invalid_argument, i.e. ValueError in Python), makes the
 // inputs contiguous and returns {out, last_state}. All arrays must share one floating dtype

@@ -78,7 +78,26 @@ void backward_any(const dfk::ScanParams& p, const BackwardBuffers<T>& g) {
   return run_backward<T, dfk::kScanMaxState, 0>(p, g);
 }
 
+template <typename T>
+DFNET4_SCAN_CLONES void sum_range(const T* src, T* dst, int count, long inner, long begin, long end) {
+  for (long e = begin; e < end; ++e) dfk::scan_sum_partials<T>(src, dst, count, inner, e / inner, e % inner);
+}
+
+template <typename T>
+void sum_any(const T* src, T* dst, int outer, int count, long inner) {
+  parallel_for(static_cast<long>(outer) * inner, [&](long begin, long end, int) {
+    sum_range<T>(src, dst, count, inner, begin, end);
+  });
+}
+
 }  // namespace
+
+void sum_partials(const float* src, float* dst, int outer, int count, long inner) {
+  sum_any(src, dst, outer, count, inner);
+}
+void sum_partials(const double* src, double* dst, int outer, int count, long inner) {
+  sum_any(src, dst, outer, count, inner);
+}
 
 void forward(const dfk::ScanParams& p, const ForwardBuffers<float>& f) { forward_any(p, f); }
 void forward(const dfk::ScanParams& p, const ForwardBuffers<double>& f) { forward_any(p, f); }

@@ -24,4 +24,8 @@ void forward(const dfk::ScanParams& p, const ForwardBuffers<double>& buf);
 void backward(const dfk::ScanParams& p, const BackwardBuffers<float>& buf);
 void backward(const dfk::ScanParams& p, const BackwardBuffers<double>& buf);
 
+// dst[o, j] = sum_k src[o, k, j] for o < outer, k < count, j < inner (dfk::scan_sum_partials).
+void sum_partials(const float* src, float* dst, int outer, int count, long inner);
+void sum_partials(const double* src, double* dst, int outer, int count, long inner);
+
 }  // namespace dfnet4::scan_cpu

@@ -51,6 +51,27 @@ inline unsigned long backward_scratch_elements(const dfk::ScanParams& p) {
   return (unsigned long)dfk::kScanChunk * variant(p.state).max_state * g.x * g.y;
 }
 
+// After the backward kernel, the partials are folded into the gradients by one dispatch each of
+// the sum kernel, in this order: dA, dB, dC, then dD and dbias when present.
+// dst[o, j] = sum_k src[o, k, j]: grid (inner, outer), one thread per output element.
+struct SumPlan {
+  int outer, count;
+  long inner;
+};
+enum SumTarget { kSumDA, kSumDB, kSumDC, kSumDD, kSumDbias, kSumTargets };
+inline SumPlan sum_plan(const dfk::ScanParams& p, int target) {
+  switch (target) {
+    case kSumDA: return {1, p.batch, (long)p.channels * p.state};
+    case kSumDB:
+    case kSumDC: return {p.batch, p.n_blocks, (long)p.length * p.state};
+    default: return {1, p.batch, (long)p.channels};  // dD, dbias
+  }
+}
+inline const char* sum_kernel() { return "dfnet4_selective_scan_sum_f32"; }
+inline Size3 sum_grid(const SumPlan& s) { return {(unsigned long)s.inner, (unsigned long)s.outer, 1}; }
+inline Size3 sum_group(const SumPlan&) { return {64, 1, 1}; }
+enum SumBuffer { kSumSrc, kSumDst, kSumCount, kSumInner };
+
 // Buffer indices of the kernels (metal/selective_scan.metal).
 enum ForwardBuffer {
   kFwdU, kFwdDelta, kFwdA, kFwdB, kFwdC, kFwdD, kFwdZ, kFwdBias, kFwdH0,

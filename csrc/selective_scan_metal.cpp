@@ -78,26 +78,24 @@ void SelectiveScanGrad::eval_gpu(const std::vector<mx::array>& inputs,
   for (auto& o : outputs) o.set_data(mx::allocator::malloc(o.nbytes()));
   const auto p = scan_params(inputs[0], inputs[2], flags_);
   const ScanInputs at(flags_, /*with_h0=*/false);
-  int next = 6;
-  const int dz = (flags_ & dfk::kScanHasZ) ? next++ : -1;
-  const int dD = (flags_ & dfk::kScanHasD) ? next++ : -1;
-  const int dbias = (flags_ & dfk::kScanHasBias) ? next++ : -1;
+  const Outputs out_at(flags_);
 
   auto& s = stream();
   auto& d = mx::metal::device(s.device);
   auto& enc = mx::metal::get_command_encoder(s);
-  // Recompute scratch (sah, sa): small (kScanChunk steps), freed when the command buffer is done.
+  auto* lib = d.get_library("dfnet4", library_dir());
+  // Recompute scratch (sah, sa) and the partial sums; freed when the command buffer completes.
   const auto n_scratch = static_cast<int>(backward_scratch_elements(p));
   mx::array sah({n_scratch}, mx::float32, nullptr, {});
   mx::array sa({n_scratch}, mx::float32, nullptr, {});
   sah.set_data(mx::allocator::malloc(sah.nbytes()));
   sa.set_data(mx::allocator::malloc(sa.nbytes()));
-  enc.add_temporary(sah);
-  enc.add_temporary(sa);
+  auto parts = scan_grad_partials(p, mx::float32);
+  const int part_dD = (flags_ & dfk::kScanHasD) ? 3 : -1;
+  const int part_dbias = (flags_ & dfk::kScanHasBias) ? (part_dD >= 0 ? 4 : 3) : -1;
 
-  auto* lib = d.get_library("dfnet4", library_dir());
-  auto* kernel = d.get_kernel(backward_kernel(p.state), lib);
-  enc.set_compute_pipeline_state(kernel);
+  // 1. The backward kernel.
+  enc.set_compute_pipeline_state(d.get_kernel(backward_kernel(p.state), lib));
   for (int i = 0; i < 5; ++i) enc.set_input_array(inputs[i], i);
   enc.set_input_array(at.D >= 0 ? inputs[at.D] : inputs[0], kBwdD);
   enc.set_input_array(at.z >= 0 ? inputs[at.z] : inputs[0], kBwdZ);
@@ -108,17 +106,37 @@ void SelectiveScanGrad::eval_gpu(const std::vector<mx::array>& inputs,
   enc.set_output_array(outputs[0], kBwdDu);
   enc.set_output_array(outputs[1], kBwdDdelta);
   // Absent optional outputs: bind the scratch; the kernel never writes them (flags).
-  enc.set_output_array(dz >= 0 ? outputs[dz] : sa, kBwdDz);
-  enc.set_output_array(outputs[2], kBwdDA);
-  enc.set_output_array(outputs[3], kBwdDB);
-  enc.set_output_array(outputs[4], kBwdDC);
-  enc.set_output_array(dD >= 0 ? outputs[dD] : sa, kBwdDD);
-  enc.set_output_array(dbias >= 0 ? outputs[dbias] : sa, kBwdDbias);
+  enc.set_output_array(out_at.dz >= 0 ? outputs[out_at.dz] : sa, kBwdDz);
+  enc.set_output_array(parts[0], kBwdDA);
+  enc.set_output_array(parts[1], kBwdDB);
+  enc.set_output_array(parts[2], kBwdDC);
+  enc.set_output_array(part_dD >= 0 ? parts[part_dD] : sa, kBwdDD);
+  enc.set_output_array(part_dbias >= 0 ? parts[part_dbias] : sa, kBwdDbias);
   enc.set_output_array(outputs[5], kBwdDh0);
   enc.set_output_array(sah, kBwdSah);
   enc.set_output_array(sa, kBwdSa);
   enc.set_bytes(p, kBwdParams);
   enc.dispatch_threads(mtl(backward_grid(p)), mtl(backward_group(p)));
+
+  // 2. Fold the partials, in the plan's order (MLX orders the dispatches by their buffers).
+  std::vector<std::pair<int, int>> folds = {{0, 2}, {1, 3}, {2, 4}};  // (partial, output)
+  std::vector<int> targets = {kSumDA, kSumDB, kSumDC};
+  if (part_dD >= 0) { folds.push_back({part_dD, out_at.dD}); targets.push_back(kSumDD); }
+  if (part_dbias >= 0) { folds.push_back({part_dbias, out_at.dbias}); targets.push_back(kSumDbias); }
+  auto* sum = d.get_kernel(sum_kernel(), lib);
+  for (size_t f = 0; f < folds.size(); ++f) {
+    const SumPlan plan = sum_plan(p, targets[f]);
+    const int count = plan.count, inner = static_cast<int>(plan.inner);
+    enc.set_compute_pipeline_state(sum);
+    enc.set_input_array(parts[folds[f].first], kSumSrc);
+    enc.set_output_array(outputs[folds[f].second], kSumDst);
+    enc.set_bytes(count, kSumCount);
+    enc.set_bytes(inner, kSumInner);
+    enc.dispatch_threads(mtl(sum_grid(plan)), mtl(sum_group(plan)));
+  }
+  enc.add_temporary(sah);
+  enc.add_temporary(sa);
+  enc.add_temporaries(std::move(parts));
 }
 
 #else  // no Metal in this build

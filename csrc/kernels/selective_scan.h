@@ -374,4 +374,14 @@ DFK_SCAN_INLINE void scan_backward_channel(
   }
 }
 
+// dst[o, j] = sum over k < count of src[o, k, j], k in order: folds the backward's partials
+// (dB, dC over channel blocks; dA, dD, dbias over batch) into the gradients. One thread per (j, o).
+template <typename T>
+DFK_SCAN_INLINE void scan_sum_partials(const DF_DEVICE T* DFK_RESTRICT src, DF_DEVICE T* DFK_RESTRICT dst,
+                                       int count, long inner, long o, long j) {
+  T s = T(0);
+  for (int k = 0; k < count; ++k) s += src[(o * count + k) * inner + j];
+  dst[o * inner + j] = s;
+}
+
 }  // namespace dfk
