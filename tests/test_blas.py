@@ -337,3 +337,30 @@ def test_non_linux_loads_nothing():
         print(status, dfnet4._blas._shim_in_global_scope())
     """)
     assert done.stdout.split() == ["unsupported", "False"]
+
+
+@LINUX_ONLY
+def test_set_threads_changes_openblas_threads():
+    done = run_python("""
+        import dfnet4
+        for threads in (2, 1):
+            dfnet4._blas.set_threads(threads)
+            print(dfnet4.blas_info(measure=False)["openblas_threads"])
+        try:
+            dfnet4._blas.set_threads(0)
+        except ValueError as exc:
+            print(exc)
+    """)
+    assert done.stdout.splitlines() == ["2", "1", "set_threads: threads must be an int >= 1, got 0"]
+
+
+@LINUX_ONLY
+def test_set_threads_refuses_without_the_shim():
+    done = run_python("""
+        import dfnet4
+        try:
+            dfnet4._blas.set_threads(1)
+        except RuntimeError as exc:
+            print(exc)
+    """, env={_blas.ENV_CHOICE: "reference"})
+    assert "not using dfnet4's OpenBLAS shim (status 'disabled'" in done.stdout

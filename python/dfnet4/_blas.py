@@ -171,6 +171,17 @@ def _openblas_details() -> dict:
             "openblas_threads": int(process.dfnet4_blas_shim_openblas_threads())}
 
 
+def set_threads(threads: int) -> None:
+    """Set how many threads OpenBLAS uses for MLX's matmuls (default: OPENBLAS_NUM_THREADS, else
+    every core). One thread is faster on a busy machine: OpenBLAS's workers spin while waiting."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"set_threads: threads must be an int >= 1, got {threads!r}")
+    if not _shim_in_global_scope():
+        raise RuntimeError(
+            f"set_threads: MLX is not using dfnet4's OpenBLAS shim (status {load()!r}: {_reason})")
+    ctypes.CDLL(None).dfnet4_blas_shim_set_openblas_threads(ctypes.c_int(threads))
+
+
 def report(measure: bool = True, size: int = 512) -> dict:
     """Which BLAS MLX's CPU matmuls run on in this process, measured:
     - "blas": "openblas" | "reference" | "accelerate" | "other" | "unknown", from the library
