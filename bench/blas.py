@@ -2,8 +2,9 @@
 
 Each configuration runs in its own subprocess (the BLAS libmlx uses is fixed when mlx.core is
 first imported): the reference BLAS bundled with mlx-cpu (DFNET4_BLAS=reference), OpenBLAS through
-the shim with OpenBLAS's default thread count, and OpenBLAS with one thread. Configurations are
-interleaved over --rounds and the best time per cell is kept, so background load hits all alike.
+the shim with dfnet4's default of one thread, and OpenBLAS with one thread per core.
+Configurations are interleaved over --rounds and the best time per cell is kept, so background
+load hits all alike.
 
 Measures MLX float32/float64/complex64 matmul GFLOP/s and the forward+backward time of the gru
 and attention backbones (batch 8, 500 frames, 256 features). Prints a markdown table and writes
@@ -26,8 +27,8 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = {
     "reference": {"DFNET4_BLAS": "reference"},
-    "openblas": {},
-    "openblas-1thread": {"OPENBLAS_NUM_THREADS": "1"},
+    "openblas": {},  # dfnet4's default: one OpenBLAS thread
+    f"openblas-{os.cpu_count()}threads": {"OPENBLAS_NUM_THREADS": str(os.cpu_count())},
 }
 BATCH, FRAMES, FEATURES = 8, 500, 256
 

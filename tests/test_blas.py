@@ -28,7 +28,8 @@ PACKAGE_PARENT = Path(dfnet4.__file__).resolve().parent.parent
 def run_python(code: str, env: dict | None = None, pythonpath: Path = PACKAGE_PARENT):
     """Run `code` in a fresh interpreter that imports dfnet4 from `pythonpath`."""
     full_env = {k: v for k, v in os.environ.items()
-                if k not in (_blas.ENV_CHOICE, _blas.ENV_REEXEC, "LD_PRELOAD")}
+                if k not in (_blas.ENV_CHOICE, _blas.ENV_REEXEC, "LD_PRELOAD",
+                             "OPENBLAS_NUM_THREADS")}
     full_env["PYTHONPATH"] = str(pythonpath)
     full_env.update(env or {})
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
@@ -364,3 +365,11 @@ def test_set_threads_refuses_without_the_shim():
             print(exc)
     """, env={_blas.ENV_CHOICE: "reference"})
     assert "not using dfnet4's OpenBLAS shim (status 'disabled'" in done.stdout
+
+
+@LINUX_ONLY
+@pytest.mark.parametrize("env, threads", [({}, _blas.DEFAULT_THREADS),
+                                          ({"OPENBLAS_NUM_THREADS": "2"}, 2)])
+def test_thread_default_unless_openblas_num_threads_is_set(env, threads):
+    done = run_python(REPORT, env=env)
+    assert json.loads(done.stdout)["openblas_threads"] == threads
