@@ -6,9 +6,9 @@ the shim with dfnet4's default of one thread, and OpenBLAS with one thread per c
 Configurations are interleaved over --rounds and the best time per cell is kept, so background
 load hits all alike.
 
-Measures MLX float32/float64/complex64 matmul GFLOP/s and the forward+backward time of the gru
-and attention backbones (batch 8, 500 frames, 256 features). Prints a markdown table and writes
-bench/results/blas.md and bench/results/blas.json.
+Measures MLX float32/float64/complex64 matmul GFLOP/s, the forward+backward time of the gru
+and attention backbones (batch 8, 500 frames, 256 features) and of the whole DfNet4 model.
+Prints a markdown table and writes bench/results/blas.md and bench/results/blas.json.
 
     PYTHONPATH=python python bench/blas.py [--rounds 2] [--quick]
 """
@@ -128,6 +128,21 @@ def forward_backward_seconds(mx, nn, model, repeats: int) -> float:
     return best_time(lambda: mx.eval(step(x)), repeats)
 
 
+def model_seconds(mx, nn, backbone: str) -> float:
+    """Whole DfNet4 forward+backward on a random spectrum (batch 2, 100 frames = 1 s of audio)."""
+    from dfnet4.model import DfNet4, DfNet4Config
+
+    model = DfNet4(DfNet4Config(backbone=backbone))
+    spec = mx.random.normal((2, 100, 481, 2), key=mx.random.key(3))
+
+    def loss(spec):
+        enhanced, _ = model(spec)
+        return (enhanced * enhanced).mean()
+
+    step = nn.value_and_grad(model, loss)
+    return best_time(lambda: mx.eval(step(spec)), 1)
+
+
 def child(quick: bool) -> dict:
     import dfnet4  # loads the shim unless DFNET4_BLAS=reference
 
@@ -148,6 +163,13 @@ def child(quick: bool) -> dict:
         out["what"][key] = what
         if model is not None:
             out["cells"][key] = 1e3 * forward_backward_seconds(mx, nn, model, max(1, repeats - 1))
+    for backbone in ("gru", "attention"):
+        key = f"DfNet4 ({backbone}) fwd+bwd, batch 2 x 100 frames (ms)"
+        try:
+            out["cells"][key] = 1e3 * model_seconds(mx, nn, backbone)
+            out["what"][key] = f"dfnet4.model.DfNet4(DfNet4Config(backbone={backbone!r}))"
+        except ImportError as exc:  # the model lives on another branch until merged
+            out["what"][key] = f"unavailable ({exc})"
     return out
 
 
