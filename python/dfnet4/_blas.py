@@ -226,7 +226,9 @@ def _summary(info: dict) -> str:
              "accelerate": "Accelerate", "other": "other BLAS", "unknown": "unknown BLAS"}
     text = f"MLX BLAS: {names[info['blas']]}"
     if info.get("openblas_config"):
-        text += f" [{info['openblas_config']}; {info['openblas_threads']} threads; dfnet4 shim]"
+        threads = info["openblas_threads"]
+        text += (f" [{info['openblas_config']}; {threads} thread{'s' * (threads != 1)}; "
+                 "dfnet4 shim]")
     elif info["library"] and info["blas"] != "reference":
         text += f" [{info['library']}]"
     if info["shim"] not in ("loaded", "preloaded"):
