@@ -72,6 +72,8 @@ class Trainer:
         self.interrupt_at_step = interrupt_at_step
         self.stop_signal: int | None = None
         self.out = Path(cfg.train.out)
+        c = cfg.train.compile
+        self.compiled = (mx.default_device().type == mx.gpu) if c == "auto" else bool(c)
         self.ckpt_dir = self.out / "checkpoints"
 
     # ---------------------------------------------------------------- setup
@@ -128,13 +130,20 @@ class Trainer:
         self.log(f"dfnet4: resumed from {path} (step {self.step}, epoch {self.epoch}, batch {self.batch})")
 
     # ---------------------------------------------------------------- compute
-    def _loss_fn(self, model, clean, noisy):
-        from dfnet4.dsp import istft, stft
+    def _forward(self, model, clean, noisy):
+        """Spectra of both signals at the model's STFT size, the model, and the loss."""
+        from dfnet4 import dsp
 
-        clean_spec, noisy_spec = stft(clean), stft(noisy)
+        n, hop = model.config.fft_size, model.config.hop_size
+        clean_spec, noisy_spec = dsp.stft(clean, n, hop), dsp.stft(noisy, n, hop)
         enh_spec, aux = model(noisy_spec)
-        enh_audio = istft(enh_spec, clean.shape[-1])
-        return total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean, aux.get("lsnr"), self.cfg.loss)
+        enh_audio = dsp.istft(enh_spec, clean.shape[-1], n, hop)
+        loss, parts = total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean, aux.get("lsnr"), self.cfg.loss)
+        return loss, parts, enh_audio
+
+    def _loss_fn(self, model, clean, noisy):
+        loss, parts, _ = self._forward(model, clean, noisy)
+        return loss, parts
 
     def _make_step(self):
         value_and_grad = nn.value_and_grad(self.model, self._loss_fn)
@@ -147,23 +156,18 @@ class Trainer:
             self.optimizer.update(self.model, grads)
             return loss, parts, norm
 
-        if not self.cfg.train.compile:
+        if not self.compiled:
             return step
         state = [self.model.state, self.optimizer.state, mx.random.state]
         return mx.compile(step, inputs=state, outputs=state)
 
     def validate(self) -> dict:
         """Loss and SI-SDR (enhanced and noisy input) on the fixed validation set; PESQ/STOI if available."""
-        from dfnet4.dsp import istft, stft
-
         self.model.eval()
         losses, enhanced, cleans, noisys = [], [], [], []
         for clean_np, noisy_np in self.valid:
             clean, noisy = mx.array(clean_np), mx.array(noisy_np)
-            clean_spec, noisy_spec = stft(clean), stft(noisy)
-            enh_spec, aux = self.model(noisy_spec)
-            enh = istft(enh_spec, clean.shape[-1])
-            loss, _ = total_loss(enh_spec, clean_spec, noisy_spec, enh, clean, aux.get("lsnr"), self.cfg.loss)
+            loss, _, enh = self._forward(self.model, clean, noisy)
             mx.eval(loss, enh)
             losses.append(loss.item() * clean.shape[0])
             enhanced.append(np.array(enh))
@@ -239,7 +243,7 @@ class Trainer:
     def _loop(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
         header = runtime_header(cfg.model, self.dist.size)
-        header.update(total_steps=self.total_steps, batches_per_epoch=self.loader.batches_per_epoch,
+        header.update(compiled_step=self.compiled, total_steps=self.total_steps, batches_per_epoch=self.loader.batches_per_epoch,
                       batch_size=t.batch_size, segment_seconds=cfg.data.mix.segment_seconds,
                       parameters=sum(v.size for _, v in tree_flatten(self.model.trainable_parameters())),
                       start_step=self.step, data=str(self.cache.directory))
@@ -251,6 +255,8 @@ class Trainer:
                    unit="step", disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
         losses: list[float] = []
         samples_per_step = t.batch_size * self.dist.size
+        if self.step == 0 and t.validate_at_start:  # the untrained baseline, for the curves
+            self._run_validation()
         while self.step < self.total_steps and self.stop_signal is None:
             epoch_done = False
             for b, clean, noisy in self.loader.iterate(self.epoch, self.batch):
