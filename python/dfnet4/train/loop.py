@@ -46,6 +46,10 @@ def lr_schedule(cfg, total_steps: int):
     return optim.join_schedules([optim.linear_schedule(cfg.lr / warmup, cfg.lr, warmup), decay], [warmup])
 
 
+def step_seed(seed: int, step: int) -> int:
+    return (int(seed) * 1_000_003 + int(step)) % (1 << 63)
+
+
 def open_data(cfg: RunConfig, dist, log) -> AudioCache:
     d = cfg.data
     if d.cache_dir:
@@ -125,7 +129,6 @@ class Trainer:
         self.optimizer.init(self.model.trainable_parameters())  # marks it initialised; keeps loaded values
         self.step = state["step"]
         self.epoch, self.batch = state["data_position"]["epoch"], state["data_position"]["batch"]
-        mx.random.state[0] = mx.array(np.array(state["rng_key"], dtype=np.uint32))
         self.last_valid = state.get("last_valid")
         self.log(f"dfnet4: resumed from {path} (step {self.step}, epoch {self.epoch}, batch {self.batch})")
 
@@ -188,7 +191,10 @@ class Trainer:
         state = {
             "epoch": self.epoch,
             "data_position": {"epoch": self.epoch, "batch": self.batch},
-            "rng_key": np.array(mx.random.state[0]).tolist(),
+            # MLX cannot set an arbitrary RNG key, so the global RNG is re-seeded from (seed, step)
+            # before every step: the key is recorded, the stream is a function of the step.
+            "rng": {"scheme": "reseed(seed, step) before each step", "seed": self.cfg.train.seed,
+                    "key": np.array(mx.random.state[0]).tolist()},
             # the run's [model] table is what resume rebuilds from; the expanded config is for reference
             "model_config": self.cfg.model,
             "model_config_full": self.model.config.to_dict(),
@@ -261,6 +267,7 @@ class Trainer:
             epoch_done = False
             for b, clean, noisy in self.loader.iterate(self.epoch, self.batch):
                 t0 = time.perf_counter()
+                mx.random.seed(step_seed(t.seed, self.step))  # e.g. dropout: same stream after a resume
                 loss, parts, norm = step_fn(mx.array(clean), mx.array(noisy))
                 mx.eval(loss, parts, norm, self.model.state, self.optimizer.state)
                 dt = time.perf_counter() - t0
