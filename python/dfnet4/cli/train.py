@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + int(exc.signum)
     except (ValueError, CheckpointError) as exc:
         return _fail(str(exc))
+    if summary["rank"] != 0:
+        return 0
     v = summary.get("last_valid") or {}
     print(f"{PROG}: done at step {summary['step']}; valid loss {v.get('loss', float('nan')):.4f}, "
           f"SI-SDR {v.get('si_sdr', float('nan')):.2f} dB; outputs in {summary['out']}")

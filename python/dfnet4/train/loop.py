@@ -306,7 +306,7 @@ class Trainer:
         if self.dist.is_main:
             self._plot()
         self.dist.barrier()
-        summary = {"step": self.step, "epoch": self.epoch, "losses": losses, "last_valid": self.last_valid,
+        summary = {"rank": self.dist.rank, "step": self.step, "epoch": self.epoch, "losses": losses, "last_valid": self.last_valid,
                    "out": str(self.out)}
         if self.stop_signal is not None:
             raise TrainingInterrupted(self.stop_signal, self.ckpt_dir / ckpt.checkpoint_name(self.step))
