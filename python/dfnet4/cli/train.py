@@ -121,6 +121,9 @@ def resolve_config(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dfnet4.cli._common import entrypoint_setup
+
+    entrypoint_setup()
     args = build_parser().parse_args(argv)
     try:
         cfg = resolve_config(args)
