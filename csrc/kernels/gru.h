@@ -5,16 +5,9 @@
 // Saved per step for the backward ("gates", last axis 4H): r, z, n, hn.
 #pragma once
 #include "defines.h"
+#include "gru_params.h"
 
 namespace dfk {
-
-// Per-dispatch parameters of the Metal step kernels (also built by the emulated harness).
-struct GruStepParams {
-  int B;  // batch
-  int T;  // time steps
-  int H;  // hidden units
-  int t;  // the step this dispatch computes
-};
 
 // One hidden unit of one step, given the three hidden-to-hidden sums (hn already includes bhn).
 template <typename T>
