@@ -11,6 +11,7 @@
 #include "gru_cpu.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "gru_team.h"
@@ -88,6 +89,45 @@ std::vector<T> pack_forward(const T* Wh, int H, int blocks) {
   return Wp;
 }
 
+// The shared cell body over one block of units, on local arrays. Kept out of line (one copy
+// per ISA): inlined into the big worker loop GCC no longer vectorises it.
+#define DFNET4_GATE_BLOCK_PARAMS(T)                                                              \
+  const T *__restrict gr, const T *__restrict gz, const T *__restrict gn, const T *__restrict sr, \
+      const T *__restrict sz, const T *__restrict hn, const T *__restrict hv, T *__restrict r,    \
+      T *__restrict z, T *__restrict n, T *__restrict h
+#define DFNET4_GATE_BLOCK_BODY(T)                                                                  \
+  for (int u = 0; u < kUnits; ++u) {                                                               \
+    dfk::GruCellOut<T> o = dfk::gru_cell_forward<T>(gr[u], gz[u], gn[u], sr[u], sz[u], hn[u], hv[u]); \
+    r[u] = o.r;                                                                                    \
+    z[u] = o.z;                                                                                    \
+    n[u] = o.n;                                                                                    \
+    h[u] = o.h;                                                                                    \
+  }
+
+template <typename T>
+__attribute__((noinline)) void gate_block_generic(DFNET4_GATE_BLOCK_PARAMS(T)) {
+  DFNET4_GATE_BLOCK_BODY(T)
+}
+#ifdef DFNET4_X86_DISPATCH
+DFNET4_TARGET_AVX2 __attribute__((noinline)) void gate_block_avx2(DFNET4_GATE_BLOCK_PARAMS(float)) {
+  DFNET4_GATE_BLOCK_BODY(float)
+}
+DFNET4_TARGET_AVX512 __attribute__((noinline)) void gate_block_avx512(
+    DFNET4_GATE_BLOCK_PARAMS(float)) {
+  DFNET4_GATE_BLOCK_BODY(float)
+}
+#endif
+
+// VB (the worker's vector width) says which ISA the caller was compiled for.
+template <typename T, int VB>
+DFNET4_ALWAYS_INLINE void gate_block(DFNET4_GATE_BLOCK_PARAMS(T)) {
+#ifdef DFNET4_X86_DISPATCH
+  if constexpr (std::is_same_v<T, float> && VB == 64) return gate_block_avx512(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+  if constexpr (std::is_same_v<T, float> && VB == 32) return gate_block_avx2(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+#endif
+  gate_block_generic<T>(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+}
+
 template <typename T, int BB, int VB>
 DFNET4_ALWAYS_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, int b0) {
   const int H = c.d.H, TT = c.d.T;
@@ -116,14 +156,7 @@ DFNET4_ALWAYS_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, i
       hv[u] = hp[u];
     }
     T r[kUnits], z[kUnits], n[kUnits], h[kUnits];
-    for (int u = 0; u < kUnits; ++u) {
-      dfk::GruCellOut<T> o =
-          dfk::gru_cell_forward<T>(gr[u], gz[u], gn[u], sr[u], sz[u], hn[u], hv[u]);
-      r[u] = o.r;
-      z[u] = o.z;
-      n[u] = o.n;
-      h[u] = o.h;
-    }
+    gate_block<T, VB>(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
     T* out_h = c.hs + row * H + j0;
     T* s = c.gates + row * 4 * H + j0;  // layout of dfk::gru_forward_finish: r, z, n, hn
     for (int u = 0; u < nj; ++u) {
