@@ -11,6 +11,8 @@
 #include "gru_cpu.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -269,12 +271,31 @@ DFNET4_TARGET_AVX512 void backward_worker_avx512(const BackwardCtx<float>& c, St
 template <typename Ctx>
 using WorkerFn = void (*)(const Ctx&, StepBarrier&, int, int);
 
+enum class Isa { Generic, Avx2, Avx512 };
+
+// The best ISA this CPU has, capped by DFNET4_CPU_ISA=generic|avx2 (so tests can run every
+// variant on one machine).
+Isa cpu_isa() {
+  Isa best = Isa::Generic;
+#ifdef DFNET4_X86_DISPATCH
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::Avx2;
+  if (__builtin_cpu_supports("avx512f")) best = Isa::Avx512;
+#endif
+  const char* cap = std::getenv("DFNET4_CPU_ISA");
+  if (cap && std::strcmp(cap, "generic") == 0) return Isa::Generic;
+  if (cap && std::strcmp(cap, "avx2") == 0 && best == Isa::Avx512) return Isa::Avx2;
+  return best;
+}
+
 template <typename T>
 WorkerFn<ForwardCtx<T>> pick_forward() {
 #ifdef DFNET4_X86_DISPATCH
   if constexpr (std::is_same_v<T, float>) {
-    if (__builtin_cpu_supports("avx512f")) return forward_worker_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return forward_worker_avx2;
+    switch (cpu_isa()) {
+      case Isa::Avx512: return forward_worker_avx512;
+      case Isa::Avx2: return forward_worker_avx2;
+      case Isa::Generic: break;
+    }
   }
 #endif
   return forward_worker_generic<T>;
@@ -284,8 +305,11 @@ template <typename T>
 WorkerFn<BackwardCtx<T>> pick_backward() {
 #ifdef DFNET4_X86_DISPATCH
   if constexpr (std::is_same_v<T, float>) {
-    if (__builtin_cpu_supports("avx512f")) return backward_worker_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return backward_worker_avx2;
+    switch (cpu_isa()) {
+      case Isa::Avx512: return backward_worker_avx512;
+      case Isa::Avx2: return backward_worker_avx2;
+      case Isa::Generic: break;
+    }
   }
 #endif
   return backward_worker_generic<T>;
