@@ -37,9 +37,17 @@ class TrainingInterrupted(Exception):
         self.signum, self.checkpoint = signum, checkpoint
 
 
+def effective_warmup(warmup_steps: int, total_steps: int) -> int:
+    """The warm-up actually used: a warm-up longer than half the run (e.g. the default 100 steps in a
+    30-step run) would leave no time at the peak rate, so it is cut to a tenth of the run."""
+    if warmup_steps > total_steps // 2:
+        return total_steps // 10
+    return warmup_steps
+
+
 def lr_schedule(cfg, total_steps: int):
     """Linear warm-up from lr/warmup to lr, then cosine decay to min_lr at the last step."""
-    warmup = min(cfg.warmup_steps, max(0, total_steps - 1))
+    warmup = effective_warmup(cfg.warmup_steps, total_steps)
     decay = optim.cosine_decay(cfg.lr, max(1, total_steps - warmup), end=min(cfg.min_lr, cfg.lr))
     if warmup == 0:
         return decay
@@ -107,6 +115,10 @@ class Trainer:
                                   self.dist.size, cfg.data.prefetch)
         bpe = self.loader.batches_per_epoch
         self.total_steps = t.steps if t.steps > 0 else t.epochs * bpe
+        warmup = effective_warmup(t.warmup_steps, self.total_steps)
+        if warmup != t.warmup_steps:
+            self.log(f"dfnet4: warm-up of {t.warmup_steps} steps is over half of this {self.total_steps}-step run; "
+                     f"using {warmup} steps")
         self.optimizer = optim.AdamW(learning_rate=lr_schedule(t, self.total_steps), weight_decay=t.weight_decay)
         self.optimizer.init(self.model.trainable_parameters())
         self.step, self.epoch, self.batch = 0, 0, 0
