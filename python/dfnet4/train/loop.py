@@ -132,7 +132,10 @@ class Trainer:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.toml").write_text(cfg.to_toml())
-            self.metrics.truncate_after(self.step)
+            if resume_from is not None:
+                self.metrics.truncate_after(self.step)  # records after the checkpoint are recomputed
+            elif self.metrics.path.is_file():
+                self.metrics.path.unlink()  # a fresh run (an earlier attempt never checkpointed)
 
     def _restore(self, path: Path, state: dict) -> None:
         params, opt_state = ckpt.load_arrays(path)
