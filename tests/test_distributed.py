@@ -99,6 +99,9 @@ def test_two_process_ring_run_averages_gradients(tmp_path, tmp_path_factory):
     # float32 reductions run in a different order (ring all_sum vs a Python sum), so equal up to
     # rounding; 1e-4 relative is far below the 2-30 % step-to-step changes a wrong average causes
     np.testing.assert_allclose([r["loss"] for r in train], ref_losses, rtol=1e-4)
+    # Weights: Adam moves every element by up to ~lr per step whatever the gradient's size, so an
+    # element whose gradient is at float32 rounding level may differ by O(lr) after a rounding
+    # difference; nearly all elements must agree closely, and every one within lr * steps.
     dist_params = dict(tree_flatten(ckpt.load_arrays(path)[0]))
-    for k, v in ref_params.items():
-        np.testing.assert_allclose(np.array(dist_params[k]), np.array(v), rtol=1e-3, atol=1e-5, err_msg=k)
+    diffs = np.concatenate([np.abs(np.array(dist_params[k]) - np.array(v)).ravel() for k, v in ref_params.items()])
+    assert np.mean(diffs < 1e-5) > 0.99 and diffs.max() < cfg.train.lr * steps

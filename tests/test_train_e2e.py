@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 import math
 
+import mlx.core as mx
+import mlx.nn as nn
 import pytest
 
 from _train_helpers import read_metrics, tiny_config
 from dfnet4 import _extension
+from dfnet4.model import DfNet4Config
 from dfnet4.train import checkpoint as ckpt
 from dfnet4.train.loop import Trainer
 
@@ -42,17 +45,38 @@ def test_short_run_lowers_the_validation_loss(backbone, tmp_path, tmp_path_facto
     assert json.loads((out / "summary.json").read_text())["step"] == 12
 
 
-def test_compiled_step_matches_the_eager_step(tmp_path, tmp_path_factory):
-    """mx.compile with model/optimizer/RNG state as inputs and outputs: the same losses as eager
-    execution, step after step (so the state really flows through the compiled function). Fusion
-    only reorders float32 rounding: 1e-5 relative (observed ~3e-7). The first run on a machine
-    spends a while in MLX's CPU kernel JIT (cached afterwards in $TMPDIR/mlx)."""
+class _MaskModel(nn.Module):
+    """A very small spectral-mask model with DfNet4's call contract, for the compile test only:
+    MLX's CPU backend JIT-compiles every fused kernel of a compiled graph with the C++ compiler
+    (over two minutes for the real DfNet4 on a 2-core CI machine), so this test checks the train
+    step's compile machinery on a graph with few kernels. (Checked by hand for the real DfNet4:
+    compiled and eager losses agreed to 3e-7.)"""
+
+    def __init__(self):
+        super().__init__()
+        self.config = DfNet4Config(backbone="attention")
+        self.proj = nn.Linear(481, 481)
+
+    def __call__(self, spec):
+        mask = mx.sigmoid(self.proj(mx.log10(mx.sum(spec * spec, -1) + 1e-8)))
+        return spec * mask[..., None], {"lsnr": mx.zeros(spec.shape[:2]), "erb_mask": mask[..., :32]}
+
+
+def test_compiled_step_matches_the_eager_step(tmp_path, tmp_path_factory, monkeypatch):
+    """mx.compile with model/optimizer/RNG state as inputs and outputs gives the eager losses step
+    after step (so the state really flows through the compiled function). Fusion only reorders
+    float32 rounding: 1e-5 relative."""
+    from dfnet4.train import loop
+
+    monkeypatch.setattr(loop, "build_model", lambda cfg: _MaskModel())
     data = tmp_path_factory.getbasetemp() / "builtin"
     runs = {}
     for compiled in (False, True):
         out = tmp_path / f"c{int(compiled)}"
-        runs[compiled] = Trainer(tiny_config(out, data, steps=3, compile=compiled, validate_at_start=False),
-                                 progress=False).run()
+        mx.random.seed(0)
+        cfg = tiny_config(out, data, steps=3, compile=compiled, validate_at_start=False)
+        cfg.loss.mr_fft_sizes = [256]
+        runs[compiled] = Trainer(cfg, progress=False).run()
         assert read_metrics(out, "header")[0]["compiled_step"] is compiled
     assert len(runs[True]["losses"]) == 3
     assert runs[True]["losses"] == pytest.approx(runs[False]["losses"], rel=1e-5)
