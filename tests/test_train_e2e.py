@@ -24,7 +24,7 @@ def test_short_run_lowers_the_validation_loss(backbone, tmp_path, tmp_path_facto
     summary = Trainer(cfg, progress=False).run()
     valid = read_metrics(out, "valid")
     assert [v["step"] for v in valid] == [0, 8, 12]  # untrained baseline, epoch end, end of training
-    # the fixed validation set's loss falls clearly (observed: 35-50 % lower after 12 steps)
+    # the fixed validation set's loss falls clearly (observed: 27-38 % lower after 12 steps)
     assert valid[-1]["loss"] < 0.85 * valid[0]["loss"], valid
     # SI-SDR is reported (it need not improve yet: 12 steps optimise compressed spectra, not SI-SDR)
     assert all(math.isfinite(v["si_sdr"]) and math.isfinite(v["si_sdr_noisy"]) for v in valid)
