@@ -81,3 +81,33 @@ def test_compiled_step_matches_the_eager_step(tmp_path, tmp_path_factory, monkey
     assert len(runs[True]["losses"]) == 3
     assert runs[True]["losses"] == pytest.approx(runs[False]["losses"], rel=1e-5)
     assert runs[True]["losses"][0] != runs[True]["losses"][2]  # training moved the weights
+
+
+def test_cli_run_on_a_prepared_cache_with_reverb(tmp_path, tmp_path_factory, capsys):
+    """Audio files -> dfnet4-prepare -> dfnet4-train --cache-dir (reverb on every sample)."""
+    import numpy as np
+    import soundfile as sf
+
+    from dfnet4.cli.prepare import main as prepare_main
+    from dfnet4.cli.train import main as train_main
+    from dfnet4.data import synth
+
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        (tmp_path / "speech").mkdir(exist_ok=True)
+        sf.write(str(tmp_path / "speech" / f"s{i}.wav"), synth.speech(rng, 1.0, sr=16000), 16000)
+    (tmp_path / "noise").mkdir()
+    sf.write(str(tmp_path / "noise" / "n.flac"), synth.noise(rng, 1.0, "colored"), 48000)
+    (tmp_path / "rir").mkdir()
+    rir = np.exp(-np.arange(4800) / 600.0) * rng.standard_normal(4800)
+    sf.write(str(tmp_path / "rir" / "r.wav"), (0.5 * rir / np.abs(rir).max()).astype(np.float32), 48000)
+    assert prepare_main(["--speech", str(tmp_path / "speech"), "--noise", str(tmp_path / "noise"), "--rir",
+                         str(tmp_path / "rir"), "--out", str(tmp_path / "cache"), "--no-progress"]) == 0
+    cfg = tiny_config(tmp_path / "run", tmp_path_factory.getbasetemp() / "builtin", "gru", steps=2)
+    cfg.data.mix.p_reverb = 1.0
+    (tmp_path / "c.toml").write_text(cfg.to_toml())
+    assert train_main(["--config", str(tmp_path / "c.toml"), "--cache-dir", str(tmp_path / "cache"),
+                       "--no-progress"]) == 0
+    assert "done at step 2" in capsys.readouterr().out
+    assert read_metrics(tmp_path / "run", "header")[0]["data"] == str(tmp_path / "cache")
+    assert ckpt.find_latest_valid(tmp_path / "run" / "checkpoints")[1]["step"] == 2
