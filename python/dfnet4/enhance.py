@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import mlx.core as mx
+from mlx.utils import tree_flatten
 import numpy as np
 import soundfile as sf
 
@@ -23,11 +24,15 @@ def load_checkpoint_model(path: str | os.PathLike, log=print):
 
     ckpt_path, state = ckpt.resolve(path, log)
     Config, Model = model_classes()
-    model_cfg = dict(state["model_config"])
+    # the expanded config pins every size even if DfNet4Config's defaults change later
+    model_cfg = dict(state.get("model_config_full") or state["model_config"])
     model_cfg["fused_scan"] = model_cfg["fused_gru"] = None
     model = Model(Config.from_dict(model_cfg))
     params, _ = ckpt.load_arrays(ckpt_path)
-    model.update(params)
+    try:
+        model.load_weights(tree_flatten(params), strict=True)
+    except ValueError as exc:
+        raise ckpt.CheckpointError(f"{ckpt_path}: the weights do not fit the model: {exc}") from exc
     model.eval()
     return model, {"checkpoint": str(ckpt_path), **state}
 
