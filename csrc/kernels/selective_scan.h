@@ -72,7 +72,9 @@ struct ScanExp {
 
 template <>
 struct ScanExp<float> {
-  static constexpr float lo = -86.5f, hi = 88.72283935546875f;
+  // Range limits as functions: MSL allows static data members only in the constant address space.
+  static DFK_SCAN_INLINE float lo() { return -86.5f; }
+  static DFK_SCAN_INLINE float hi() { return 88.72283935546875f; }
   // exp(x) for x in [lo, hi] (NaN in, NaN out).
   static DFK_SCAN_INLINE float core(float x) {
     // Round x*log2(e) to an integer with the 1.5*2^23 trick: the sum's low mantissa bits hold it.
@@ -93,10 +95,11 @@ struct ScanExp<float> {
     return p * scan_bits_float(bits) * 2.0f;
   }
   static DFK_SCAN_INLINE float eval(float x) {
-    float xc = x < lo ? lo : x;  // comparisons are false for NaN: NaN flows on
-    xc = xc > hi ? hi : xc;
-    const float res = x < lo ? 0.0f : core(xc);
-    return x > hi ? scan_bits_float(0x7f800000u) : res;  // +inf
+    const float lo_ = lo(), hi_ = hi();
+    float xc = x < lo_ ? lo_ : x;  // comparisons are false for NaN: NaN flows on
+    xc = xc > hi_ ? hi_ : xc;
+    const float res = x < lo_ ? 0.0f : core(xc);
+    return x > hi_ ? scan_bits_float(0x7f800000u) : res;  // +inf
   }
 };
 
@@ -155,7 +158,7 @@ struct ScanSoftplus<float> {
     // clamped to -lo (beyond, 1 + exp rounds to 1), done as an integer min on the bit pattern
     // (ordered like the values for non-negative floats).
     const float ax = DF_MATH::abs(x);
-    const int lim = 0x42ad0000;  // bits of 86.5f = -ScanExp<float>::lo
+    const int lim = 0x42ad0000;  // bits of 86.5f = -ScanExp<float>::lo()
     int ab = scan_float_bits(ax);
     ab = ab < lim ? ab : lim;
     const float e = -scan_bits_float((unsigned)ab);
@@ -170,7 +173,9 @@ DFK_SCAN_INLINE T scan_softplus(T x) { return ScanSoftplus<T>::eval(x); }
 // their per-state terms into such an array and sum it here, so the loops themselves stay purely
 // elementwise (vectorisable without reassociation flags). On the CPU the common float x 16 case is a
 // shuffle tree on one vector register; otherwise pairwise halving.
-#if !defined(__METAL_VERSION__) && defined(__GNUC__)
+// (__builtin_shufflevector: clang, GCC >= 12.)
+#if !defined(__METAL_VERSION__) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12))
+#define DFK_SCAN_VECTOR_HSUM 1
 typedef float ScanF16 __attribute__((vector_size(64)));
 typedef float ScanF8 __attribute__((vector_size(32)));
 typedef float ScanF4 __attribute__((vector_size(16)));
@@ -178,7 +183,7 @@ typedef float ScanF4 __attribute__((vector_size(16)));
 
 template <typename T, int MAXN>
 DFK_SCAN_INLINE T scan_hsum(DF_THREAD T* v) {
-#if !defined(__METAL_VERSION__) && defined(__GNUC__)
+#if defined(DFK_SCAN_VECTOR_HSUM)
   if constexpr (sizeof(T) == 4 && MAXN == 16) {
     ScanF16 x;
     __builtin_memcpy(&x, v, sizeof(x));
