@@ -91,17 +91,13 @@ std::tuple<mx::array, mx::array, mx::array> backward(const mx::array& dhs_a,
           u3(d.groups), u3(d.threads), opts, [&](const ThreadPos& tp, void* const*) {
             gru_backward_step<float>(dhs.data(), gates.data(), hs.data(), h0.data(), Wh.data(),
                                      dgx.data(), dgh.data(), dh_direct.data(), p,
-                                     tp.threadgroup_position_in_grid, tp.thread_index_in_simdgroup,
-                                     tp.simdgroup_index_in_threadgroup,
-                                     tp.simdgroups_per_threadgroup, tp.threads_per_simdgroup);
+                                     tp.thread_position_in_grid);
           });
     } else if (d.name == "gru_backward_dh0") {
       metal_emu::dispatch_threadgroups(
           u3(d.groups), u3(d.threads), opts, [&](const ThreadPos& tp, void* const*) {
             gru_backward_dh0<float>(dgh.data(), Wh.data(), dh_direct.data(), dh0.data(), p,
-                                    tp.threadgroup_position_in_grid, tp.thread_index_in_simdgroup,
-                                    tp.simdgroup_index_in_threadgroup,
-                                    tp.simdgroups_per_threadgroup, tp.threads_per_simdgroup);
+                                    tp.thread_position_in_grid);
           });
     } else {
       throw std::logic_error(std::string("unexpected kernel ").append(d.name));
