@@ -54,7 +54,7 @@ def test_metal_forward_and_backward_match_cpu(B, T, H, order, seed):
     assert hs_m.shape == hs.shape and gates_m.shape == gates.shape
     assert _close(hs_m, hs) and _close(gates_m, gates)
 
-    grads = ext.gru_backward(a["dhs"], gates, hs, a["h0"], a["Wh"])
+    grads = ext.gru_backward(a["dhs"], gates, hs, a["Wh"], a["h0"])
     grads_m = emu.gru_backward(a["dhs"], gates, hs, a["h0"], a["Wh"], order=order, seed=seed)
     for name, g, g_m in zip(("dgx", "dgh", "dh0"), grads, grads_m):
         assert g_m.shape == g.shape, name
