@@ -211,6 +211,7 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=our_threads())
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--note", default="", help="a line added to the results (e.g. how the run was set up)")
     p.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--torch-peak", choices=["fwd", "fwd_bwd"], help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -239,7 +240,7 @@ def main():
         "mlx": mx.__version__, "torch": torch_row["torch"] if torch_row else None,
         "machine": machine(), "blas": blas_summary(),
         "loadavg_before": load_before, "loadavg_after": load_after,
-        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "note": args.note,
     }
     md = [f"# GRU benchmark: batch {args.batch}, time {args.time}, {args.input} -> {args.hidden}, float32",
           "", table(rows, "mlx.nn.GRU", torch_label), "",
@@ -256,7 +257,7 @@ def main():
            f"- MLX {meta['mlx']}; PyTorch {meta['torch']}; BLAS used by MLX: {meta['blas']}",
            f"- machine: {meta['machine']}; load average before/after: "
            f"{load_before[0]:.2f} / {load_after[0]:.2f} (1 min)",
-           f"- {meta['date_utc']}"]
+           f"- {meta['date_utc']}"] + ([f"- note: {args.note}"] if args.note else [])
     text = "\n".join(md) + "\n"
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
