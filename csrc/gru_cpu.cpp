@@ -3,9 +3,17 @@
 // The hidden-to-hidden products run as a register-blocked micro-kernel over a packed copy of Wh
 // whose inner loop is a contiguous axpy (vectorises without reassociating a reduction); the gate
 // math is the shared body from kernels/gru.h.
+// No code here reads floating-point exception flags; without this GCC may not turn the clamps of
+// dfk::gate_exp into selects (a compare "might trap"), and the gate loop would not vectorise.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "gru_cpu.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "gru_team.h"
@@ -83,6 +91,56 @@ std::vector<T> pack_forward(const T* Wh, int H, int blocks) {
   return Wp;
 }
 
+// Copies the nj <= kUnits units of a block; full blocks take the fixed-size path (a few vector
+// moves) instead of a variable-length memcpy, which was a tenth of the forward's time.
+template <typename T>
+DFNET4_ALWAYS_INLINE void copy_units(T* __restrict dst, const T* __restrict src, int nj) {
+  if (nj == kUnits) {
+    for (int u = 0; u < kUnits; ++u) dst[u] = src[u];
+  } else {
+    for (int u = 0; u < nj; ++u) dst[u] = src[u];
+  }
+}
+
+// The shared cell body over one block of units, on local arrays. Kept out of line (one copy
+// per ISA): inlined into the big worker loop GCC no longer vectorises it.
+#define DFNET4_GATE_BLOCK_PARAMS(T)                                                              \
+  const T *__restrict gr, const T *__restrict gz, const T *__restrict gn, const T *__restrict sr, \
+      const T *__restrict sz, const T *__restrict hn, const T *__restrict hv, T *__restrict r,    \
+      T *__restrict z, T *__restrict n, T *__restrict h
+#define DFNET4_GATE_BLOCK_BODY(T)                                                                  \
+  for (int u = 0; u < kUnits; ++u) {                                                               \
+    dfk::GruCellOut<T> o = dfk::gru_cell_forward<T>(gr[u], gz[u], gn[u], sr[u], sz[u], hn[u], hv[u]); \
+    r[u] = o.r;                                                                                    \
+    z[u] = o.z;                                                                                    \
+    n[u] = o.n;                                                                                    \
+    h[u] = o.h;                                                                                    \
+  }
+
+template <typename T>
+__attribute__((noinline)) void gate_block_generic(DFNET4_GATE_BLOCK_PARAMS(T)) {
+  DFNET4_GATE_BLOCK_BODY(T)
+}
+#ifdef DFNET4_X86_DISPATCH
+DFNET4_TARGET_AVX2 __attribute__((noinline)) void gate_block_avx2(DFNET4_GATE_BLOCK_PARAMS(float)) {
+  DFNET4_GATE_BLOCK_BODY(float)
+}
+DFNET4_TARGET_AVX512 __attribute__((noinline)) void gate_block_avx512(
+    DFNET4_GATE_BLOCK_PARAMS(float)) {
+  DFNET4_GATE_BLOCK_BODY(float)
+}
+#endif
+
+// VB (the worker's vector width) says which ISA the caller was compiled for.
+template <typename T, int VB>
+DFNET4_ALWAYS_INLINE void gate_block(DFNET4_GATE_BLOCK_PARAMS(T)) {
+#ifdef DFNET4_X86_DISPATCH
+  if constexpr (std::is_same_v<T, float> && VB == 64) return gate_block_avx512(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+  if constexpr (std::is_same_v<T, float> && VB == 32) return gate_block_avx2(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+#endif
+  gate_block_generic<T>(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+}
+
 template <typename T, int BB, int VB>
 DFNET4_ALWAYS_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, int b0) {
   const int H = c.d.H, TT = c.d.T;
@@ -90,13 +148,33 @@ DFNET4_ALWAYS_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, i
   const long lda = t == 0 ? H : (long)TT * H;
   T acc[BB][kCols];
   block_product<T, BB, VB>(h_prev, lda, H, c.Wp + (long)blk * kCols, c.ldw, acc);
-  const int j_end = std::min(H, (blk + 1) * kUnits);
-  for (int bb = 0; bb < BB; ++bb)
-    for (int j = blk * kUnits; j < j_end; ++j) {
-      const int u = j - blk * kUnits;
-      dfk::gru_forward_finish<T>(c.gx, c.bhn, h_prev + bb * lda, c.hs, c.gates, TT, H, b0 + bb, t,
-                                 j, acc[bb][u], acc[bb][kUnits + u], acc[bb][2 * kUnits + u]);
+  // Gate math on local copies of the block (no aliasing), so the loop over units vectorises.
+  const int j0 = blk * kUnits, nj = std::min(kUnits, H - j0);
+  for (int bb = 0; bb < BB; ++bb) {
+    const long row = (long)(b0 + bb) * TT + t;
+    const T* g = c.gx + row * 3 * H + j0;
+    const T* hp = h_prev + bb * lda + j0;
+    T gr[kUnits] = {}, gz[kUnits] = {}, gn[kUnits] = {}, bh[kUnits] = {}, hv[kUnits] = {};
+    copy_units(gr, g, nj);
+    copy_units(gz, g + H, nj);
+    copy_units(gn, g + 2 * H, nj);
+    copy_units(bh, c.bhn + j0, nj);
+    copy_units(hv, hp, nj);
+    T sr[kUnits], sz[kUnits], hn[kUnits];
+    for (int u = 0; u < kUnits; ++u) {
+      sr[u] = acc[bb][u];
+      sz[u] = acc[bb][kUnits + u];
+      hn[u] = acc[bb][2 * kUnits + u] + bh[u];
     }
+    T r[kUnits], z[kUnits], n[kUnits], h[kUnits];
+    gate_block<T, VB>(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+    T* s = c.gates + row * 4 * H + j0;  // layout of dfk::gru_forward_finish: r, z, n, hn
+    copy_units(c.hs + row * H + j0, h, nj);
+    copy_units(s, r, nj);
+    copy_units(s + H, z, nj);
+    copy_units(s + 2 * H, n, nj);
+    copy_units(s + 3 * H, hn, nj);
+  }
 }
 
 // Worker w of n: all steps for its blocks of hidden units, BB batch rows at a time.
@@ -199,12 +277,31 @@ DFNET4_TARGET_AVX512 void backward_worker_avx512(const BackwardCtx<float>& c, St
 template <typename Ctx>
 using WorkerFn = void (*)(const Ctx&, StepBarrier&, int, int);
 
+enum class Isa { Generic, Avx2, Avx512 };
+
+// The best ISA this CPU has, capped by DFNET4_CPU_ISA=generic|avx2 (so tests can run every
+// variant on one machine).
+Isa cpu_isa() {
+  Isa best = Isa::Generic;
+#ifdef DFNET4_X86_DISPATCH
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::Avx2;
+  if (__builtin_cpu_supports("avx512f")) best = Isa::Avx512;
+#endif
+  const char* cap = std::getenv("DFNET4_CPU_ISA");
+  if (cap && std::strcmp(cap, "generic") == 0) return Isa::Generic;
+  if (cap && std::strcmp(cap, "avx2") == 0 && best == Isa::Avx512) return Isa::Avx2;
+  return best;
+}
+
 template <typename T>
 WorkerFn<ForwardCtx<T>> pick_forward() {
 #ifdef DFNET4_X86_DISPATCH
   if constexpr (std::is_same_v<T, float>) {
-    if (__builtin_cpu_supports("avx512f")) return forward_worker_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return forward_worker_avx2;
+    switch (cpu_isa()) {
+      case Isa::Avx512: return forward_worker_avx512;
+      case Isa::Avx2: return forward_worker_avx2;
+      case Isa::Generic: break;
+    }
   }
 #endif
   return forward_worker_generic<T>;
@@ -214,8 +311,11 @@ template <typename T>
 WorkerFn<BackwardCtx<T>> pick_backward() {
 #ifdef DFNET4_X86_DISPATCH
   if constexpr (std::is_same_v<T, float>) {
-    if (__builtin_cpu_supports("avx512f")) return backward_worker_avx512;
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return backward_worker_avx2;
+    switch (cpu_isa()) {
+      case Isa::Avx512: return backward_worker_avx512;
+      case Isa::Avx2: return backward_worker_avx2;
+      case Isa::Generic: break;
+    }
   }
 #endif
   return backward_worker_generic<T>;
