@@ -1,1 +1,178 @@
-"""The mamba backbone (being written)."""
+"""The mamba backbone: pre-norm residual Mamba blocks inside DeepFilterNet's squeezed shape.
+
+One block (Gu & Dao 2023): RMSNorm -> in_proj to (x, z) -> causal depthwise conv on x -> silu ->
+x_proj to (dt, B, C) -> dt_proj -> selective scan (softplus(dt + dt_bias), A = -exp(A_log), D skip,
+output gated by silu(z), all inside the scan op) -> out_proj -> + residual.
+
+State (per layer): `conv`, the last d_conv - 1 conv inputs (batch, d_conv - 1, d_inner), and `ssm`,
+the scan state (batch, d_inner, d_state). With them a sequence fed in pieces gives the same output
+as fed whole.
+"""
+
+from __future__ import annotations
+
+import math
+
+import mlx.core as mx
+import mlx.nn as nn
+
+from dfnet4 import _extension
+from dfnet4.backbones.base import Squeezed, State, register
+
+
+def resolve_fused(fused: bool | None, who: str) -> bool:
+    """fused=None: use the extension when importable; fused=True without it is an error, never a fallback."""
+    if fused is None:
+        return _extension.available()
+    if fused and not _extension.available():
+        raise RuntimeError(
+            f"{who}: fused=True but dfnet4's compiled extension is not importable; "
+            "rebuild/reinstall dfnet4 or pass fused=False to use the pure-MLX reference"
+        )
+    return bool(fused)
+
+
+def _inverse_softplus(y: mx.array) -> mx.array:
+    # softplus(x) = y  <=>  x = y + log(1 - exp(-y)); expm1 keeps it accurate for small y
+    return y + mx.log(-mx.expm1(-y))
+
+
+class MambaBlock(nn.Module):
+    def __init__(self, dims: int, d_state: int, d_conv: int, expand: int, fused: bool):
+        super().__init__()
+        d_inner = expand * dims
+        self.d_inner, self.d_state, self.d_conv = d_inner, d_state, d_conv
+        self.dt_rank = math.ceil(dims / 16)
+        self.fused = fused
+        self.norm = nn.RMSNorm(dims)
+        self.in_proj = nn.Linear(dims, 2 * d_inner, bias=False)
+        # depthwise causal conv: one width-d_conv filter per channel, channels-last
+        bound = 1.0 / math.sqrt(d_conv)
+        self.conv_weight = mx.random.uniform(-bound, bound, (d_conv, d_inner))
+        self.conv_bias = mx.random.uniform(-bound, bound, (d_inner,))
+        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, d_inner, bias=False)  # its bias is dt_bias, applied by the scan
+        std = self.dt_rank**-0.5
+        self.dt_proj.weight = mx.random.uniform(-std, std, (d_inner, self.dt_rank))
+        # Mamba's dt init: softplus(dt_bias) log-uniform in [1e-3, 1e-1], so the initial step sizes
+        # span both fast and slow time scales
+        lo, hi = math.log(1e-3), math.log(1e-1)
+        dt = mx.maximum(mx.exp(mx.random.uniform(lo, hi, (d_inner,))), 1e-4)
+        self.dt_bias = _inverse_softplus(dt)
+        # S4D-real init: A[c, n] = -(n + 1)
+        self.A_log = mx.log(mx.broadcast_to(mx.arange(1, d_state + 1, dtype=mx.float32), (d_inner, d_state)))
+        self.D = mx.ones((d_inner,))
+        self.out_proj = nn.Linear(d_inner, dims, bias=False)
+
+    def _scan(self):
+        if self.fused:
+            from dfnet4.ops import selective_scan
+        else:
+            from dfnet4.reference import selective_scan
+        return selective_scan
+
+    def _conv(self, x: mx.array, window: mx.array) -> tuple[mx.array, mx.array]:
+        """Causal depthwise conv of x (B, T, C), preceded by the previous inputs `window` (B, K-1, C)."""
+        t, k = x.shape[1], self.d_conv
+        xp = mx.concatenate([window, x], axis=1)  # (B, K-1+T, C)
+        y = self.conv_bias
+        for j in range(k):  # K is tiny (4): K shifted multiply-adds beat a general grouped conv
+            y = y + xp[:, j : j + t] * self.conv_weight[j]
+        return y, xp[:, xp.shape[1] - (k - 1) :]
+
+    def __call__(self, h: mx.array, state: dict | None) -> tuple[mx.array, dict]:
+        b = h.shape[0]
+        x, z = mx.split(self.in_proj(self.norm(h)), 2, axis=-1)
+        if state is None:
+            window = mx.zeros((b, self.d_conv - 1, self.d_inner), dtype=x.dtype)
+            ssm = None
+        else:
+            window, ssm = state["conv"], state["ssm"]
+        x, window = self._conv(x, window)
+        x = nn.silu(x)
+        dt, B, C = mx.split(self.x_proj(x), [self.dt_rank, self.dt_rank + self.d_state], axis=-1)
+        delta = self.dt_proj(dt)
+        A = -mx.exp(self.A_log)
+        y, ssm = self._scan()(
+            x, delta, A, B, C, D=self.D, z=z, delta_bias=self.dt_bias, delta_softplus=True,
+            h0=ssm, return_last_state=True,
+        )
+        return h + self.out_proj(y), {"conv": window, "ssm": ssm}
+
+
+class MambaCore(nn.Module):
+    """`num_layers` pre-norm residual Mamba blocks and a final RMSNorm, at width `dims`."""
+
+    def __init__(self, dims: int, num_layers: int, d_state: int, d_conv: int, expand: int, fused: bool):
+        super().__init__()
+        self.layers = [MambaBlock(dims, d_state, d_conv, expand, fused) for _ in range(num_layers)]
+        self.norm_out = nn.RMSNorm(dims)
+
+    def _check_state(self, state: State, batch: int) -> None:
+        if not isinstance(state, (list, tuple)) or len(state) != len(self.layers):
+            raise ValueError(
+                f"SqueezedMamba: state must be None or a list of {len(self.layers)} per-layer dicts "
+                f"{{'conv', 'ssm'}} as returned by this backbone, got {type(state).__name__}"
+                + (f" of length {len(state)}" if isinstance(state, (list, tuple)) else "")
+            )
+        for i, (layer, s) in enumerate(zip(self.layers, state)):
+            want = {
+                "conv": (batch, layer.d_conv - 1, layer.d_inner),
+                "ssm": (batch, layer.d_inner, layer.d_state),
+            }
+            if not isinstance(s, dict) or set(s) != set(want):
+                raise ValueError(f"SqueezedMamba: state[{i}] must be a dict with keys 'conv' and 'ssm', got {s!r:.80}")
+            for name, shape in want.items():
+                if tuple(s[name].shape) != shape:
+                    raise ValueError(
+                        f"SqueezedMamba: state[{i}][{name!r}] must have shape {shape}, got {tuple(s[name].shape)}"
+                    )
+
+    def __call__(self, x: mx.array, state: State = None) -> tuple[mx.array, State]:
+        if x.shape[1] < 1:  # the scan has no step to run; refuse here rather than inside it
+            raise ValueError(f"SqueezedMamba: x must have at least one frame (time >= 1), got shape {tuple(x.shape)}")
+        if state is None:
+            state = [None] * len(self.layers)
+        else:
+            self._check_state(state, x.shape[0])
+        new_state = []
+        for layer, s in zip(self.layers, state):
+            x, s = layer(x, s)
+            new_state.append(s)
+        return self.norm_out(x), new_state
+
+
+@register("mamba")
+class SqueezedMamba(Squeezed):
+    """Grouped linear in -> Mamba blocks -> grouped linear out (+ skip).
+
+    fused=None uses dfnet4.ops.selective_scan when the extension is importable, else
+    dfnet4.reference.selective_scan; fused=True without the extension raises RuntimeError.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int | None = None,
+        *,
+        num_layers: int = 2,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: int = 2,
+        fused: bool | None = None,
+        linear_groups: int = 8,
+        skip: bool = False,
+        activation: bool = True,
+    ):
+        for name, value in (("num_layers", num_layers), ("d_state", d_state), ("d_conv", d_conv), ("expand", expand)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SqueezedMamba: {name} must be an int >= 1, got {value!r}")
+        self_fused = resolve_fused(fused, "SqueezedMamba")
+        core = MambaCore(hidden_size, num_layers, d_state, d_conv, expand, self_fused)
+        super().__init__(
+            input_size, hidden_size, output_size, core, linear_groups=linear_groups, skip=skip, activation=activation
+        )
+        self.fused = self_fused
+        self.num_layers = num_layers
+        self.d_state, self.d_conv, self.expand = d_state, d_conv, expand
