@@ -41,7 +41,7 @@ class Impl:
 
 MAMBA = {"num_layers": 2, "d_state": 16, "d_conv": 4, "expand": 2, "linear_groups": 8}
 GRU = {"num_layers": 1, "linear_groups": 8, "skip": True}
-ATTENTION = {"num_layers": 2, "num_heads": 4, "linear_groups": 8, "skip": True, "window": None}
+ATTENTION = {"num_layers": 2, "num_heads": 4, "ffn_expand": 2, "linear_groups": 8, "skip": True, "window": None}
 
 DEFAULT_IMPLS: tuple[Impl, ...] = (
     Impl("mamba/reference", "mamba", "Mamba, pure-MLX reference scan (dfnet4.reference.selective_scan)",
