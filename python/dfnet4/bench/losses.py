@@ -11,12 +11,12 @@ from typing import Callable
 import mlx.core as mx
 import mlx.nn as nn
 
-LossFn = Callable[[mx.array, mx.array, dict], mx.array]
+LossFn = Callable[[mx.array, dict, dict], mx.array]
 
 
-def spectral_l1(enh: mx.array, clean: mx.array, aux: dict) -> mx.array:
+def spectral_l1(enh: mx.array, aux: dict, batch: dict) -> mx.array:
     """Mean absolute difference of the (re, im) spectra."""
-    return mx.mean(mx.abs(enh - clean))
+    return mx.mean(mx.abs(enh - batch["clean_spec"]))
 
 
 def resolve(model: nn.Module) -> tuple[str, LossFn]:

@@ -84,6 +84,13 @@ def freq_bins(model: nn.Module, settings: Settings) -> int:
     return fft // 2 + 1 if isinstance(fft, int) else settings.freq_bins
 
 
+def make_batch(model: nn.Module, settings: Settings, frames: int) -> dict:
+    """Random noisy/clean spectra of `frames` frames (white noise: the timings do not depend on content)."""
+    shape = (settings.batch, frames, freq_bins(model, settings), 2)
+    clean = mx.random.normal(shape)
+    return {"clean_spec": clean, "noisy_spec": clean + mx.random.normal(shape)}
+
+
 def _error(exc: BaseException) -> dict:
     return {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=6)}
 
@@ -157,10 +164,8 @@ class Runner:
                 model = self.model_factory(impl, s)
                 loss_name, loss_fn = losses.resolve(model)
                 self.loss_name = loss_name
-                shape = (s.batch, frames, freq_bins(model, s), 2)
-                noisy = mx.random.normal(shape)
-                clean = 0.5 * noisy + 0.1 * mx.random.normal(shape)
-                mx.eval(model.parameters(), noisy, clean)
+                batch = make_batch(model, s, frames)
+                mx.eval(model.parameters(), batch)
                 info["model_parameters"] = parameter_count(model)
                 info["model_config"] = model_config_dict(model)
                 info["loss"] = loss_name
@@ -170,12 +175,12 @@ class Runner:
                 results.update({m: failure for m in wanted_model})
             else:
                 builders = {
-                    "model_forward": lambda: workloads.model_forward(model, noisy),
-                    "model_fwd_bwd": lambda: workloads.model_fwd_bwd(model, noisy, clean, loss_fn),
-                    "train_step": lambda: workloads.train_step(model, noisy, clean, loss_fn, s.lr),
+                    "model_forward": lambda: workloads.model_forward(model, batch),
+                    "model_fwd_bwd": lambda: workloads.model_fwd_bwd(model, batch, loss_fn),
+                    "train_step": lambda: workloads.train_step(model, batch, loss_fn, s.lr),
                 }
                 for m in wanted_model:  # train_step last: it changes the parameters
                     results[m] = self._time(impl, m, frames, builders[m])
-                del model, noisy, clean, builders
+                del model, batch, builders
             _free()
         return results, info

@@ -13,7 +13,8 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 
 Step = Callable[[], Any]
-LossFn = Callable[[mx.array, mx.array, dict], mx.array]  # (enhanced spec, clean spec, aux) -> scalar
+# (enhanced spec, aux, batch) -> scalar; batch holds "noisy_spec", "clean_spec" and maybe "clean_audio"
+LossFn = Callable[[mx.array, dict, dict], mx.array]
 
 
 def backbone_forward(backbone: nn.Module, x: mx.array) -> Step:
@@ -41,7 +42,9 @@ def backbone_fwd_bwd(backbone: nn.Module, x: mx.array) -> Step:
     return step
 
 
-def model_forward(model: nn.Module, noisy: mx.array) -> Step:
+def model_forward(model: nn.Module, batch: dict) -> Step:
+    noisy = batch["noisy_spec"]
+
     def step():
         enh, aux = model(noisy)
         return enh, aux
@@ -49,41 +52,41 @@ def model_forward(model: nn.Module, noisy: mx.array) -> Step:
     return step
 
 
-def model_fwd_bwd(model: nn.Module, noisy: mx.array, clean: mx.array, loss_fn: LossFn) -> Step:
+def model_fwd_bwd(model: nn.Module, batch: dict, loss_fn: LossFn) -> Step:
     """Uncompiled value_and_grad of the loss w.r.t. the model's parameters (no optimizer update)."""
 
-    def loss(noisy, clean):
-        enh, aux = model(noisy)
-        return loss_fn(enh, clean, aux)
+    def loss(batch):
+        enh, aux = model(batch["noisy_spec"])
+        return loss_fn(enh, aux, batch)
 
     value_and_grad = nn.value_and_grad(model, loss)
 
     def step():
-        return value_and_grad(noisy, clean)
+        return value_and_grad(batch)
 
     return step
 
 
-def train_step(model: nn.Module, noisy: mx.array, clean: mx.array, loss_fn: LossFn, lr: float = 1e-4) -> Step:
+def train_step(model: nn.Module, batch: dict, loss_fn: LossFn, lr: float = 1e-4) -> Step:
     """One full training step compiled with mx.compile over model, optimizer and RNG state."""
     optimizer = optim.AdamW(learning_rate=lr)
     optimizer.init(model.trainable_parameters())
 
-    def loss(noisy, clean):
-        enh, aux = model(noisy)
-        return loss_fn(enh, clean, aux)
+    def loss(batch):
+        enh, aux = model(batch["noisy_spec"])
+        return loss_fn(enh, aux, batch)
 
     value_and_grad = nn.value_and_grad(model, loss)
     state = [model.state, optimizer.state, mx.random.state]
 
     @partial(mx.compile, inputs=state, outputs=state)
-    def compiled(noisy, clean):
-        value, grads = value_and_grad(noisy, clean)
+    def compiled(batch):
+        value, grads = value_and_grad(batch)
         optimizer.update(model, grads)
         return value
 
     def step():
-        value = compiled(noisy, clean)
+        value = compiled(batch)
         return value, state  # the updated parameters and AdamW moments must be computed too
 
     return step
