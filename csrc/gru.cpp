@@ -1,0 +1,211 @@
+// Op builders, CPU evals, vjp and Python bindings of the fused GRU recurrence.
+#include "gru.h"
+
+#include <mlx/backend/cpu/encoder.h>
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/variant.h>
+#include <nanobind/stl/vector.h>
+
+#include <sstream>
+#include <stdexcept>
+
+#include "gru_cpu.h"
+#include "registry.h"
+
+namespace dfnet4 {
+namespace {
+
+std::string shape_str(const mx::array& a) {
+  std::ostringstream os;
+  os << "(";
+  for (size_t i = 0; i < a.shape().size(); ++i) os << (i ? ", " : "") << a.shape(i);
+  os << (a.ndim() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+void expect_shape(const char* name, const mx::array& a, const mx::Shape& want) {
+  if (a.shape() != want) {
+    mx::array w = mx::zeros(want, mx::float32);  // only for printing the shape
+    throw std::invalid_argument(std::string("gru: ") + name + " has shape " + shape_str(a) +
+                                ", needs " + shape_str(w));
+  }
+}
+
+GruDims dims_of(const mx::array& hs_like, int H) {
+  return GruDims{(int)hs_like.shape(0), (int)hs_like.shape(1), H};
+}
+
+void check_contiguous(const std::vector<mx::array>& in, const char* who) {
+  for (auto& a : in)
+    if (!a.flags().row_contiguous)
+      throw std::runtime_error(std::string(who) + ": internal error, input not row-contiguous");
+}
+
+void alloc(std::vector<mx::array>& out) {
+  for (auto& o : out) o.set_data(mx::allocator::malloc(o.nbytes()));
+}
+
+}  // namespace
+
+std::vector<mx::array> gru_forward(const mx::array& gx, const mx::array& Wh, const mx::array& bhn,
+                                   const mx::array& h0, mx::StreamOrDevice s) {
+  if (gx.ndim() != 3 || gx.shape(2) % 3 != 0)
+    throw std::invalid_argument("gru: gx has shape " + shape_str(gx) +
+                                ", needs (batch, time, 3*hidden)");
+  const int B = gx.shape(0), T = gx.shape(1), H = gx.shape(2) / 3;
+  expect_shape("Wh", Wh, {3 * H, H});
+  expect_shape("bhn", bhn, {H});
+  expect_shape("h0", h0, {B, H});
+  auto dt = gx.dtype();
+  if (dt != mx::float32 && dt != mx::float64)
+    throw std::invalid_argument("gru: the recurrence computes in float32 or float64");
+  for (auto* a : {&Wh, &bhn, &h0})
+    if (a->dtype() != dt) throw std::invalid_argument("gru: all inputs need gx's dtype");
+  auto st = mx::to_stream(s);
+  std::vector<mx::array> in = {mx::contiguous(gx, false, st), mx::contiguous(Wh, false, st),
+                               mx::contiguous(bhn, false, st), mx::contiguous(h0, false, st)};
+  return mx::array::make_arrays({{B, T, H}, {B, T, 4 * H}}, {dt, dt},
+                                std::make_shared<GruForward>(st), in);
+}
+
+std::vector<mx::array> gru_backward(const mx::array& dhs, const mx::array& gates,
+                                    const mx::array& hs, const mx::array& h0, const mx::array& Wh,
+                                    mx::StreamOrDevice s) {
+  if (hs.ndim() != 3) throw std::invalid_argument("gru_backward: hs needs (batch, time, hidden)");
+  const int B = hs.shape(0), T = hs.shape(1), H = hs.shape(2);
+  expect_shape("dhs", dhs, {B, T, H});
+  expect_shape("gates", gates, {B, T, 4 * H});
+  expect_shape("h0", h0, {B, H});
+  expect_shape("Wh", Wh, {3 * H, H});
+  auto dt = hs.dtype();
+  auto st = mx::to_stream(s);
+  std::vector<mx::array> in;
+  for (auto* a : {&dhs, &gates, &hs, &h0, &Wh}) in.push_back(mx::contiguous(mx::astype(*a, dt, st), false, st));
+  return mx::array::make_arrays({{B, T, 3 * H}, {B, T, 3 * H}, {B, H}}, {dt, dt, dt},
+                                std::make_shared<GruBackward>(st), in);
+}
+
+void GruForward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
+  check_contiguous(in, "GruForward");
+  alloc(out);
+  auto& enc = mx::cpu::get_command_encoder(stream());
+  for (auto& a : in) enc.set_input_array(a);
+  for (auto& a : out) enc.set_output_array(a);
+  GruDims d = dims_of(out[0], out[0].shape(2));
+  auto launch = [&](auto tag) {
+    using T = decltype(tag);
+    enc.dispatch([d, gx = in[0].data<T>(), Wh = in[1].data<T>(), bhn = in[2].data<T>(),
+                  h0 = in[3].data<T>(), hs = out[0].data<T>(), gates = out[1].data<T>()] {
+      gru_forward_cpu<T>(d, gx, Wh, bhn, h0, hs, gates);
+    });
+  };
+  if (in[0].dtype() == mx::float64) launch(double{}); else launch(float{});
+}
+
+void GruBackward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
+  check_contiguous(in, "GruBackward");
+  alloc(out);
+  auto& enc = mx::cpu::get_command_encoder(stream());
+  for (auto& a : in) enc.set_input_array(a);
+  for (auto& a : out) enc.set_output_array(a);
+  GruDims d = dims_of(in[2], in[2].shape(2));
+  auto launch = [&](auto tag) {
+    using T = decltype(tag);
+    enc.dispatch([d, dhs = in[0].data<T>(), gates = in[1].data<T>(), hs = in[2].data<T>(),
+                  h0 = in[3].data<T>(), Wh = in[4].data<T>(), dgx = out[0].data<T>(),
+                  dgh = out[1].data<T>(), dh0 = out[2].data<T>()] {
+      gru_backward_cpu<T>(d, dhs, gates, hs, h0, Wh, dgx, dgh, dh0);
+    });
+  };
+  if (in[0].dtype() == mx::float64) launch(double{}); else launch(float{});
+}
+
+// Gradients of gx and h0 come from the backward primitive; those of Wh and bhn are one matmul and
+// one sum over all steps. The cotangent of the saved gates is ignored: they are internal and
+// never returned by dfnet4.ops.gru.
+std::vector<mx::array> GruForward::vjp(const std::vector<mx::array>& primals,
+                                       const std::vector<mx::array>& cotangents,
+                                       const std::vector<int>& argnums,
+                                       const std::vector<mx::array>& outputs) {
+  const auto &Wh = primals[1], &h0 = primals[3], &hs = outputs[0], &gates = outputs[1];
+  const int B = hs.shape(0), T = hs.shape(1), H = hs.shape(2);
+  auto s = stream();
+  auto g = gru_backward(cotangents[0], gates, hs, h0, Wh, s);
+  std::vector<mx::array> result;
+  for (int arg : argnums) {
+    if (arg == 0) {
+      result.push_back(g[0]);
+    } else if (arg == 1) {
+      // dWh = sum over (b, t) of dgh_t^T h_{t-1}
+      auto h_prev = mx::concatenate(
+          {mx::reshape(h0, {B, 1, H}, s), mx::slice(hs, {0, 0, 0}, {B, T - 1, H}, s)}, 1, s);
+      result.push_back(mx::matmul(mx::transpose(mx::reshape(g[1], {B * T, 3 * H}, s), s),
+                                  mx::reshape(h_prev, {B * T, H}, s), s));
+    } else if (arg == 2) {
+      result.push_back(mx::sum(mx::slice(g[1], {0, 0, 2 * H}, {B, T, 3 * H}, s), {0, 1}, false, s));
+    } else {
+      result.push_back(g[2]);
+    }
+  }
+  return result;
+}
+
+std::vector<mx::array> GruForward::jvp(const std::vector<mx::array>&,
+                                       const std::vector<mx::array>&, const std::vector<int>&) {
+  throw std::runtime_error("dfnet4.ops.gru: forward-mode differentiation (jvp) is not supported");
+}
+
+std::pair<std::vector<mx::array>, std::vector<int>> GruForward::vmap(const std::vector<mx::array>&,
+                                                                     const std::vector<int>&) {
+  throw std::runtime_error("dfnet4.ops.gru: vmap is not supported; fold the mapped axis into batch");
+}
+
+std::vector<mx::Shape> GruForward::output_shapes(const std::vector<mx::array>& in) {
+  const int B = in[0].shape(0), T = in[0].shape(1), H = in[0].shape(2) / 3;
+  return {{B, T, H}, {B, T, 4 * H}};
+}
+
+std::vector<mx::Shape> GruBackward::output_shapes(const std::vector<mx::array>& in) {
+  const int B = in[2].shape(0), T = in[2].shape(1), H = in[2].shape(2);
+  return {{B, T, 3 * H}, {B, T, 3 * H}, {B, H}};
+}
+
+bool GruForward::is_equivalent(const mx::Primitive& other) const {
+  return dynamic_cast<const GruForward*>(&other) != nullptr;
+}
+bool GruBackward::is_equivalent(const mx::Primitive& other) const {
+  return dynamic_cast<const GruBackward*>(&other) != nullptr;
+}
+
+namespace {
+namespace nb = nanobind;
+
+void bind_gru(nb::module_& m) {
+  m.def(
+      "gru_forward",
+      [](const mx::array& gx, const mx::array& Wh, const mx::array& bhn, const mx::array& h0,
+         mx::StreamOrDevice s) {
+        auto r = gru_forward(gx, Wh, bhn, h0, s);
+        return std::make_tuple(r[0], r[1]);
+      },
+      nb::arg("gx"), nb::arg("Wh"), nb::arg("bhn"), nb::arg("h0"), nb::kw_only(),
+      nb::arg("stream") = nb::none(),
+      "GRU recurrence primitive: (hs, gates) from gx = x Wx^T + b. Use dfnet4.ops.gru instead.");
+  m.def(
+      "gru_backward",
+      [](const mx::array& dhs, const mx::array& gates, const mx::array& hs, const mx::array& h0,
+         const mx::array& Wh, mx::StreamOrDevice s) {
+        auto r = gru_backward(dhs, gates, hs, h0, Wh, s);
+        return std::make_tuple(r[0], r[1], r[2]);
+      },
+      nb::arg("dhs"), nb::arg("gates"), nb::arg("hs"), nb::arg("h0"), nb::arg("Wh"),
+      nb::kw_only(), nb::arg("stream") = nb::none(),
+      "Reverse GRU recurrence primitive: (dgx, dgh, dh0).");
+}
+DFNET4_REGISTER_BINDING(bind_gru);
+
+}  // namespace
+}  // namespace dfnet4

@@ -1,0 +1,269 @@
+// CPU GRU recurrence. Per step every hidden unit needs the full previous state, so the step is
+// split across a team of threads by blocks of hidden units, with one barrier per step.
+// The hidden-to-hidden products run as a register-blocked micro-kernel over a packed copy of Wh
+// whose inner loop is a contiguous axpy (vectorises without reassociating a reduction); the gate
+// math is the shared body from kernels/gru.h.
+#include "gru_cpu.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "gru_team.h"
+#include "kernels/gru.h"
+#include "parallel.h"
+
+#if defined(__GNUC__) || defined(__clang__)
+#define DFNET4_ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define DFNET4_ALWAYS_INLINE inline
+#endif
+
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+#define DFNET4_X86_DISPATCH 1
+#define DFNET4_TARGET_AVX2 __attribute__((target("avx2,fma")))
+#define DFNET4_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
+#endif
+
+namespace dfnet4 {
+namespace {
+
+constexpr int kUnits = 16;        // forward: hidden units per block (3 gates -> 48 columns)
+constexpr int kCols = 3 * kUnits;  // columns of one micro-kernel block, forward and backward
+
+// acc[bb][c] = sum_k a[bb*lda + k] * W[k*ldw + c], for BB rows of a and kCols columns of W.
+// Written with explicit VB-byte vectors (GCC/Clang vector extension) so the BB x kCols
+// accumulators stay in registers: each k is kCols/L vector loads of W and BB broadcasts.
+template <typename T, int BB, int VB>
+DFNET4_ALWAYS_INLINE void block_product(const T* a, long lda, int K, const T* W, long ldw,
+                                        T (&out)[BB][kCols]) {
+  typedef T V __attribute__((vector_size(VB)));
+  constexpr int L = VB / (int)sizeof(T), NV = kCols / L;
+  static_assert(kCols % L == 0, "block width must be a multiple of the vector length");
+  V acc[BB][NV];
+#pragma GCC unroll 16
+  for (int bb = 0; bb < BB; ++bb)
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) acc[bb][v] = V{};
+  for (int k = 0; k < K; ++k) {
+    const T* w = W + (long)k * ldw;
+    V wv[NV];
+#pragma GCC unroll 16
+    for (int v = 0; v < NV; ++v) __builtin_memcpy(&wv[v], w + v * L, sizeof(V));
+#pragma GCC unroll 16
+    for (int bb = 0; bb < BB; ++bb) {
+      const T av = a[bb * lda + k];
+#pragma GCC unroll 16
+      for (int v = 0; v < NV; ++v) acc[bb][v] += av * wv[v];
+    }
+  }
+  for (int bb = 0; bb < BB; ++bb) __builtin_memcpy(&out[bb][0], &acc[bb][0], sizeof(acc[bb]));
+}
+
+template <typename T>
+struct ForwardCtx {
+  GruDims d;
+  const T *gx, *bhn, *h0, *Wp;  // Wp: packed Wh^T, (H, blocks*kCols)
+  long ldw;
+  int blocks;
+  T *hs, *gates;
+};
+
+// Packs Wh (3H,H) into (H, blocks*48): block u holds the r, z, n rows of units 16u..16u+15, so
+// one micro-kernel block yields all three sums of 16 units. Padding columns are zero.
+template <typename T>
+std::vector<T> pack_forward(const T* Wh, int H, int blocks) {
+  long ldw = (long)blocks * kCols;
+  std::vector<T> Wp((size_t)H * ldw, T(0));
+  for (int g = 0; g < 3; ++g)
+    for (int j = 0; j < H; ++j) {
+      long col = (long)(j / kUnits) * kCols + g * kUnits + j % kUnits;
+      const T* row = Wh + (long)(g * H + j) * H;
+      for (int k = 0; k < H; ++k) Wp[k * ldw + col] = row[k];
+    }
+  return Wp;
+}
+
+template <typename T, int BB, int VB>
+DFNET4_ALWAYS_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, int b0) {
+  const int H = c.d.H, TT = c.d.T;
+  const T* h_prev = t == 0 ? c.h0 + (long)b0 * H : c.hs + ((long)b0 * TT + t - 1) * H;
+  const long lda = t == 0 ? H : (long)TT * H;
+  T acc[BB][kCols];
+  block_product<T, BB, VB>(h_prev, lda, H, c.Wp + (long)blk * kCols, c.ldw, acc);
+  const int j_end = std::min(H, (blk + 1) * kUnits);
+  for (int bb = 0; bb < BB; ++bb)
+    for (int j = blk * kUnits; j < j_end; ++j) {
+      const int u = j - blk * kUnits;
+      dfk::gru_forward_finish<T>(c.gx, c.bhn, h_prev + bb * lda, c.hs, c.gates, TT, H, b0 + bb, t,
+                                 j, acc[bb][u], acc[bb][kUnits + u], acc[bb][2 * kUnits + u]);
+    }
+}
+
+// Worker w of n: all steps for its blocks of hidden units, BB batch rows at a time.
+template <typename T, int BB, int VB>
+DFNET4_ALWAYS_INLINE void forward_worker_body(const ForwardCtx<T>& c, StepBarrier& barrier, int w,
+                                              int n) {
+  const int blk0 = (int)((long)c.blocks * w / n), blk1 = (int)((long)c.blocks * (w + 1) / n);
+  for (int t = 0; t < c.d.T; ++t) {
+    for (int blk = blk0; blk < blk1; ++blk) {
+      int b = 0;
+      for (; b + BB <= c.d.B; b += BB) forward_tile<T, BB, VB>(c, t, blk, b);
+      for (; b < c.d.B; ++b) forward_tile<T, 1, VB>(c, t, blk, b);
+    }
+    barrier.wait();
+  }
+}
+
+template <typename T>
+struct BackwardCtx {
+  GruDims d;
+  const T *dhs, *gates, *hs, *h0, *Wp;  // Wp: Wh (3H,H) with columns padded to blocks*48
+  long ldw;
+  int blocks;
+  T *dgx, *dgh, *dh0, *dh_direct;
+};
+
+template <typename T>
+std::vector<T> pack_backward(const T* Wh, int H, int blocks) {
+  long ldw = (long)blocks * kCols;
+  std::vector<T> Wp((size_t)3 * H * ldw, T(0));
+  for (long c = 0; c < 3L * H; ++c) std::copy(Wh + c * H, Wh + (c + 1) * H, Wp.begin() + c * ldw);
+  return Wp;
+}
+
+// Reverse step t (or, with t == -1, the final dh0) for hidden units blk*48.. and BB batch rows.
+template <typename T, int BB, int VB>
+DFNET4_ALWAYS_INLINE void backward_tile(const BackwardCtx<T>& c, int t, int blk, int b0) {
+  const int H = c.d.H, TT = c.d.T;
+  const bool last = t == TT - 1;
+  T acc[BB][kCols];
+  if (!last) {  // Wh^T dgh_{t+1}: rows of dgh at step t+1, K = 3H
+    const long lda = (long)TT * 3 * H;
+    block_product<T, BB, VB>(c.dgh + ((long)b0 * TT + t + 1) * 3 * H, lda, 3 * H,
+                         c.Wp + (long)blk * kCols, c.ldw, acc);
+  }
+  const int j_end = std::min(H, (blk + 1) * kCols);
+  for (int bb = 0; bb < BB; ++bb)
+    for (int j = blk * kCols; j < j_end; ++j) {
+      const T wh_sum = last ? T(0) : acc[bb][j - blk * kCols];
+      if (t < 0)
+        dfk::gru_backward_dh0_finish<T>(c.dh_direct, c.dh0, H, b0 + bb, j, wh_sum);
+      else
+        dfk::gru_backward_finish<T>(c.dhs, c.gates, c.hs, c.h0, c.dgx, c.dgh, c.dh_direct, TT, H,
+                                    b0 + bb, t, j, last, wh_sum);
+    }
+}
+
+template <typename T, int BB, int VB>
+DFNET4_ALWAYS_INLINE void backward_worker_body(const BackwardCtx<T>& c, StepBarrier& barrier,
+                                               int w, int n) {
+  const int blk0 = (int)((long)c.blocks * w / n), blk1 = (int)((long)c.blocks * (w + 1) / n);
+  for (int t = c.d.T - 1; t >= -1; --t) {
+    for (int blk = blk0; blk < blk1; ++blk) {
+      int b = 0;
+      for (; b + BB <= c.d.B; b += BB) backward_tile<T, BB, VB>(c, t, blk, b);
+      for (; b < c.d.B; ++b) backward_tile<T, 1, VB>(c, t, blk, b);
+    }
+    if (t >= 0) barrier.wait();
+  }
+}
+
+// ISA variants of the workers (x86: runtime dispatch, so a generic build still uses AVX2/AVX-512).
+template <typename T>
+void forward_worker_generic(const ForwardCtx<T>& c, StepBarrier& b, int w, int n) {
+  forward_worker_body<T, 1, 16>(c, b, w, n);
+}
+template <typename T>
+void backward_worker_generic(const BackwardCtx<T>& c, StepBarrier& b, int w, int n) {
+  backward_worker_body<T, 1, 16>(c, b, w, n);
+}
+#ifdef DFNET4_X86_DISPATCH
+DFNET4_TARGET_AVX2 void forward_worker_avx2(const ForwardCtx<float>& c, StepBarrier& b, int w,
+                                            int n) {
+  forward_worker_body<float, 2, 32>(c, b, w, n);
+}
+DFNET4_TARGET_AVX2 void backward_worker_avx2(const BackwardCtx<float>& c, StepBarrier& b, int w,
+                                             int n) {
+  backward_worker_body<float, 2, 32>(c, b, w, n);
+}
+DFNET4_TARGET_AVX512 void forward_worker_avx512(const ForwardCtx<float>& c, StepBarrier& b, int w,
+                                                int n) {
+  forward_worker_body<float, 4, 64>(c, b, w, n);
+}
+DFNET4_TARGET_AVX512 void backward_worker_avx512(const BackwardCtx<float>& c, StepBarrier& b,
+                                                 int w, int n) {
+  backward_worker_body<float, 4, 64>(c, b, w, n);
+}
+#endif
+
+template <typename Ctx>
+using WorkerFn = void (*)(const Ctx&, StepBarrier&, int, int);
+
+template <typename T>
+WorkerFn<ForwardCtx<T>> pick_forward() {
+#ifdef DFNET4_X86_DISPATCH
+  if constexpr (std::is_same_v<T, float>) {
+    if (__builtin_cpu_supports("avx512f")) return forward_worker_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return forward_worker_avx2;
+  }
+#endif
+  return forward_worker_generic<T>;
+}
+
+template <typename T>
+WorkerFn<BackwardCtx<T>> pick_backward() {
+#ifdef DFNET4_X86_DISPATCH
+  if constexpr (std::is_same_v<T, float>) {
+    if (__builtin_cpu_supports("avx512f")) return backward_worker_avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return backward_worker_avx2;
+  }
+#endif
+  return backward_worker_generic<T>;
+}
+
+// Threads worth using: at most one per block, and none that would get less than ~64k
+// multiply-adds per step (below that the per-step barrier costs more than it saves).
+int team_size(const GruDims& d, int blocks) {
+  long work = (long)d.B * 3 * d.H * d.H;
+  long by_work = std::max(1L, work / 65536);
+  return (int)std::max(1L, std::min<long>({(long)num_threads(), (long)blocks, by_work}));
+}
+
+}  // namespace
+
+template <typename T>
+void gru_forward_cpu(const GruDims& d, const T* gx, const T* Wh, const T* bhn, const T* h0, T* hs,
+                     T* gates) {
+  const int blocks = (d.H + kUnits - 1) / kUnits;
+  std::vector<T> Wp = pack_forward(Wh, d.H, blocks);
+  ForwardCtx<T> c{d, gx, bhn, h0, Wp.data(), (long)blocks * kCols, blocks, hs, gates};
+  const int n = team_size(d, blocks);
+  StepBarrier barrier(n);
+  auto fn = pick_forward<T>();
+  run_team(n, [&](int w) { fn(c, barrier, w, n); });
+}
+
+template <typename T>
+void gru_backward_cpu(const GruDims& d, const T* dhs, const T* gates, const T* hs, const T* h0,
+                      const T* Wh, T* dgx, T* dgh, T* dh0) {
+  const int blocks = (d.H + kCols - 1) / kCols;
+  std::vector<T> Wp = pack_backward(Wh, d.H, blocks);
+  std::vector<T> dh_direct((size_t)d.B * d.H, T(0));
+  BackwardCtx<T> c{d,   dhs, gates, hs,  h0, Wp.data(), (long)blocks * kCols, blocks,
+                   dgx, dgh, dh0,   dh_direct.data()};
+  const int n = team_size(d, blocks);
+  StepBarrier barrier(n);
+  auto fn = pick_backward<T>();
+  run_team(n, [&](int w) { fn(c, barrier, w, n); });
+}
+
+template void gru_forward_cpu<float>(const GruDims&, const float*, const float*, const float*,
+                                     const float*, float*, float*);
+template void gru_forward_cpu<double>(const GruDims&, const double*, const double*, const double*,
+                                      const double*, double*, double*);
+template void gru_backward_cpu<float>(const GruDims&, const float*, const float*, const float*,
+                                      const float*, const float*, float*, float*, float*);
+template void gru_backward_cpu<double>(const GruDims&, const double*, const double*, const double*,
+                                       const double*, const double*, double*, double*, double*);
+
+}  // namespace dfnet4
