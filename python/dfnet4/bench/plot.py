@@ -83,6 +83,8 @@ def scaling_chart(result: dict, path: Path) -> None:
     for ax, ylabel in ((ax_t, f"{result['measure_label']}: ms (median)"), (ax_m, "peak memory (MiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xticks(frames, [str(f) for f in frames])
+        ax.minorticks_off()
         ax.set_xlabel("sequence length (frames)")
         ax.set_ylabel(ylabel)
         ax.grid(which="both", alpha=0.3)

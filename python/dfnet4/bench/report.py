@@ -10,12 +10,21 @@ from dfnet4.bench.machine import summary_lines
 from dfnet4.bench.suite import MEASURE_NOTES, MEASURES
 
 
+def num(x: float) -> str:
+    """Readable at every magnitude: 3307, 57.3, 0.412."""
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 1:
+        return f"{x:.1f}"
+    return f"{x:.3g}"
+
+
 def _ms(cell: dict | None) -> str:
     if cell is None:
         return "not run"
     if "error" in cell:
         return f"error: {cell['error'].split(':')[0]}"
-    return f"{cell['median_ms']:.1f} [{cell['q1_ms']:.1f}–{cell['q3_ms']:.1f}]"
+    return f"{num(cell['median_ms'])} [{num(cell['q1_ms'])}–{num(cell['q3_ms'])}]"
 
 
 def _mib(cell: dict | None) -> str:
@@ -23,7 +32,7 @@ def _mib(cell: dict | None) -> str:
         return "not run"
     if "error" in cell:
         return f"error: {cell['error'].split(':')[0]}"
-    return f"{cell['peak_mib']:.1f}"
+    return num(cell["peak_mib"])
 
 
 def _options(options: dict) -> str:
@@ -55,8 +64,8 @@ def _user_setting(result: dict) -> list[str]:
         if not fwd or not fb or "error" in fwd or "error" in fb:
             continue
         f, b = fwd["median_ms"], fb["median_ms"]
-        s = f"{step['median_ms']:.1f}" if step and "error" not in step else "not run"
-        rows.append([row["name"], f"{f:.1f}", f"{b:.1f}", f"{f + b:.1f}", f"{b:.1f}", s])
+        s = num(step["median_ms"]) if step and "error" not in step else "not run"
+        rows.append([row["name"], num(f), num(b), num(f + b), num(b), s])
     if not rows:
         return []
     header = ["implementation", "Forward", '"Backward" (= forward+backward)',
@@ -131,7 +140,7 @@ def _fmt_exp(x: float | None) -> str:
 
 def _point(p: dict, key: str) -> str:
     if key in p:
-        return f"{p[key]:.1f}"
+        return num(p[key])
     if "skipped" in p:
         return "skipped"
     return f"error: {p.get('error', '?').split(':')[0]}"
