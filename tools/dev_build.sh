@@ -9,4 +9,5 @@ cmake -S . -B build/dev -G Ninja -DPython_EXECUTABLE="$PY" -DCMAKE_BUILD_TYPE=Re
 cmake --build build/dev
 cp build/dev/_ext*.so python/dfnet4/
 cp build/dev/_metal_emu*.so python/dfnet4/ 2>/dev/null || true
+cp build/dev/_blas_shim.so python/dfnet4/ 2>/dev/null || true
 cp build/dev/*.metallib python/dfnet4/ 2>/dev/null || true
