@@ -61,6 +61,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dfnet4 import _blas
+
+    _blas.ensure_for_entrypoint()  # MLX must bind the optimised BLAS before mlx.core loads
     args = parser().parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
