@@ -7,7 +7,8 @@ Writes bench/results/backbones.{md,json,png}. See docs/benchmarks.md.
 
 import sys
 
+import dfnet4  # noqa: F401  (first: routes MLX's BLAS before mlx.core is loaded)
 from dfnet4.cli.bench import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -8,7 +8,9 @@ Writes bench/results/scaling.{md,json,png}. See docs/benchmarks.md.
 
 import sys
 
+import dfnet4  # noqa: F401  (first: routes MLX's BLAS before mlx.core is loaded)
 from dfnet4.cli.bench import main
 
 if __name__ == "__main__":
-    sys.exit(main(["--scaling", *sys.argv[1:]]))
+    sys.argv[1:1] = ["--scaling"]
+    sys.exit(main())

@@ -61,9 +61,13 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from dfnet4 import _blas
+    """Command-line entry (argv None: sys.argv). Called with an explicit argv (tests, scripts that
+    add flags) it runs in this process as it is; as a program it first makes sure MLX got the
+    optimised BLAS, re-executing itself if mlx.core was loaded too early (docs/blas.md)."""
+    if argv is None:
+        from dfnet4 import _blas
 
-    _blas.ensure_for_entrypoint()  # MLX must bind the optimised BLAS before mlx.core loads
+        _blas.ensure_for_entrypoint()
     args = parser().parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
