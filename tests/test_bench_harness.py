@@ -5,6 +5,7 @@ by the bench scripts, not tested.)"""
 import json
 from dataclasses import dataclass
 
+import dfnet4  # noqa: F401  (before mlx.core, so MLX binds the optimised BLAS)
 import mlx.core as mx
 import mlx.nn as nn
 import pytest
