@@ -15,6 +15,10 @@ import time
 import mlx.core as mx
 
 
+ENV_VARS = ("MLX_DISABLE_COMPILE", "DFNET4_NUM_THREADS", "DFNET4_BLAS", "OPENBLAS_NUM_THREADS",
+            "OMP_NUM_THREADS", "LD_PRELOAD")
+
+
 def cpu_model() -> str:
     """The CPU's marketing name, from /proc/cpuinfo (Linux) or sysctl (macOS)."""
     try:
@@ -140,6 +144,8 @@ def describe(measure_blas: bool = True) -> dict:
             "LD_PRELOAD": os.environ.get("LD_PRELOAD", ""),
         },
         "extension": extension_info(),
+        # settings that change what runs (MLX_DISABLE_COMPILE would make "compiled" untrue)
+        "environment": {k: os.environ[k] for k in ENV_VARS if k in os.environ},
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     if measure_blas and not isinstance(record["blas"]["dfnet4._blas"], dict):
