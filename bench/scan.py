@@ -1,0 +1,229 @@
+"""Selective-scan benchmark: fused op vs. the pure-MLX reference loop vs. the Hillis-Steele scan.
+
+At the model's shape (batch 8, time 500, channels 512, state 16, with D, z, delta_bias and softplus
+as Mamba uses them) measures the median forward and forward+backward wall time and the peak memory
+(mx.get_peak_memory) of each, side by side in one run, and prints / writes a markdown table with
+the ratios (bench/results/scan.md, scan.json).
+
+    python bench/scan.py [--batch 8 --time 500 --channels 512 --state 16 --repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import numpy as np
+
+from dfnet4 import ops, reference
+
+
+def hillis_steele_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                       h0=None, return_last_state=False):
+    """The upstream MLX port's parallel scan (baseline only, not product code).
+
+    Materialises exp(dt*A) and dt*B*u as (batch, time, channels, state) arrays, pads time to a power
+    of two and runs log2(time) Hillis-Steele steps of (a, b) <- (a2*a1, a2*b1 + b2).
+    """
+    batch, length, channels = u.shape
+    dt = delta if delta_bias is None else delta + delta_bias
+    if delta_softplus:
+        dt = mx.logaddexp(dt, 0.0)
+    a = mx.exp(dt[..., None] * A)  # (b, L, d, n)
+    b = (dt * u)[..., None] * B[:, :, None, :]  # (b, L, d, n)
+    padded = 1 << max(0, math.ceil(math.log2(length)))
+    if padded > length:
+        pad = [(0, 0), (0, padded - length), (0, 0), (0, 0)]
+        a = mx.pad(a, pad, constant_values=1.0)
+        b = mx.pad(b, pad, constant_values=0.0)
+    offset = 1
+    while offset < padded:
+        a_prev = mx.concatenate([mx.ones_like(a[:, :offset]), a[:, :-offset]], axis=1)
+        b_prev = mx.concatenate([mx.zeros_like(b[:, :offset]), b[:, :-offset]], axis=1)
+        b = a * b_prev + b
+        a = a * a_prev
+        offset *= 2
+    h = b[:, :length]
+    if h0 is not None:
+        h = h + a[:, :length] * h0[:, None]
+    y = (h * C[:, :, None, :]).sum(-1)
+    if D is not None:
+        y = y + D * u
+    if z is not None:
+        y = y * (z * mx.sigmoid(z))
+    if return_last_state:
+        return y, h[:, -1]
+    return y
+
+
+METHODS = {
+    "fused (dfnet4.ops)": ops.selective_scan,
+    "reference loop": reference.selective_scan,
+    "Hillis-Steele (pure MLX)": hillis_steele_scan,
+}
+
+
+def make_inputs(batch, length, channels, state, seed=0):
+    rng = np.random.default_rng(seed)
+    normal = lambda *s: mx.array(rng.standard_normal(s).astype(np.float32))  # noqa: E731
+    kwargs = dict(
+        u=normal(batch, length, channels),
+        delta=normal(batch, length, channels),
+        A=-mx.exp(0.5 * normal(channels, state)),
+        B=normal(batch, length, state),
+        C=normal(batch, length, state),
+        D=normal(channels),
+        z=normal(batch, length, channels),
+        delta_bias=0.3 * normal(channels),
+    )
+    mx.eval(kwargs)
+    return kwargs
+
+
+def measure(fn, kwargs, repeats):
+    names = list(kwargs)
+    values = list(kwargs.values())
+
+    def forward():
+        return fn(**kwargs, delta_softplus=True)
+
+    grad = mx.grad(
+        lambda *a: fn(**dict(zip(names, a)), delta_softplus=True).sum(),
+        argnums=tuple(range(len(names))),
+    )
+
+    def timed(run):
+        times = []
+        for _ in range(repeats):
+            gc.collect()
+            start = time.perf_counter()
+            mx.eval(run())
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    mx.eval(forward())  # warm-up (allocator, thread start-up)
+    fwd = timed(forward)
+    fwd_bwd = timed(lambda: grad(*values))
+    gc.collect()
+    mx.synchronize()
+    mx.clear_cache()
+    mx.reset_peak_memory()
+    mx.eval(grad(*values))
+    peak = mx.get_peak_memory()
+    return {"forward_s": fwd, "forward_backward_s": fwd_bwd, "peak_bytes": peak}
+
+
+def machine_info():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    threads = os.environ.get("DFNET4_NUM_THREADS") or str(os.cpu_count())
+    return {
+        "mlx": mx.__version__,
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "dfnet4_threads": int(threads),
+        "device": str(mx.default_device()),
+        "load_average_1m_start": os.getloadavg()[0],
+    }
+
+
+def fmt_ms(seconds):
+    return f"{seconds * 1e3:,.1f}"
+
+
+def fmt_mb(nbytes):
+    return f"{nbytes / 1e6:,.1f}"
+
+
+def table(shape, results):
+    fused = results["fused (dfnet4.ops)"]
+    lines = [
+        f"Selective scan, batch {shape[0]}, time {shape[1]}, channels {shape[2]}, state {shape[3]} "
+        "(D, z, delta_bias, softplus on), float32",
+        "",
+        "| method | forward ms | forward+backward ms | peak memory MB | fwd+bwd vs fused | peak vs fused |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {fmt_ms(r['forward_s'])} | {fmt_ms(r['forward_backward_s'])} | "
+            f"{fmt_mb(r['peak_bytes'])} | {r['forward_backward_s'] / fused['forward_backward_s']:,.1f}x | "
+            f"{r['peak_bytes'] / fused['peak_bytes']:,.1f}x |"
+        )
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--time", type=int, default=500)
+    parser.add_argument("--channels", type=int, default=512)
+    parser.add_argument("--state", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs of the fused op (median)")
+    parser.add_argument("--baseline-repeats", type=int, default=3, help="timed runs of the pure-MLX scans")
+    parser.add_argument("--skip-hillis-steele", action="store_true", help="it needs ~6 GB at the default shape")
+    parser.add_argument("--out-dir", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args()
+
+    shape = (args.batch, args.time, args.channels, args.state)
+    kwargs = make_inputs(*shape)
+    info = machine_info()
+    results = {}
+    for name, fn in METHODS.items():
+        if args.skip_hillis_steele and fn is hillis_steele_scan:
+            continue
+        repeats = args.repeats if fn is ops.selective_scan else args.baseline_repeats
+        results[name] = measure(fn, kwargs, repeats)
+        print(f"{name}: {results[name]}", flush=True)
+    info["load_average_1m_end"] = os.getloadavg()[0]
+
+    text = table(shape, results)
+    fused = results["fused (dfnet4.ops)"]
+    notes = [
+        "",
+        f"Machine: {info['cpu']} ({info['cpu_count']} cores), {info['platform']}, mlx {info['mlx']}, "
+        f"device {info['device']}, dfnet4 threads {info['dfnet4_threads']}; 1-min load average "
+        f"{info['load_average_1m_start']:.1f} at start, {info['load_average_1m_end']:.1f} at end.",
+        f"Medians of {args.repeats} (fused) / {args.baseline_repeats} (baselines) runs; peak memory "
+        "of one forward+backward including the inputs.",
+    ]
+    targets = {"fused forward+backward ms (target <= 150)": fused["forward_backward_s"] * 1e3}
+    if "reference loop" in results:
+        targets["reference / fused fwd+bwd (target >= 20)"] = (
+            results["reference loop"]["forward_backward_s"] / fused["forward_backward_s"]
+        )
+    if "Hillis-Steele (pure MLX)" in results:
+        hs = results["Hillis-Steele (pure MLX)"]
+        targets["Hillis-Steele / fused fwd+bwd (target >= 100)"] = hs["forward_backward_s"] / fused["forward_backward_s"]
+        targets["Hillis-Steele / fused peak memory (target >= 40)"] = hs["peak_bytes"] / fused["peak_bytes"]
+    notes.append("")
+    notes += [f"- {k}: {v:,.1f}" for k, v in targets.items()]
+    text = text + "\n" + "\n".join(notes) + "\n"
+    print(text)
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "scan" if shape == (8, 500, 512, 16) else "scan_{}x{}x{}x{}".format(*shape)
+    (args.out_dir / f"{stem}.md").write_text(text)
+    payload = {"shape": dict(zip(("batch", "time", "channels", "state"), shape)), "machine": info,
+               "repeats": {"fused": args.repeats, "baselines": args.baseline_repeats},
+               "results": results, "targets": targets}
+    (args.out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,387 @@
+// Selective scan kernel bodies (mamba-ssm's selective_scan_fn, real A, channels-last), written once
+// for the CPU primitive and the Metal kernels (DESIGN.md decision 1). One logical thread owns one
+// (batch, channel) pair and keeps its `state` values in a local array, so on the CPU the inner loops
+// over state vectorise and on the GPU they stay in registers.
+//
+//   dt = delta (+ bias[d]), softplus'd if asked;  h_t = exp(dt A) h_{t-1} + dt u B_t
+//   y  = sum_n C_t h_t + D u;                     out = y * silu(z)
+//
+// The forward saves the state entering every chunk of kScanChunk steps (the checkpoints); the
+// backward recomputes one chunk's states from its checkpoint into a small scratch and runs the
+// adjoint recurrence backwards over it. Nothing of size batch*time*channels*state exists anywhere.
+// Sums over channels (dB, dC) go through a Lane policy: the CPU adds into a per-block partial, the
+// GPU reduces over the 32 channels of a SIMD-group and lane 0 stores.
+#pragma once
+
+#include "kernels/defines.h"
+
+#if defined(__METAL_VERSION__)
+#define DFK_SCAN_INLINE inline
+#define DFK_RESTRICT
+#define DFK_SIMD_SUM(...)
+#else
+#define DFK_SCAN_INLINE inline __attribute__((always_inline))
+#define DFK_RESTRICT __restrict__
+// Lets the compiler vectorise a loop that also sums into the named scalars (reassociating only
+// those sums; needs -fopenmp-simd, otherwise the loop stays correct but scalar).
+#define DFK_SIMD_SUM(...) _Pragma(DFK_STR(omp simd reduction(+ : __VA_ARGS__)))
+#define DFK_STR(x) #x
+#endif
+
+namespace dfk {
+
+enum ScanConstants {
+  kScanChunk = 16,  // checkpoint interval (time steps); also the recompute scratch depth
+  kScanBlock = 32,  // channels per reduction block (one SIMD-group on Apple GPUs)
+  kScanMaxState = 64,
+};
+
+enum ScanFlags {
+  kScanHasD = 1,
+  kScanHasZ = 2,
+  kScanHasBias = 4,
+  kScanSoftplus = 8,
+  kScanHasH0 = 16,
+};
+
+// Passed by value to the bodies and as one constant buffer to the Metal kernels (ints only, so the
+// layout is the same on both sides).
+struct ScanParams {
+  int batch;
+  int length;
+  int channels;
+  int state;
+  int n_chunks;  // ceil(length / kScanChunk)
+  int n_blocks;  // ceil(channels / kScanBlock)
+  int flags;
+};
+
+// ---- exp: vectorisable, same code on CPU and GPU --------------------------------------------------
+// float: Cephes-style range reduction x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial (about 1 ulp),
+// scaled by 2^k built from exponent bits. Branch-free (selects only) so loops over it vectorise.
+// x < -86.5 returns 0 (true value < 3e-38, i.e. flushed denormals); x > ln(FLT_MAX) returns inf;
+// NaN propagates through the polynomial. Other types (double, CPU only) use the library exp.
+
+#if defined(__METAL_VERSION__)
+DFK_SCAN_INLINE int scan_float_bits(float x) { return as_type<int>(x); }
+DFK_SCAN_INLINE float scan_bits_float(uint x) { return as_type<float>(x); }
+#else
+DFK_SCAN_INLINE int scan_float_bits(float x) { return __builtin_bit_cast(int, x); }
+DFK_SCAN_INLINE float scan_bits_float(unsigned x) { return __builtin_bit_cast(float, x); }
+#endif
+
+template <typename T>
+struct ScanExp {
+  static DFK_SCAN_INLINE T eval(T x) { return DF_MATH::exp(x); }
+};
+
+template <>
+struct ScanExp<float> {
+  static DFK_SCAN_INLINE float eval(float x) {
+    const float lo = -86.5f, hi = 88.72283935546875f;
+    float xc = x < lo ? lo : x;  // comparisons are false for NaN: NaN flows on
+    xc = xc > hi ? hi : xc;
+    // Round x*log2(e) to an integer with the 1.5*2^23 trick: the sum's low mantissa bits hold it.
+    float shifted = xc * 1.44269504088896341f + 12582912.0f;
+    int k = scan_float_bits(shifted) - 0x4B400000;
+    float kf = shifted - 12582912.0f;
+    float r = xc - kf * 0.693359375f;  // ln2 split in two: the first product is exact
+    r = r - kf * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * (r * r) + r + 1.0f;
+    // 2^k = 2^(k-1) * 2 keeps k = 128 (x near ln FLT_MAX) representable; k >= -125 by the clamp.
+    unsigned bits = (unsigned)(k + 126) << 23;
+    float res = p * scan_bits_float(bits) * 2.0f;
+    res = x < lo ? 0.0f : res;
+    return x > hi ? scan_bits_float(0x7f800000u) : res;  // +inf
+  }
+};
+
+template <typename T>
+DFK_SCAN_INLINE T scan_exp(T x) { return ScanExp<T>::eval(x); }
+
+template <typename T>
+DFK_SCAN_INLINE T scan_sigmoid(T x) { return T(1) / (T(1) + scan_exp(-x)); }
+
+// log(y) for y in [1, 2] (all softplus needs): Cephes' logf, y = m 2^e with m in [sqrt(1/2), sqrt(2)),
+// a degree-9 polynomial in m - 1 (about 1 ulp). Branch-free so it vectorises. double: library log.
+template <typename T>
+struct ScanLog12 {
+  static DFK_SCAN_INLINE T eval(T y) { return DF_MATH::log(y); }
+};
+
+template <>
+struct ScanLog12<float> {
+  static DFK_SCAN_INLINE float eval(float y) {
+    const int bits = scan_float_bits(y);
+    float e = (float)(((bits >> 23) & 0xff) - 126);
+    float m = scan_bits_float((unsigned)((bits & 0x007fffff) | 0x3f000000));  // [0.5, 1)
+    const bool small = m < 0.707106781186547524f;
+    e = small ? e - 1.0f : e;
+    m = small ? m + m - 1.0f : m - 1.0f;
+    const float z = m * m;
+    float p = 7.0376836292e-2f;
+    p = p * m - 1.1514610310e-1f;
+    p = p * m + 1.1676998740e-1f;
+    p = p * m - 1.2420140846e-1f;
+    p = p * m + 1.4249322787e-1f;
+    p = p * m - 1.6668057665e-1f;
+    p = p * m + 2.0000714765e-1f;
+    p = p * m - 2.4999993993e-1f;
+    p = p * m + 3.3333331174e-1f;
+    float r = m * z * p;
+    r = r + e * -2.12194440e-4f;
+    r = r - 0.5f * z;
+    return m + r + e * 0.693359375f;
+  }
+};
+
+// softplus(x) = log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)): no overflow, NaN stays NaN.
+template <typename T>
+DFK_SCAN_INLINE T scan_softplus(T x) {
+  const T ax = x < T(0) ? -x : x;
+  const T r = (x > T(0) ? x : T(0)) + ScanLog12<T>::eval(T(1) + scan_exp(-ax));
+  return x != x ? x : r;
+}
+
+// How one logical thread sends a per-channel contribution into a sum over its block's channels.
+// CPU: one OS thread walks the block's channels one after another and adds into the partial
+// (zeroed beforehand). Scratch for the recompute is a private, contiguous array.
+template <int MAXN>
+struct ScanCpuLane {
+  DFK_SCAN_INLINE bool active() const { return true; }
+  DFK_SCAN_INLINE long slot(int k, int n) const { return (long)k * MAXN + n; }
+  template <typename T>
+  DFK_SCAN_INLINE void reduce_to(DF_DEVICE T* dst, T v) const { *dst += v; }
+};
+
+#if defined(__METAL_VERSION__)
+// GPU: the 32 lanes of a SIMD-group are 32 consecutive channels of one batch row; every lane takes
+// part in every simd_sum (lanes past `channels` contribute 0), lane 0 stores. Scratch is one
+// device buffer interleaved by thread so that neighbouring lanes touch neighbouring addresses.
+template <int MAXN>
+struct ScanGpuLane {
+  bool on;          // this lane's channel exists
+  uint simd_lane;   // thread_index_in_simdgroup
+  long thread_id;   // linear id over the whole grid
+  long n_threads;   // threads in the grid
+  DFK_SCAN_INLINE bool active() const { return on; }
+  DFK_SCAN_INLINE long slot(int k, int n) const { return ((long)k * MAXN + n) * n_threads + thread_id; }
+  template <typename T>
+  DFK_SCAN_INLINE void reduce_to(DF_DEVICE T* dst, T v) const {
+    T s = simd_sum(on ? v : T(0));
+    if (simd_lane == 0) *dst = s;
+  }
+};
+#endif
+
+// ---- forward --------------------------------------------------------------------------------------
+// One (b, d): runs the recurrence over all time steps, a chunk of kScanChunk steps at a time. Each
+// chunk first gathers its per-step scalars (dt, u, gate) in a loop that vectorises over time, so the
+// state loop only does the exp/fma work. NFIX > 0 means state == NFIX is known at compile time;
+// otherwise the runtime state count (<= MAXN) is used. Optional pointers may be null/dummy when
+// their flag is off. Outputs: out[b,t,d], last[b,d,:], ckpt[b,c,d,:] = state entering chunk c.
+template <typename T, int MAXN, int NFIX>
+DFK_SCAN_INLINE void scan_forward_channel(
+    ScanParams p, int b, int d,
+    const DF_DEVICE T* DFK_RESTRICT u, const DF_DEVICE T* DFK_RESTRICT delta,
+    const DF_DEVICE T* DFK_RESTRICT A, const DF_DEVICE T* DFK_RESTRICT B,
+    const DF_DEVICE T* DFK_RESTRICT C, const DF_DEVICE T* DFK_RESTRICT D,
+    const DF_DEVICE T* DFK_RESTRICT z, const DF_DEVICE T* DFK_RESTRICT bias,
+    const DF_DEVICE T* DFK_RESTRICT h0,
+    DF_DEVICE T* DFK_RESTRICT out, DF_DEVICE T* DFK_RESTRICT last, DF_DEVICE T* DFK_RESTRICT ckpt) {
+  const int N = NFIX > 0 ? NFIX : p.state;
+  const int L = p.length, DC = p.channels;
+  const bool has_z = (p.flags & kScanHasZ) != 0, softplus = (p.flags & kScanSoftplus) != 0;
+  T a_row[MAXN], h[MAXN];
+  for (int n = 0; n < N; ++n) {
+    a_row[n] = A[(long)d * N + n];
+    h[n] = (p.flags & kScanHasH0) ? h0[((long)b * DC + d) * N + n] : T(0);
+  }
+  const T dd = (p.flags & kScanHasD) ? D[d] : T(0);
+  const T bb = (p.flags & kScanHasBias) ? bias[d] : T(0);
+  const long row = (long)b * L * DC + d;  // element (b, 0, d)
+  T k_dt[kScanChunk], k_u[kScanChunk], k_y[kScanChunk];
+
+  for (int c = 0; c < p.n_chunks; ++c) {
+    const int t0 = c * kScanChunk;
+    const int len = L - t0 < kScanChunk ? L - t0 : kScanChunk;
+    DF_DEVICE T* cp = ckpt + (((long)b * p.n_chunks + c) * DC + d) * N;
+    for (int n = 0; n < N; ++n) cp[n] = h[n];
+
+    for (int k = 0; k < len; ++k) {
+      const long i = row + (long)(t0 + k) * DC;
+      const T x = delta[i] + bb;
+      k_dt[k] = softplus ? scan_softplus(x) : x;
+      k_u[k] = u[i];
+    }
+    for (int k = 0; k < len; ++k) {
+      const T dt = k_dt[k], dtu = dt * k_u[k];
+      const DF_DEVICE T* Bt = B + ((long)b * L + t0 + k) * N;
+      const DF_DEVICE T* Ct = C + ((long)b * L + t0 + k) * N;
+      T y = T(0);
+      DFK_SIMD_SUM(y)
+      for (int n = 0; n < N; ++n) {
+        h[n] = scan_exp(dt * a_row[n]) * h[n] + dtu * Bt[n];
+        y += Ct[n] * h[n];
+      }
+      k_y[k] = y;
+    }
+    for (int k = 0; k < len; ++k) {
+      const long i = row + (long)(t0 + k) * DC;
+      T y = k_y[k] + dd * k_u[k];
+      if (has_z) {
+        const T zt = z[i];
+        y = y * (zt * scan_sigmoid(zt));
+      }
+      out[i] = y;
+    }
+  }
+  for (int n = 0; n < N; ++n) last[((long)b * DC + d) * N + n] = h[n];
+}
+
+// ---- backward -------------------------------------------------------------------------------------
+// Gradient buffers written by one (b, d):
+//   du, ddelta, dz: [b,t,d];  dA_part, dh0: [b,d,:];  dD_part, dbias_part: [b,d]
+//   dB_part, dC_part: [b, d / kScanBlock, t, :], through lane.reduce_to (sums over the block).
+// sah/sa: recompute scratch for one chunk, addressed by lane.slot(k, n): exp(dt A) h_{t-1} and exp(dt A).
+// Chunks run last to first: recompute the chunk's states from its checkpoint (forwards), then the
+// adjoint lam = dL/dh_t backwards over it, carried into the previous chunk.
+template <typename T, int MAXN, int NFIX, typename Lane>
+DFK_SCAN_INLINE void scan_backward_channel(
+    ScanParams p, int b, int d, Lane lane,
+    const DF_DEVICE T* DFK_RESTRICT u, const DF_DEVICE T* DFK_RESTRICT delta,
+    const DF_DEVICE T* DFK_RESTRICT A, const DF_DEVICE T* DFK_RESTRICT B,
+    const DF_DEVICE T* DFK_RESTRICT C, const DF_DEVICE T* DFK_RESTRICT D,
+    const DF_DEVICE T* DFK_RESTRICT z, const DF_DEVICE T* DFK_RESTRICT bias,
+    const DF_DEVICE T* DFK_RESTRICT ckpt, const DF_DEVICE T* DFK_RESTRICT dout,
+    const DF_DEVICE T* DFK_RESTRICT dlast,
+    DF_DEVICE T* DFK_RESTRICT du, DF_DEVICE T* DFK_RESTRICT ddelta, DF_DEVICE T* DFK_RESTRICT dz,
+    DF_DEVICE T* DFK_RESTRICT dA_part, DF_DEVICE T* DFK_RESTRICT dB_part,
+    DF_DEVICE T* DFK_RESTRICT dC_part, DF_DEVICE T* DFK_RESTRICT dD_part,
+    DF_DEVICE T* DFK_RESTRICT dbias_part, DF_DEVICE T* DFK_RESTRICT dh0,
+    DF_DEVICE T* DFK_RESTRICT sah, DF_DEVICE T* DFK_RESTRICT sa) {
+  const int N = NFIX > 0 ? NFIX : p.state;
+  const int L = p.length, DC = p.channels;
+  const bool has_z = (p.flags & kScanHasZ) != 0, softplus = (p.flags & kScanSoftplus) != 0;
+  const bool on = lane.active();
+  T a_row[MAXN], h[MAXN], lam[MAXN], dA_acc[MAXN];
+  for (int n = 0; n < N; ++n) {
+    a_row[n] = A[(long)d * N + n];
+    lam[n] = dlast[((long)b * DC + d) * N + n];  // dL/dh_{L-1}, from last_state's cotangent
+    dA_acc[n] = T(0);
+  }
+  const T dd = (p.flags & kScanHasD) ? D[d] : T(0);
+  const T bb = (p.flags & kScanHasBias) ? bias[d] : T(0);
+  const long row = (long)b * L * DC + d;
+  const long part_row = ((long)b * p.n_blocks + d / kScanBlock) * L;  // partial row (b, block, 0)
+  T dD_acc = T(0), dbias_acc = T(0);
+  // Per-step scalars of the current chunk: dt, softplus', u, dL/dy, dz/dy... and results.
+  T k_dt[kScanChunk], k_dsp[kScanChunk], k_u[kScanChunk], k_gy[kScanChunk], k_zf[kScanChunk];
+  T k_y[kScanChunk], k_la[kScanChunk], k_lb[kScanChunk];
+
+  for (int c = p.n_chunks - 1; c >= 0; --c) {
+    const int t0 = c * kScanChunk;
+    const int len = L - t0 < kScanChunk ? L - t0 : kScanChunk;
+
+    for (int k = 0; k < len; ++k) {
+      const long i = row + (long)(t0 + k) * DC;
+      const T x = delta[i] + bb;
+      k_dt[k] = softplus ? scan_softplus(x) : x;
+      k_dsp[k] = softplus ? scan_sigmoid(x) : T(1);
+      k_u[k] = u[i];
+      const T g = dout[i];
+      if (has_z) {
+        const T zt = z[i], sz = scan_sigmoid(zt);
+        k_gy[k] = g * zt * sz;                           // dL/dy = dL/dout * silu(z)
+        k_zf[k] = g * sz * (T(1) + zt * (T(1) - sz));  // dL/dz = y * this
+      } else {
+        k_gy[k] = g;
+      }
+    }
+
+    // Recompute the chunk's states forwards; dC and y (for dz) need only forward quantities.
+    const DF_DEVICE T* cp = ckpt + (((long)b * p.n_chunks + c) * DC + d) * N;
+    for (int n = 0; n < N; ++n) h[n] = cp[n];
+    for (int k = 0; k < len; ++k) {
+      const int t = t0 + k;
+      const T dt = k_dt[k], dtu = dt * k_u[k], gy = k_gy[k];
+      const DF_DEVICE T* Bt = B + ((long)b * L + t) * N;
+      const DF_DEVICE T* Ct = C + ((long)b * L + t) * N;
+      DF_DEVICE T* dCt = dC_part + (part_row + t) * N;
+      T y = T(0);
+      DFK_SIMD_SUM(y)
+      for (int n = 0; n < N; ++n) {
+        const T a = scan_exp(dt * a_row[n]);
+        const T ah = a * h[n];
+        sa[lane.slot(k, n)] = a;
+        sah[lane.slot(k, n)] = ah;
+        h[n] = ah + dtu * Bt[n];
+        y += Ct[n] * h[n];
+        lane.reduce_to(dCt + n, gy * h[n]);
+      }
+      k_y[k] = y;
+    }
+
+    // Adjoint backwards over the chunk.
+    for (int k = len - 1; k >= 0; --k) {
+      const int t = t0 + k;
+      const T dt = k_dt[k], gy = k_gy[k], dtu = dt * k_u[k];
+      const DF_DEVICE T* Bt = B + ((long)b * L + t) * N;
+      const DF_DEVICE T* Ct = C + ((long)b * L + t) * N;
+      DF_DEVICE T* dBt = dB_part + (part_row + t) * N;
+      T la = T(0), lb = T(0);
+      DFK_SIMD_SUM(la, lb)
+      for (int n = 0; n < N; ++n) {
+        lam[n] += gy * Ct[n];                   // now dL/dh_t
+        const T lah = lam[n] * sah[lane.slot(k, n)];
+        la += lah * a_row[n];                   // d/d dt through exp(dt A)
+        dA_acc[n] += lah * dt;
+        lb += lam[n] * Bt[n];                   // d/d(dt u) through the drive
+        lane.reduce_to(dBt + n, lam[n] * dtu);
+        lam[n] *= sa[lane.slot(k, n)];          // now dL/dh_{t-1} (minus the C term)
+      }
+      k_la[k] = la;
+      k_lb[k] = lb;
+    }
+
+    for (int k = 0; k < len; ++k) {
+      const long i = row + (long)(t0 + k) * DC;
+      const T dx = (k_la[k] + k_u[k] * k_lb[k]) * k_dsp[k];
+      dbias_acc += dx;
+      dD_acc += k_gy[k] * k_u[k];
+      if (on) {
+        du[i] = k_gy[k] * dd + k_dt[k] * k_lb[k];
+        ddelta[i] = dx;
+        if (has_z) dz[i] = (k_y[k] + dd * k_u[k]) * k_zf[k];
+      }
+    }
+  }
+
+  if (on) {
+    const long bd = (long)b * DC + d;
+    for (int n = 0; n < N; ++n) {
+      dh0[bd * N + n] = lam[n];
+      dA_part[bd * N + n] = dA_acc[n];
+    }
+    if (p.flags & kScanHasD) dD_part[bd] = dD_acc;
+    if (p.flags & kScanHasBias) dbias_part[bd] = dbias_acc;
+  }
+}
+
+// dst[o, j] = sum over k < count of src[o, k, j], k in order: folds the backward's partials
+// (dB, dC over channel blocks; dA, dD, dbias over batch) into the gradients. One thread per (j, o).
+template <typename T>
+DFK_SCAN_INLINE void scan_sum_partials(const DF_DEVICE T* DFK_RESTRICT src, DF_DEVICE T* DFK_RESTRICT dst,
+                                       int count, long inner, long o, long j) {
+  T s = T(0);
+  for (int k = 0; k < count; ++k) s += src[(o * count + k) * inner + j];
+  dst[o * inner + j] = s;
+}
+
+}  // namespace dfk

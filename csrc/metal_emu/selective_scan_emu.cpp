@@ -1,0 +1,184 @@
+// Emulated-Metal harness of the selective scan: compiles metal/selective_scan.metal as C++ against
+// metal/emu and runs it with the launch plan of eval_gpu (csrc/selective_scan_launch.h). The tests
+// (tests/test_selective_scan_emu.py) compare its outputs with the CPU primitive's.
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "registry.h"
+
+#include <metal_stdlib>
+#include "emu_launch.h"
+#include "selective_scan.metal"
+#include "selective_scan_launch.h"
+#include "emu_end.h"
+
+namespace nb = nanobind;
+using metal_emu::LaunchOptions;
+using metal_emu::Order;
+using metal_emu::ThreadPos;
+
+namespace {
+
+using In = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
+using Out = nb::ndarray<nb::numpy, float>;
+
+Order parse_order(const std::string& s) {
+  if (s == "forward") return Order::Forward;
+  if (s == "reverse") return Order::Reverse;
+  if (s == "shuffled") return Order::Shuffled;
+  throw std::invalid_argument("order must be 'forward', 'reverse' or 'shuffled', got '" + s + "'");
+}
+
+// A zero-filled float buffer handed to numpy (which then owns it).
+struct Buffer {
+  std::vector<float>* data;
+  std::vector<size_t> shape;
+  explicit Buffer(std::vector<size_t> s) : shape(std::move(s)) {
+    size_t n = 1;
+    for (size_t v : shape) n *= v;
+    data = new std::vector<float>(n, 0.0f);
+  }
+  float* ptr() { return data->data(); }
+  Out release() {
+    nb::capsule owner(data, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
+    return Out(data->data(), shape.size(), shape.data(), owner);
+  }
+};
+
+const float* opt(const std::optional<In>& a) { return a ? a->data() : nullptr; }
+
+dfk::ScanParams params(const In& u, const In& A, int flags) {
+  if (u.ndim() != 3 || A.ndim() != 2) throw std::invalid_argument("u must be 3-D and A 2-D");
+  dfk::ScanParams p;
+  p.batch = int(u.shape(0));
+  p.length = int(u.shape(1));
+  p.channels = int(u.shape(2));
+  p.state = int(A.shape(1));
+  p.n_chunks = (p.length + dfk::kScanChunk - 1) / dfk::kScanChunk;
+  p.n_blocks = (p.channels + dfk::kScanBlock - 1) / dfk::kScanBlock;
+  p.flags = flags;
+  return p;
+}
+
+int flags_of(bool has_D, bool has_z, bool has_bias, bool softplus, bool has_h0) {
+  return (has_D ? dfk::kScanHasD : 0) | (has_z ? dfk::kScanHasZ : 0) |
+         (has_bias ? dfk::kScanHasBias : 0) | (softplus ? dfk::kScanSoftplus : 0) |
+         (has_h0 ? dfk::kScanHasH0 : 0);
+}
+
+uint3 u3(const dfnet4::scan_launch::Size3& s) { return uint3(uint(s.x), uint(s.y), uint(s.z)); }
+
+// Calls f.template operator()<MAXN, NFIX>() for the instantiation eval_gpu would pick.
+template <typename F>
+void with_variant(int state, F&& f) {
+  const auto v = dfnet4::scan_launch::variant(state);
+  if (v.max_state == 16 && v.fixed == 16) f.template operator()<16, 16>();
+  else if (v.max_state == 16 && v.fixed == 0) f.template operator()<16, 0>();
+  else if (v.max_state == 64 && v.fixed == 0) f.template operator()<64, 0>();
+  else throw std::logic_error("selective_scan_emu: no kernel instantiated for this variant");
+}
+
+nb::tuple forward(In u, In delta, In A, In B, In C, std::optional<In> D, std::optional<In> z,
+                  std::optional<In> bias, std::optional<In> h0, bool softplus,
+                  const std::string& order, uint64_t seed) {
+  namespace L = dfnet4::scan_launch;
+  const auto p = params(u, A, flags_of(D.has_value(), z.has_value(), bias.has_value(), softplus,
+                                       h0.has_value()));
+  const size_t b = p.batch, l = p.length, d = p.channels, n = p.state;
+  Buffer out({b, l, d}), last({b, d, n}), ckpt({b, size_t(p.n_chunks), d, n});
+  LaunchOptions o;
+  o.order = parse_order(order);
+  o.seed = seed;
+  dfk::ScanParams pc = p;  // the kernels take `constant ScanParams&`, a plain reference here
+  with_variant(p.state, [&]<int MAXN, int NFIX>() {
+    metal_emu::dispatch_threads(u3(L::forward_grid(p)), u3(L::forward_group(p)), o,
+                                [&](const ThreadPos& t, void* const*) {
+      dfnet4_selective_scan_fwd<MAXN, NFIX>(
+          u.data(), delta.data(), A.data(), B.data(), C.data(), opt(D), opt(z), opt(bias), opt(h0),
+          out.ptr(), last.ptr(), ckpt.ptr(), pc,
+          uint2(t.thread_position_in_grid.x, t.thread_position_in_grid.y));
+    });
+  });
+  return nb::make_tuple(out.release(), last.release(), ckpt.release());
+}
+
+// Returns (du, ddelta, dA, dB, dC, dh0, dz, dD, dbias); the last three are None when z, D or
+// delta_bias is absent. Runs the backward kernel, then the sum kernel over each partial.
+nb::tuple backward(In u, In delta, In A, In B, In C, std::optional<In> D, std::optional<In> z,
+                   std::optional<In> bias, In ckpt, In dout, In dlast, bool softplus,
+                   const std::string& order, uint64_t seed) {
+  namespace L = dfnet4::scan_launch;
+  const auto p = params(u, A, flags_of(D.has_value(), z.has_value(), bias.has_value(), softplus,
+                                       false));
+  const size_t b = p.batch, l = p.length, d = p.channels, n = p.state, blocks = p.n_blocks;
+  Buffer du({b, l, d}), ddelta({b, l, d}), dh0({b, d, n}), dz({z ? b : 0, l, d});
+  Buffer dA({d, n}), dB({b, l, n}), dC({b, l, n}), dD({D ? d : 0}), dbias({bias ? d : 0});
+  // Uninitialised on the GPU, so poisoned (NaN) here: partials and scratch.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> pA(b * d * n, nan), pB(b * blocks * l * n, nan), pC(pB.size(), nan),
+      pD(D ? b * d : 0, nan), pbias(bias ? b * d : 0, nan);
+  std::vector<float> sah(L::backward_scratch_elements(p), nan), sa(sah.size(), nan);
+  LaunchOptions o;
+  o.order = parse_order(order);
+  o.seed = seed;
+  dfk::ScanParams pc = p;  // `constant ScanParams&` is a plain reference here
+  with_variant(p.state, [&]<int MAXN, int NFIX>() {
+    metal_emu::dispatch_threads(u3(L::backward_grid(p)), u3(L::backward_group(p)), o,
+                                [&](const ThreadPos& t, void* const*) {
+      dfnet4_selective_scan_bwd<MAXN, NFIX>(
+          u.data(), delta.data(), A.data(), B.data(), C.data(), opt(D), opt(z), opt(bias),
+          ckpt.data(), dout.data(), dlast.data(), du.ptr(), ddelta.ptr(), dz.ptr(), pA.data(),
+          pB.data(), pC.data(), pD.data(), pbias.data(), dh0.ptr(), sah.data(), sa.data(), pc,
+          uint2(t.thread_position_in_grid.x, t.thread_position_in_grid.y),
+          uint2(t.threads_per_grid.x, t.threads_per_grid.y), t.thread_index_in_simdgroup);
+    });
+  });
+  struct Fold { const float* src; float* dst; int target; };
+  std::vector<Fold> folds = {{pA.data(), dA.ptr(), L::kSumDA}, {pB.data(), dB.ptr(), L::kSumDB},
+                             {pC.data(), dC.ptr(), L::kSumDC}};
+  if (D) folds.push_back({pD.data(), dD.ptr(), L::kSumDD});
+  if (bias) folds.push_back({pbias.data(), dbias.ptr(), L::kSumDbias});
+  for (const auto& f : folds) {
+    const auto plan = L::sum_plan(p, f.target);
+    int count = plan.count, inner = int(plan.inner);
+    metal_emu::dispatch_threads(u3(L::sum_grid(plan)), u3(L::sum_group(plan)), o,
+                                [&](const ThreadPos& t, void* const*) {
+      dfnet4_selective_scan_sum_f32(f.src, f.dst, count, inner,
+                                    uint2(t.thread_position_in_grid.x, t.thread_position_in_grid.y));
+    });
+  }
+  nb::object none = nb::none();
+  return nb::make_tuple(du.release(), ddelta.release(), dA.release(), dB.release(), dC.release(),
+                        dh0.release(), z ? nb::cast(dz.release()) : none,
+                        D ? nb::cast(dD.release()) : none, bias ? nb::cast(dbias.release()) : none);
+}
+
+void bind(nb::module_& m) {
+  auto s = m.def_submodule("selective_scan",
+                           "metal/selective_scan.metal run on the emulator with eval_gpu's launch plan");
+  s.def("forward", &forward, nb::arg("u"), nb::arg("delta"), nb::arg("A"), nb::arg("B"), nb::arg("C"),
+        nb::arg("D").none(), nb::arg("z").none(), nb::arg("delta_bias").none(), nb::arg("h0").none(),
+        nb::arg("delta_softplus"), nb::arg("order") = "forward", nb::arg("seed") = 0,
+        "Returns (out, last_state, checkpoints).");
+  s.def("backward", &backward, nb::arg("u"), nb::arg("delta"), nb::arg("A"), nb::arg("B"),
+        nb::arg("C"), nb::arg("D").none(), nb::arg("z").none(), nb::arg("delta_bias").none(),
+        nb::arg("checkpoints"), nb::arg("dout"), nb::arg("dlast"), nb::arg("delta_softplus"),
+        nb::arg("order") = "forward", nb::arg("seed") = 0,
+        "Returns (du, ddelta, dA, dB, dC, dh0, dz, dD, dbias).");
+  s.attr("CHUNK") = int(dfk::kScanChunk);
+  s.attr("BLOCK") = int(dfk::kScanBlock);
+  s.def("forward_kernel", &dfnet4::scan_launch::forward_kernel);
+  s.def("backward_kernel", &dfnet4::scan_launch::backward_kernel);
+}
+
+}  // namespace
+
+DFNET4_REGISTER_BINDING(bind);

@@ -1,0 +1,351 @@
+// Selective scan primitives: op builder, shapes, vjp and the CPU evaluation. eval_gpu lives in
+// selective_scan_metal.cpp, the CPU loops in selective_scan_cpu.cpp, the math in kernels/.
+#include "selective_scan.h"
+
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/variant.h>
+#include <nanobind/stl/vector.h>
+
+#include <sstream>
+#include <stdexcept>
+
+#include "mlx/backend/cpu/encoder.h"
+#include "registry.h"
+#include "selective_scan_cpu.h"
+
+namespace dfnet4 {
+
+namespace {
+
+int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+std::string shape_str(const mx::array& a) {
+  std::ostringstream os;
+  os << "(";
+  for (int i = 0; i < static_cast<int>(a.ndim()); ++i) os << (i ? ", " : "") << a.shape(i);
+  os << (a.ndim() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+[[noreturn]] void bad(const std::string& msg) {
+  throw std::invalid_argument("selective_scan: " + msg);
+}
+
+void expect_shape(const char* name, const mx::array& a, const mx::Shape& want, const char* what) {
+  if (a.shape() != want) {
+    std::ostringstream os;
+    os << name << " must have shape " << what << " = (";
+    for (size_t i = 0; i < want.size(); ++i) os << (i ? ", " : "") << want[i];
+    os << (want.size() == 1 ? ",)" : ")") << ", got " << shape_str(a);
+    bad(os.str());
+  }
+}
+
+template <typename T>
+const T* ptr(const mx::array& a) { return a.data<T>(); }
+template <typename T>
+const T* opt_ptr(const std::vector<mx::array>& in, int idx) {
+  return idx >= 0 ? in[idx].data<T>() : nullptr;
+}
+
+void alloc(mx::array& a) { a.set_data(mx::allocator::malloc(a.nbytes())); }
+
+void check_contiguous(const std::vector<mx::array>& inputs, const char* prim) {
+  for (const auto& a : inputs) {
+    if (!a.flags().row_contiguous) {
+      throw std::runtime_error(std::string(prim) + ": inputs must be row-contiguous (the op makes them so)");
+    }
+  }
+}
+
+}  // namespace
+
+ScanInputs::ScanInputs(int flags, bool with_h0) {
+  if (flags & dfk::kScanHasD) D = next++;
+  if (flags & dfk::kScanHasZ) z = next++;
+  if (flags & dfk::kScanHasBias) bias = next++;
+  if (with_h0 && (flags & dfk::kScanHasH0)) h0 = next++;
+}
+
+dfk::ScanParams scan_params(const mx::array& u, const mx::array& A, int flags) {
+  dfk::ScanParams p;
+  p.batch = u.shape(0);
+  p.length = u.shape(1);
+  p.channels = u.shape(2);
+  p.state = A.shape(1);
+  p.n_chunks = ceil_div(p.length, dfk::kScanChunk);
+  p.n_blocks = ceil_div(p.channels, dfk::kScanBlock);
+  p.flags = flags;
+  return p;
+}
+
+// ---- forward primitive ------------------------------------------------------------------------------
+
+std::vector<mx::Shape> SelectiveScan::output_shapes(const std::vector<mx::array>& inputs) {
+  const auto& u = inputs[0];
+  const auto& A = inputs[2];
+  const int b = u.shape(0), l = u.shape(1), d = u.shape(2), n = A.shape(1);
+  return {u.shape(), {b, d, n}, {b, ceil_div(l, dfk::kScanChunk), d, n}};
+}
+
+bool SelectiveScan::is_equivalent(const mx::Primitive& other) const {
+  return flags_ == static_cast<const SelectiveScan&>(other).flags_;
+}
+
+void SelectiveScan::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
+  check_contiguous(inputs, "SelectiveScan");
+  for (auto& o : outputs) alloc(o);
+  const auto p = scan_params(inputs[0], inputs[2], flags_);
+  const ScanInputs at(flags_);
+  auto& enc = mx::cpu::get_command_encoder(stream());
+  for (const auto& a : inputs) enc.set_input_array(a);
+  for (auto& o : outputs) enc.set_output_array(o);
+
+  auto launch = [&](auto zero) {
+    using T = decltype(zero);
+    scan_cpu::ForwardBuffers<T> f{ptr<T>(inputs[0]), ptr<T>(inputs[1]), ptr<T>(inputs[2]),
+                                  ptr<T>(inputs[3]), ptr<T>(inputs[4]), opt_ptr<T>(inputs, at.D),
+                                  opt_ptr<T>(inputs, at.z), opt_ptr<T>(inputs, at.bias),
+                                  opt_ptr<T>(inputs, at.h0), outputs[0].data<T>(),
+                                  outputs[1].data<T>(), outputs[2].data<T>()};
+    enc.dispatch([p, f]() { scan_cpu::forward(p, f); });
+  };
+  if (inputs[0].dtype() == mx::float64) {
+    launch(double(0));
+  } else if (inputs[0].dtype() == mx::float32) {
+    launch(float(0));
+  } else {
+    throw std::runtime_error("SelectiveScan: inputs must be float32 or float64");
+  }
+}
+
+std::vector<mx::array> SelectiveScan::vjp(const std::vector<mx::array>& primals,
+                                          const std::vector<mx::array>& cotangents,
+                                          const std::vector<int>& argnums,
+                                          const std::vector<mx::array>& outputs) {
+  const ScanInputs at(flags_);
+  const auto s = stream();
+  const auto dtype = primals[0].dtype();
+  // Backward inputs: the forward's inputs without h0 (checkpoint 0 holds it), then checkpoints and
+  // the cotangents of out and last_state (zeros when unused).
+  std::vector<mx::array> inputs(primals.begin(), primals.begin() + 5);
+  for (int idx : {at.D, at.z, at.bias}) {
+    if (idx >= 0) inputs.push_back(primals[idx]);
+  }
+  inputs.push_back(outputs[2]);
+  for (int k = 0; k < 2; ++k) {
+    inputs.push_back(mx::contiguous(mx::astype(cotangents[k], dtype, s), false, s));
+  }
+  auto prim = std::make_shared<SelectiveScanGrad>(s, flags_);
+  auto shapes = prim->output_shapes(inputs);
+  auto grads = mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(shapes.size(), dtype),
+                                      prim, inputs);
+  const SelectiveScanGrad::Outputs out_at(flags_);
+  std::vector<mx::array> result;
+  for (int arg : argnums) {
+    if (arg >= 0 && arg <= 4) result.push_back(grads[arg]);  // du, ddelta, dA, dB, dC
+    else if (arg == at.D) result.push_back(grads[out_at.dD]);
+    else if (arg == at.z) result.push_back(grads[out_at.dz]);
+    else if (arg == at.bias) result.push_back(grads[out_at.dbias]);
+    else if (arg == at.h0) result.push_back(grads[5]);
+    else throw std::logic_error("SelectiveScan::vjp: unknown argument index");
+  }
+  return result;
+}
+
+std::vector<mx::array> SelectiveScan::jvp(const std::vector<mx::array>&, const std::vector<mx::array>&,
+                                          const std::vector<int>&) {
+  throw std::runtime_error(
+      "dfnet4.ops.selective_scan does not support forward-mode differentiation (jvp); "
+      "use mx.grad/mx.vjp, or dfnet4.reference.selective_scan");
+}
+
+std::pair<std::vector<mx::array>, std::vector<int>> SelectiveScan::vmap(const std::vector<mx::array>&,
+                                                                        const std::vector<int>&) {
+  throw std::runtime_error(
+      "dfnet4.ops.selective_scan does not support mx.vmap; it is already batched over its "
+      "first axis (fold extra axes into the batch)");
+}
+
+// ---- backward primitive -----------------------------------------------------------------------------
+
+SelectiveScanGrad::Outputs::Outputs(int flags) {
+  int next = 6;
+  if (flags & dfk::kScanHasZ) dz = next++;
+  if (flags & dfk::kScanHasD) dD = next++;
+  if (flags & dfk::kScanHasBias) dbias = next++;
+}
+
+std::vector<mx::Shape> SelectiveScanGrad::output_shapes(const std::vector<mx::array>& inputs) {
+  const auto& u = inputs[0];
+  const auto& A = inputs[2];
+  const int b = u.shape(0), l = u.shape(1), d = u.shape(2), n = A.shape(1);
+  std::vector<mx::Shape> shapes = {u.shape(), u.shape(), {d, n}, {b, l, n}, {b, l, n}, {b, d, n}};
+  if (flags_ & dfk::kScanHasZ) shapes.push_back(u.shape());
+  if (flags_ & dfk::kScanHasD) shapes.push_back({d});
+  if (flags_ & dfk::kScanHasBias) shapes.push_back({d});
+  return shapes;
+}
+
+std::vector<mx::array> scan_grad_partials(const dfk::ScanParams& p, mx::Dtype dtype) {
+  const int b = p.batch, l = p.length, d = p.channels, n = p.state, blocks = p.n_blocks;
+  std::vector<mx::array> parts;
+  for (mx::Shape shape : std::vector<mx::Shape>{{b, d, n}, {b, blocks, l, n}, {b, blocks, l, n}}) {
+    parts.emplace_back(shape, dtype, nullptr, std::vector<mx::array>{});
+  }
+  if (p.flags & dfk::kScanHasD) parts.emplace_back(mx::Shape{b, d}, dtype, nullptr, std::vector<mx::array>{});
+  if (p.flags & dfk::kScanHasBias) parts.emplace_back(mx::Shape{b, d}, dtype, nullptr, std::vector<mx::array>{});
+  for (auto& a : parts) alloc(a);
+  return parts;
+}
+
+bool SelectiveScanGrad::is_equivalent(const mx::Primitive& other) const {
+  return flags_ == static_cast<const SelectiveScanGrad&>(other).flags_;
+}
+
+void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
+                                 std::vector<mx::array>& outputs) {
+  check_contiguous(inputs, "SelectiveScanGrad");
+  for (auto& o : outputs) alloc(o);
+  const auto p = scan_params(inputs[0], inputs[2], flags_);
+  const ScanInputs at(flags_, /*with_h0=*/false);
+  const Outputs out_at(flags_);
+  const int ckpt = at.next, dout = at.next + 1, dlast = at.next + 2;
+  // Partials: dA (batch, channels, state), dB and dC (batch, blocks, time, state), then dD and
+  // dbias (batch, channels) when present; temporaries held until the dispatched task has run.
+  auto parts = scan_grad_partials(p, inputs[0].dtype());
+  const int part_dD = (flags_ & dfk::kScanHasD) ? 3 : -1;
+  const int part_dbias = (flags_ & dfk::kScanHasBias) ? (part_dD >= 0 ? 4 : 3) : -1;
+  auto& enc = mx::cpu::get_command_encoder(stream());
+  for (const auto& a : inputs) enc.set_input_array(a);
+  for (auto& o : outputs) enc.set_output_array(o);
+
+  auto launch = [&](auto zero) {
+    using T = decltype(zero);
+    auto out_ptr = [&](int idx) { return idx >= 0 ? outputs[idx].data<T>() : nullptr; };
+    auto part_ptr = [&](int idx) { return idx >= 0 ? parts[idx].data<T>() : nullptr; };
+    scan_cpu::BackwardBuffers<T> g{
+        ptr<T>(inputs[0]), ptr<T>(inputs[1]), ptr<T>(inputs[2]), ptr<T>(inputs[3]),
+        ptr<T>(inputs[4]), opt_ptr<T>(inputs, at.D), opt_ptr<T>(inputs, at.z),
+        opt_ptr<T>(inputs, at.bias), ptr<T>(inputs[ckpt]), ptr<T>(inputs[dout]),
+        ptr<T>(inputs[dlast]), out_ptr(0), out_ptr(1), out_ptr(out_at.dz), part_ptr(0),
+        part_ptr(1), part_ptr(2), part_ptr(part_dD), part_ptr(part_dbias), out_ptr(5)};
+    struct Fold {
+      const T* src;
+      T* dst;
+      int outer, count;
+      long inner;
+    };
+    std::vector<Fold> folds = {
+        {part_ptr(0), out_ptr(2), 1, p.batch, long(p.channels) * p.state},
+        {part_ptr(1), out_ptr(3), p.batch, p.n_blocks, long(p.length) * p.state},
+        {part_ptr(2), out_ptr(4), p.batch, p.n_blocks, long(p.length) * p.state}};
+    if (part_dD >= 0) folds.push_back({part_ptr(part_dD), out_ptr(out_at.dD), 1, p.batch, p.channels});
+    if (part_dbias >= 0) {
+      folds.push_back({part_ptr(part_dbias), out_ptr(out_at.dbias), 1, p.batch, p.channels});
+    }
+    enc.dispatch([p, g, folds = std::move(folds)]() {
+      scan_cpu::backward(p, g);
+      for (const auto& f : folds) scan_cpu::sum_partials(f.src, f.dst, f.outer, f.count, f.inner);
+    });
+  };
+  if (inputs[0].dtype() == mx::float64) {
+    launch(double(0));
+  } else if (inputs[0].dtype() == mx::float32) {
+    launch(float(0));
+  } else {
+    throw std::runtime_error("SelectiveScanGrad: inputs must be float32 or float64");
+  }
+  enc.add_temporaries(std::move(parts));
+}
+
+std::vector<mx::array> SelectiveScanGrad::vjp(const std::vector<mx::array>&, const std::vector<mx::array>&,
+                                              const std::vector<int>&, const std::vector<mx::array>&) {
+  throw std::runtime_error(
+      "dfnet4.ops.selective_scan: second-order gradients are not supported (the backward primitive "
+      "has no vjp); use dfnet4.reference.selective_scan for higher-order derivatives");
+}
+
+std::vector<mx::array> SelectiveScanGrad::jvp(const std::vector<mx::array>&, const std::vector<mx::array>&,
+                                              const std::vector<int>&) {
+  throw std::runtime_error("dfnet4.ops.selective_scan: the backward primitive has no jvp");
+}
+
+std::pair<std::vector<mx::array>, std::vector<int>> SelectiveScanGrad::vmap(
+    const std::vector<mx::array>&, const std::vector<int>&) {
+  throw std::runtime_error("dfnet4.ops.selective_scan: the backward primitive does not support mx.vmap");
+}
+
+// ---- the op -----------------------------------------------------------------------------------------
+
+std::vector<mx::array> selective_scan(const mx::array& u, const mx::array& delta, const mx::array& A,
+                                      const mx::array& B, const mx::array& C,
+                                      const std::optional<mx::array>& D,
+                                      const std::optional<mx::array>& z,
+                                      const std::optional<mx::array>& delta_bias, bool delta_softplus,
+                                      const std::optional<mx::array>& h0, mx::StreamOrDevice s_) {
+  const auto s = mx::to_stream(s_);
+  if (u.ndim() != 3) bad("u must have shape (batch, time, channels), got " + shape_str(u));
+  if (A.ndim() != 2) bad("A must have shape (channels, state), got " + shape_str(A));
+  const int b = u.shape(0), l = u.shape(1), d = u.shape(2), n = A.shape(1);
+  if (b < 1 || l < 1 || d < 1) bad("u must have batch, time and channels >= 1, got " + shape_str(u));
+  if (n < 1 || n > dfk::kScanMaxState) {
+    bad("A must have 1 to " + std::to_string(dfk::kScanMaxState) + " states (A.shape[1]), got " +
+        shape_str(A));
+  }
+  expect_shape("delta", delta, {b, l, d}, "(batch, time, channels) like u");
+  expect_shape("A", A, {d, n}, "(channels, state) with u's channels");
+  expect_shape("B", B, {b, l, n}, "(batch, time, state)");
+  expect_shape("C", C, {b, l, n}, "(batch, time, state)");
+  if (D) expect_shape("D", *D, {d}, "(channels,)");
+  if (z) expect_shape("z", *z, {b, l, d}, "(batch, time, channels) like u");
+  if (delta_bias) expect_shape("delta_bias", *delta_bias, {d}, "(channels,)");
+  if (h0) expect_shape("h0", *h0, {b, d, n}, "(batch, channels, state)");
+
+  const auto dtype = u.dtype();
+  if (dtype != mx::float32 && dtype != mx::float64) {
+    bad("the fused kernels take float32 (or float64 on the CPU); dfnet4.ops.selective_scan casts");
+  }
+  if (dtype == mx::float64 && s.device.type != mx::Device::cpu) {
+    bad("float64 is only supported on the CPU stream");
+  }
+  int flags = 0;
+  std::vector<mx::array> inputs;
+  auto add = [&](const char* name, const mx::array& a) {
+    if (a.dtype() != dtype) bad(std::string(name) + " must have the same dtype as u");
+    inputs.push_back(mx::contiguous(a, false, s));
+  };
+  add("u", u);
+  add("delta", delta);
+  add("A", A);
+  add("B", B);
+  add("C", C);
+  if (D) { flags |= dfk::kScanHasD; add("D", *D); }
+  if (z) { flags |= dfk::kScanHasZ; add("z", *z); }
+  if (delta_bias) { flags |= dfk::kScanHasBias; add("delta_bias", *delta_bias); }
+  if (h0) { flags |= dfk::kScanHasH0; add("h0", *h0); }
+  if (delta_softplus) flags |= dfk::kScanSoftplus;
+
+  auto prim = std::make_shared<SelectiveScan>(s, flags);
+  auto shapes = prim->output_shapes(inputs);
+  auto outs = mx::array::make_arrays(std::move(shapes), {dtype, dtype, dtype}, prim, inputs);
+  return {outs[0], outs[1]};
+}
+
+// ---- bindings ---------------------------------------------------------------------------------------
+
+static void bind_selective_scan(nanobind::module_& m) {
+  namespace nb = nanobind;
+  using namespace nb::literals;
+  m.def("selective_scan", &selective_scan, "u"_a, "delta"_a, "A"_a, "B"_a, "C"_a, "D"_a.none(),
+        "z"_a.none(), "delta_bias"_a.none(), "delta_softplus"_a, "h0"_a.none(), nb::kw_only(),
+        "stream"_a = nb::none(),
+        "Fused selective scan (low level: same-dtype float32/float64 arrays). Returns [out, "
+        "last_state]. Use dfnet4.ops.selective_scan.");
+  m.attr("SELECTIVE_SCAN_CHUNK") = static_cast<int>(dfk::kScanChunk);
+  m.attr("SELECTIVE_SCAN_MAX_STATE") = static_cast<int>(dfk::kScanMaxState);
+}
+DFNET4_REGISTER_BINDING(bind_selective_scan);
+
+}  // namespace dfnet4

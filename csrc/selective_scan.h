@@ -1,0 +1,100 @@
+// The fused selective scan as two MLX primitives: the forward (out, last_state, checkpoints) and
+// its backward, built by the forward's vjp. See docs/selective-scan.md.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "kernels/selective_scan.h"
+#include "mlx/mlx.h"
+#include "mlx/primitives.h"
+
+namespace dfnet4 {
+
+namespace mx = mlx::core;
+
+// Positions of the optional inputs in a primitive's input list, from the flags
+// (dfk::kScanHas*). The fixed ones are u, delta, A, B, C = 0..4.
+struct ScanInputs {
+  int D = -1, z = -1, bias = -1, h0 = -1, next = 5;
+  explicit ScanInputs(int flags, bool with_h0 = true);
+};
+
+// Shape parameters of the kernel bodies from the (contiguous) u and A.
+dfk::ScanParams scan_params(const mx::array& u, const mx::array& A, int flags);
+
+// Inputs: u, delta, A, B, C, then D, z, bias, h0 when flagged.
+// Outputs: out (batch, time, channels), last_state (batch, channels, state),
+//          checkpoints (batch, ceil(time / kScanChunk), channels, state) for the backward.
+class SelectiveScan : public mx::Primitive {
+ public:
+  SelectiveScan(mx::Stream stream, int flags) : mx::Primitive(stream), flags_(flags) {}
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& cotangents,
+                             const std::vector<int>& argnums,
+                             const std::vector<mx::array>& outputs) override;
+  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& tangents,
+                             const std::vector<int>& argnums) override;
+  std::pair<std::vector<mx::array>, std::vector<int>> vmap(const std::vector<mx::array>& inputs,
+                                                           const std::vector<int>& axes) override;
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
+  const char* name() const override { return "SelectiveScan"; }
+  bool is_equivalent(const mx::Primitive& other) const override;
+  int flags() const { return flags_; }
+
+ private:
+  int flags_;
+};
+
+// Inputs: u, delta, A, B, C, then D, z, bias when flagged, then checkpoints, dout, dlast.
+// Outputs: du, ddelta, dA, dB, dC, dh0, then dz, dD, dbias when flagged (each shaped like its
+// primal). The kernel writes per-block/per-batch partials of dA, dB, dC, dD, dbias into temporaries
+// that a second pass folds (done here rather than with mx.sum, which crashes under
+// mx.compile(shapeless=True) when a summed axis turns to size 1 in MLX 0.32.4).
+class SelectiveScanGrad : public mx::Primitive {
+ public:
+  SelectiveScanGrad(mx::Stream stream, int flags) : mx::Primitive(stream), flags_(flags) {}
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& cotangents,
+                             const std::vector<int>& argnums,
+                             const std::vector<mx::array>& outputs) override;
+  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& tangents,
+                             const std::vector<int>& argnums) override;
+  std::pair<std::vector<mx::array>, std::vector<int>> vmap(const std::vector<mx::array>& inputs,
+                                                           const std::vector<int>& axes) override;
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
+  const char* name() const override { return "SelectiveScanGrad"; }
+  bool is_equivalent(const mx::Primitive& other) const override;
+
+  // Output positions of the optional gradients (-1 when absent).
+  struct Outputs {
+    int dz = -1, dD = -1, dbias = -1;
+    explicit Outputs(int flags);
+  };
+
+ private:
+  int flags_;
+};
+
+// Allocated partial buffers of the backward kernel, in the order dA (batch, channels, state),
+// dB, dC (batch, channel blocks, time, state), then dD, dbias (batch, channels) when flagged.
+std::vector<mx::array> scan_grad_partials(const dfk::ScanParams& p, mx::Dtype dtype);
+
+// The op: checks shapes/dtypes (std::invalid_argument, i.e. ValueError in Python), makes the
+// inputs contiguous and returns {out, last_state}. All arrays must share one floating dtype
+// (float32, or float64 on the CPU); the Python wrapper casts.
+std::vector<mx::array> selective_scan(const mx::array& u, const mx::array& delta,
+                                      const mx::array& A, const mx::array& B, const mx::array& C,
+                                      const std::optional<mx::array>& D,
+                                      const std::optional<mx::array>& z,
+                                      const std::optional<mx::array>& delta_bias,
+                                      bool delta_softplus, const std::optional<mx::array>& h0,
+                                      mx::StreamOrDevice s = {});
+
+}  // namespace dfnet4

@@ -1,0 +1,107 @@
+// CPU evaluation of the selective scan: the same kernel bodies the Metal kernels call, looped over
+// (batch, channel) on our own threads (MLX's CPU backend does no intra-op threading).
+#include "selective_scan_cpu.h"
+
+#include <cstring>
+
+#include "parallel.h"
+
+// The bodies are written so their loops over `state` vectorise; on x86-64 Linux build each driver
+// for AVX-512 and AVX2+FMA as well as the baseline and let the loader pick (ifunc), so one wheel is
+// both portable and fast. Elsewhere (e.g. arm64, where NEON is the baseline) build it once.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+#define DFNET4_SCAN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define DFNET4_SCAN_CLONES
+#endif
+
+namespace dfnet4::scan_cpu {
+namespace {
+
+// Channels [begin, end) of the flattened (batch, channel) grid.
+template <typename T, int MAXN, int NFIX>
+DFNET4_SCAN_CLONES void forward_range(const dfk::ScanParams& p, const ForwardBuffers<T>& f,
+                                      long begin, long end) {
+  for (long j = begin; j < end; ++j) {
+    const int b = static_cast<int>(j / p.channels), d = static_cast<int>(j % p.channels);
+    dfk::scan_forward_channel<T, MAXN, NFIX>(p, b, d, f.u, f.delta, f.A, f.B, f.C, f.D, f.z, f.bias,
+                                             f.h0, f.out, f.last, f.ckpt);
+  }
+}
+
+// Channel blocks [begin, end) of the flattened (batch, block) grid. One worker owns a block, so it
+// can sum the block's channels into the dB/dC partials without atomics.
+template <typename T, int MAXN, int NFIX>
+DFNET4_SCAN_CLONES void backward_range(const dfk::ScanParams& p, const BackwardBuffers<T>& g,
+                                       long begin, long end) {
+  T sah[dfk::kScanChunk * MAXN], sa[dfk::kScanChunk * MAXN];
+  const dfk::ScanCpuLane<MAXN> lane;
+  const long part = static_cast<long>(p.length) * p.state;  // one block's partial, in elements
+  for (long j = begin; j < end; ++j) {
+    const int b = static_cast<int>(j / p.n_blocks), blk = static_cast<int>(j % p.n_blocks);
+    std::memset(g.dB_part + j * part, 0, sizeof(T) * part);
+    std::memset(g.dC_part + j * part, 0, sizeof(T) * part);
+    const int d_end = std::min(p.channels, (blk + 1) * static_cast<int>(dfk::kScanBlock));
+    for (int d = blk * dfk::kScanBlock; d < d_end; ++d) {
+      dfk::scan_backward_channel<T, MAXN, NFIX>(
+          p, b, d, lane, g.u, g.delta, g.A, g.B, g.C, g.D, g.z, g.bias, g.ckpt, g.dout, g.dlast,
+          g.du, g.ddelta, g.dz, g.dA_part, g.dB_part, g.dC_part, g.dD_part, g.dbias_part, g.dh0,
+          sah, sa);
+    }
+  }
+}
+
+template <typename T, int MAXN, int NFIX>
+void run_forward(const dfk::ScanParams& p, const ForwardBuffers<T>& f) {
+  parallel_for(static_cast<long>(p.batch) * p.channels,
+               [&](long begin, long end, int) { forward_range<T, MAXN, NFIX>(p, f, begin, end); });
+}
+
+template <typename T, int MAXN, int NFIX>
+void run_backward(const dfk::ScanParams& p, const BackwardBuffers<T>& g) {
+  parallel_for(static_cast<long>(p.batch) * p.n_blocks,
+               [&](long begin, long end, int) { backward_range<T, MAXN, NFIX>(p, g, begin, end); });
+}
+
+// state 16 (Mamba's default) gets fully unrolled vector loops; other sizes the runtime-count ones.
+template <typename T>
+void forward_any(const dfk::ScanParams& p, const ForwardBuffers<T>& f) {
+  if (p.state == 16) return run_forward<T, 16, 16>(p, f);
+  if (p.state < 16) return run_forward<T, 16, 0>(p, f);
+  return run_forward<T, dfk::kScanMaxState, 0>(p, f);
+}
+
+template <typename T>
+void backward_any(const dfk::ScanParams& p, const BackwardBuffers<T>& g) {
+  if (p.state == 16) return run_backward<T, 16, 16>(p, g);
+  if (p.state < 16) return run_backward<T, 16, 0>(p, g);
+  return run_backward<T, dfk::kScanMaxState, 0>(p, g);
+}
+
+template <typename T>
+DFNET4_SCAN_CLONES void sum_range(const T* src, T* dst, int count, long inner, long begin, long end) {
+  for (long e = begin; e < end; ++e) dfk::scan_sum_partials<T>(src, dst, count, inner, e / inner, e % inner);
+}
+
+template <typename T>
+void sum_any(const T* src, T* dst, int outer, int count, long inner) {
+  parallel_for(static_cast<long>(outer) * inner, [&](long begin, long end, int) {
+    sum_range<T>(src, dst, count, inner, begin, end);
+  });
+}
+
+}  // namespace
+
+void sum_partials(const float* src, float* dst, int outer, int count, long inner) {
+  sum_any(src, dst, outer, count, inner);
+}
+void sum_partials(const double* src, double* dst, int outer, int count, long inner) {
+  sum_any(src, dst, outer, count, inner);
+}
+
+void forward(const dfk::ScanParams& p, const ForwardBuffers<float>& f) { forward_any(p, f); }
+void forward(const dfk::ScanParams& p, const ForwardBuffers<double>& f) { forward_any(p, f); }
+void backward(const dfk::ScanParams& p, const BackwardBuffers<float>& g) { backward_any(p, g); }
+void backward(const dfk::ScanParams& p, const BackwardBuffers<double>& g) { backward_any(p, g); }
+
+}  // namespace dfnet4::scan_cpu

@@ -1,0 +1,224 @@
+"""The Metal emulator (metal/emu) on its own test kernels (metal/emu/selftest/emu_selftest.metal).
+
+Every expected value is computed here in numpy from Metal's documented semantics, independently of
+the emulator. Inputs are small integers stored as float32, so sums are exact in any order and the
+comparisons are exact (no tolerance needed) except for the libm math test.
+"""
+
+import numpy as np
+import pytest
+
+emu = pytest.importorskip(
+    "dfnet4._metal_emu", reason="emulated-Metal module is built only without a Metal toolchain"
+)
+st = emu.selftest
+
+ORDERS = ["forward", "reverse", "shuffled"]
+SIMD = 32
+
+
+def _ints(n, seed, lo=-8, hi=8):
+    return np.random.default_rng(seed).integers(lo, hi + 1, n).astype(np.float32)
+
+
+# --- threadgroup reduction: barriers ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("group_size", [32, 256])
+def test_reduction_with_barriers_is_correct_in_every_order(order, group_size):
+    groups = 3
+    x = _ints(groups * group_size - 5, seed=group_size)  # last group is zero-padded by the kernel
+    out = np.array(st.tg_reduce(x, groups, group_size, 0, order, 7, [group_size * 4]))
+    padded = np.concatenate([x, np.zeros(5, np.float32)])
+    np.testing.assert_array_equal(out, padded.reshape(groups, group_size).sum(axis=1))
+
+
+def test_missing_barrier_after_fill_reads_poisoned_memory_under_forward_order():
+    # Thread 0 runs first and reads shared[16] before thread 16 has written it: the 0xFF fill is NaN.
+    x = _ints(64, seed=1)
+    out = np.array(st.tg_reduce(x, 2, 32, 1, "forward", 0, [128]))
+    assert np.isnan(out).all()
+    # Reverse order happens to write before reading, which is why several orders are needed.
+    rev = np.array(st.tg_reduce(x, 2, 32, 1, "reverse", 0, [128]))
+    np.testing.assert_array_equal(rev, x.reshape(2, 32).sum(axis=1))
+
+
+def test_missing_barrier_in_tree_loop_reads_stale_partial_sums():
+    x = np.arange(1, 65, dtype=np.float32)  # all positive: a stale read gives a smaller sum
+    expect = x.reshape(2, 32).sum(axis=1)
+    fwd = np.array(st.tg_reduce(x, 2, 32, 2, "forward", 0, [128]))
+    assert np.all(np.isfinite(fwd)) and np.all(fwd < expect)
+    shuffled = np.array(st.tg_reduce(x, 2, 32, 2, "shuffled", 3, [128]))
+    assert np.any(shuffled != expect)
+
+
+def test_buggy_results_are_deterministic():
+    x = np.arange(1, 65, dtype=np.float32)
+    a = st.tg_reduce(x, 2, 32, 2, "shuffled", 11, [128])
+    b = st.tg_reduce(x, 2, 32, 2, "shuffled", 11, [128])
+    assert a == b
+
+
+# --- SIMD-group collectives ----------------------------------------------------------------------
+
+
+def _simd_expected(x, group_size):
+    """Per-lane results of emu_simd_ops, from Metal's definitions; NaN where Metal is undefined."""
+    n = x.size
+    out = np.full((st.SIMD_OPS, n), np.nan, np.float32)
+    for g0 in range(0, n, group_size):
+        for s0 in range(g0, min(g0 + group_size, n), SIMD):
+            v = x[s0 : min(s0 + SIMD, g0 + group_size, n)]
+            w = v.size  # lanes that exist (partial last SIMD-group)
+            lanes = np.arange(w)
+            sl = slice(s0, s0 + w)
+
+            def gather(src, own_if):
+                r = np.full(w, np.nan, np.float32)
+                keep = own_if
+                r[keep] = v[keep]
+                ok = ~keep & (src >= 0) & (src < w)
+                r[ok] = v[src[ok]]
+                return r
+
+            out[0, sl] = v.sum()
+            out[1, sl] = v.max()
+            out[2, sl] = v.min()
+            out[3, sl] = np.cumsum(v)
+            out[4, sl] = np.cumsum(v) - v
+            out[5, sl] = gather((lanes * 7 + 3) % SIMD, np.zeros(w, bool))
+            out[6, sl] = gather(lanes + 1, lanes + 1 >= SIMD)
+            out[7, sl] = gather(lanes - 2, lanes - 2 < 0)
+            out[8, sl] = gather(lanes ^ 5, np.zeros(w, bool))
+            out[9, sl] = v[3] if w > 3 else np.nan
+            out[10, sl] = float(np.all(v > -5))
+            out[11, sl] = float(np.any(v > 6))
+            first = lanes % 3 == 0
+            out[12, s0 + lanes[first]] = v[first].sum()
+            out[12, s0 + lanes[~first]] = np.cumsum(v[~first])
+            out[13, sl] = v.sum()  # sum(2v) - sum(v)
+            out[14, sl] = v.max()
+    return out
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("n,group_size", [(64, 64), (100, 40), (77, 96), (33, 33)])
+def test_simd_collectives_match_numpy(n, group_size, order):
+    x = _ints(n, seed=n + group_size)
+    got = np.array(st.simd_ops(x, group_size, order, 5), np.float32).reshape(st.SIMD_OPS, n)
+    np.testing.assert_array_equal(got, _simd_expected(x, group_size))
+
+
+def test_simd_shuffle_from_missing_lane_is_poison_not_zero():
+    # 40 threads: the second SIMD-group has 8 lanes; shuffle_down(1) in its lane 7 reads lane 8,
+    # which does not exist -> undefined in Metal -> NaN here (a kernel relying on it gets caught).
+    x = np.ones(40, np.float32)
+    got = np.array(st.simd_ops(x, 40), np.float32).reshape(st.SIMD_OPS, 40)
+    assert np.isnan(got[6, 39]) and got[6, 31] == 1.0 and got[6, 38] == 1.0
+
+
+def test_simd_call_outside_a_dispatch_raises():
+    with pytest.raises(RuntimeError, match="outside metal_emu::dispatch"):
+        st.simd_sum_outside_dispatch(1.0)
+
+
+# --- divergence and launch errors ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_barrier_in_a_branch_raises(order):
+    with pytest.raises(RuntimeError, match="barrier divergence.*returned without reaching it"):
+        st.divergent(0, 8, order)
+
+
+def test_different_barriers_in_if_and_else_raise():
+    with pytest.raises(RuntimeError, match="different threadgroup_barrier calls"):
+        st.divergent(1, 8)
+
+
+def test_barrier_in_loop_with_thread_dependent_trip_count_raises():
+    with pytest.raises(RuntimeError, match="barrier divergence"):
+        st.divergent(2, 64, "shuffled")
+
+
+def test_launch_limits_raise():
+    x = np.zeros(2048, np.float32)
+    with pytest.raises(RuntimeError, match="at most 1024"):
+        st.tg_reduce(x, 1, 2048, 0, "forward", 0, [8192])
+    with pytest.raises(RuntimeError, match="zero dimension"):
+        st.tg_reduce(x, 0, 32, 0, "forward", 0, [128])
+    with pytest.raises(RuntimeError, match="zero dimension"):
+        st.positions([4, 1, 1], [0, 1, 1], False)
+    with pytest.raises(RuntimeError, match="at most 32768"):
+        st.tg_reduce(x, 1, 32, 0, "forward", 0, [16384, 16400])
+    with pytest.raises(RuntimeError, match="multiple of 16"):
+        st.tg_reduce(x, 1, 32, 0, "forward", 0, [132])
+
+
+def test_write_past_threadgroup_buffer_raises():
+    with pytest.raises(RuntimeError, match="wrote past the end of threadgroup buffer 0"):
+        st.overflow(32)
+
+
+# --- positions and scheduling order --------------------------------------------------------------
+
+
+def _positions_expected(grid, tpg, uniform):
+    grid, tpg = np.array(grid), np.array(tpg)
+    threads = grid * tpg if uniform else grid
+    groups = grid if uniform else -(-grid // tpg)
+    rows = []
+    for z in range(threads[2]):
+        for y in range(threads[1]):
+            for xx in range(threads[0]):
+                p = np.array([xx, y, z])
+                g = p // tpg
+                t = p - g * tpg
+                size = np.minimum(tpg, threads - g * tpg)  # partial at the edge (dispatch_threads)
+                idx = t[0] + size[0] * (t[1] + size[1] * t[2])
+                nsimd = -(-int(np.prod(size)) // SIMD)
+                rows.append([*p, *g, *t, *size, idx, idx % SIMD, idx // SIMD, nsimd, 1])
+    assert np.all(groups * tpg >= threads)
+    return np.array(rows, np.int64)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize(
+    "grid,tpg,uniform",
+    [([5, 3, 2], [4, 2, 1], False), ([70, 1, 1], [32, 1, 1], False), ([2, 2, 1], [3, 5, 3], True)],
+)
+def test_positions(grid, tpg, uniform, order):
+    got = np.array(st.positions(grid, tpg, uniform, order, 9), np.int64).reshape(-1, st.POS_FIELDS)
+    np.testing.assert_array_equal(got, _positions_expected(grid, tpg, uniform))
+
+
+def test_run_order_follows_the_requested_order():
+    n = 16
+    fwd = np.array(st.run_order(n, "forward"))
+    np.testing.assert_array_equal(fwd, np.arange(2 * n))
+    rev = np.array(st.run_order(n, "reverse"))
+    np.testing.assert_array_equal(rev, np.concatenate([np.arange(n)[::-1], n + np.arange(n)[::-1]]))
+    a = np.array(st.run_order(n, "shuffled", 1))
+    assert sorted(a[:n]) == list(range(n)) and sorted(a[n:]) == list(range(n, 2 * n))
+    assert not np.array_equal(a, fwd) and not np.array_equal(a, rev)
+    # Reproducible for a seed; a fresh permutation for another seed and for each barrier round.
+    assert st.run_order(n, "shuffled", 1) == list(a)
+    assert st.run_order(n, "shuffled", 2) != list(a)
+    assert not np.array_equal(a[:n], a[n:] - n)
+
+
+# --- math ------------------------------------------------------------------------------------------
+
+
+def test_math_matches_numpy():
+    x = np.linspace(-3, 3, 37).astype(np.float32)
+    got = np.array(st.math(x), np.float32).reshape(st.MATH_OPS, x.size)
+    ax = np.abs(x)
+    expect = np.stack([
+        np.exp(x), np.log(ax + 1), np.tanh(x), np.exp2(x), np.sqrt(ax), 1 / np.sqrt(ax + 1),
+        np.clip(x, -1, 1), x * 2 + 1, np.where(x < 0, -x, x),
+        np.maximum(x, 0.5) + np.minimum(x, -0.5), x * 2 + 1, x.astype(np.float16).astype(np.float32),
+    ]).astype(np.float32)
+    # libm float32 vs numpy's float32 kernels: both within a few ulp of the true value.
+    np.testing.assert_allclose(got, expect, rtol=4e-7 * 8, atol=1e-7)
