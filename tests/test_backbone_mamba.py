@@ -97,27 +97,36 @@ def test_fused_matches_reference_outputs_state_and_every_gradient():
     same input -> same output, same final state, same gradient for every parameter. Needs the
     compiled extension (CI builds it)."""
     assert dfnet4._extension.available(), "the compiled extension is needed for the fused path"
-    ref = build(fused=False)
-    fused = build(fused=True)
+    # d_state=16 (the default) and 37 frames split 21 + 16: the fused backward checkpoints every
+    # 16 steps, so this crosses full and partial chunks in both pieces
+    ref = build(fused=False, d_state=16)
+    fused = build(fused=True, d_state=16)
     fused.update(ref.parameters())
-    x = mx.random.normal((2, T, IN), key=mx.random.key(2))
-    w = mx.random.normal((2, T, IN), key=mx.random.key(3))
+    length = 37
+    x = mx.random.normal((2, length, IN), key=mx.random.key(2))
+    w = mx.random.normal((2, length, IN), key=mx.random.key(3))
 
     def loss(model):
-        y1, state = model(x[:, :4])  # two pieces: also exercises h0 and the returned state
-        y2, state = model(x[:, 4:], state)
+        y1, state = model(x[:, :21])  # two pieces: also exercises h0 and the returned state
+        y2, state = model(x[:, 21:], state)
         y = mx.concatenate([y1, y2], axis=1)
         return (y * w).sum() + sum(s["ssm"].sum() for s in state), (y, state)
 
     (l_ref, (y_ref, s_ref)), g_ref = nn.value_and_grad(ref, loss)(ref)
     (l_fus, (y_fus, s_fus)), g_fus = nn.value_and_grad(fused, loss)(fused)
-    # float32 with a different summation order over d_state and time: outputs ~1, 1e-5 abs is
-    # ~100 ulp; gradients accumulate over batch*time*channels terms, so 1e-4 relative + 1e-5 abs
-    assert mx.allclose(y_fus, y_ref, atol=1e-5, rtol=1e-5).item(), mx.abs(y_fus - y_ref).max()
+    # Both run float32 with different summation orders (the kernel's state reduction, its chunked
+    # recompute in the backward), so they agree to a few ulp of each array's scale; measured
+    # <= 4e-7 of max|ref| for every array. Bound: 1e-5 of max|ref| per array (scale-relative, so
+    # small gradients such as dt_proj's ~1e-3 are held as tightly as large ones).
+    def close(a, b):
+        return mx.abs(a - b).max().item() <= 1e-5 * mx.abs(b).max().item()
+
+    assert close(l_fus, l_ref), (l_fus, l_ref)
+    assert close(y_fus, y_ref), mx.abs(y_fus - y_ref).max()
     for (path, a), (_, b) in zip(tree_flatten(s_fus), tree_flatten(s_ref)):
-        assert mx.allclose(a, b, atol=1e-5, rtol=1e-5).item(), path
+        assert close(a, b), path
     grads_fus, grads_ref = dict(tree_flatten(g_fus)), dict(tree_flatten(g_ref))
     assert grads_fus.keys() == grads_ref.keys()
     for path, g in grads_ref.items():
         assert mx.abs(g).max().item() > 0, path
-        assert mx.allclose(grads_fus[path], g, atol=1e-5, rtol=1e-4).item(), (path, mx.abs(grads_fus[path] - g).max())
+        assert close(grads_fus[path], g), (path, mx.abs(grads_fus[path] - g).max())

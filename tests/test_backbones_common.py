@@ -12,6 +12,8 @@ from dfnet4.backbones import Squeezed, create, names
 # Small but non-trivial: several heads / groups, two layers, a window shorter than the sequence.
 CONFIGS = {
     "mamba": ("mamba", dict(fused=False, d_state=4, expand=2)),
+    # the fused scan needs the compiled extension, as the package does (tests/test_package.py)
+    "mamba-fused": ("mamba", dict(fused=True, d_state=4, expand=2)),
     "attention": ("attention", dict(num_heads=4)),
     "attention-window": ("attention", dict(num_heads=4, window=3)),
 }
