@@ -178,5 +178,11 @@ def test_bad_input_names_the_argument():
         dsp.stft(mx.zeros((10,)))
     with pytest.raises(ValueError, match="spec"):
         dsp.istft(mx.zeros((1, 4, 480, 2)), 960)
+    with pytest.raises(ValueError, match="coefs"):
+        dsp.deep_filter(mx.zeros((1, 4, 6, 2)), mx.zeros((1, 4, 6, 5)), 2)
+    with pytest.raises(ValueError, match="spec"):
+        dsp.deep_filter(mx.zeros((1, 4, 7, 2)), mx.zeros((1, 4, 6, 5, 2)), 2)
+    with pytest.raises(ValueError, match="mask"):
+        dsp.apply_erb_mask(mx.zeros((1, 4, 481, 2)), mx.zeros((1, 4, 31)), dsp.erb_widths())
     with pytest.raises(ValueError, match="fft_size"):
         dsp.stft(mx.zeros((1, 100)), fft_size=1000, hop_size=480)

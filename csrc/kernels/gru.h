@@ -8,6 +8,14 @@
 
 namespace dfk {
 
+// Per-dispatch parameters of the Metal step kernels (also built by the emulated harness).
+struct GruStepParams {
+  int B;  // batch
+  int T;  // time steps
+  int H;  // hidden units
+  int t;  // the step this dispatch computes
+};
+
 // One hidden unit of one step, given the three hidden-to-hidden sums (hn already includes bhn).
 template <typename T>
 struct GruCellOut {

@@ -14,6 +14,13 @@ def deep_filter(spec: mx.array, coefs: mx.array, lookahead: int, history: mx.arr
     history frames and T outputs are used. Without history, frames outside the signal are zero.
     Returns (B, T, F, 2). One gather-free sum over `order` shifted views: no per-frame loop.
     """
+    if coefs.ndim != 5 or coefs.shape[-1] != 2:
+        raise ValueError(f"deep_filter: coefs must have shape (batch, frames, freqs, order, 2), got {tuple(coefs.shape)}")
+    if spec.ndim != 4 or spec.shape[-1] != 2 or spec.shape[0] != coefs.shape[0] or spec.shape[2] != coefs.shape[2]:
+        raise ValueError(
+            f"deep_filter: spec must have shape ({coefs.shape[0]}, frames, {coefs.shape[2]}, 2) to match coefs, "
+            f"got {tuple(spec.shape)}"
+        )
     order = coefs.shape[-2]
     t = coefs.shape[1]
     past = order - 1 - lookahead

@@ -74,5 +74,10 @@ def apply_erb_mask(spec: mx.array, mask: mx.array, widths: tuple[int, ...]) -> m
     This is libdf's `apply_interp_band_gain`, i.e. the inverse filterbank with ones on each band's
     bins. (A column-normalised inverse would scale wide high-frequency bands' gains by 1/width.)
     """
+    if mask.shape[-1] != len(widths) or spec.shape[-2] != sum(widths) or spec.shape[-1] != 2:
+        raise ValueError(
+            f"apply_erb_mask: need spec (..., {sum(widths)}, 2) and mask (..., {len(widths)}), "
+            f"got spec {tuple(spec.shape)}, mask {tuple(mask.shape)}"
+        )
     gains = mx.take(mask, erb_band_index(widths), axis=-1)
     return spec * gains[..., None]

@@ -42,6 +42,8 @@ def unit_norm_init(nb_df: int) -> mx.array:
 
 def erb_norm(erb_db: mx.array, alpha: float, state: mx.array | None = None) -> tuple[mx.array, mx.array]:
     """(x - running_mean(x)) / 40 over time. erb_db (B, T, E) -> (features (B, T, E), state (B, E))."""
+    if erb_db.ndim != 3:
+        raise ValueError(f"erb_norm: erb_db must have shape (batch, frames, bands), got {tuple(erb_db.shape)}")
     if state is None:
         state = erb_norm_init(erb_db.shape[-1])
     mean = exponential_mean(erb_db, alpha, state)
@@ -50,6 +52,8 @@ def erb_norm(erb_db: mx.array, alpha: float, state: mx.array | None = None) -> t
 
 def unit_norm(spec: mx.array, alpha: float, state: mx.array | None = None) -> tuple[mx.array, mx.array]:
     """x / sqrt(running_mean(|x|)) over time. spec (B, T, F, 2) -> (features (B, T, F, 2), state (B, F))."""
+    if spec.ndim != 4 or spec.shape[-1] != 2:
+        raise ValueError(f"unit_norm: spec must have shape (batch, frames, freqs, 2), got {tuple(spec.shape)}")
     if state is None:
         state = unit_norm_init(spec.shape[-2])
     mag = mx.sqrt(mx.sum(spec * spec, axis=-1))

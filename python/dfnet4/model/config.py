@@ -38,6 +38,11 @@ class DfNet4Config:
     df_num_layers: int = 2
     df_pathway_kernel_size_t: int = 5
     df_gru_linear_groups: int = 8  # DeepFilterNet3's DfDecoder leaves SqueezedGRU_S at its default 8
+    # False: DFN3's forward (training, df.enhance): the first conv_lookahead feature frames are only
+    # lookahead, the encoder starts at frame conv_lookahead. True: the encoder also runs over them
+    # (its outputs for frames before 0 are dropped), as libDF's realtime runtime (DfTract) does.
+    # Only the first ~20 output frames differ (the recurrent states start differently).
+    warmup_lookahead: bool = False
     # extra options of the non-GRU backbones (ignored by gru)
     mamba_d_state: int = 16
     mamba_d_conv: int = 4

@@ -69,13 +69,19 @@ class DfNet4(nn.Module):
         self._check_spec(spec)
         spec = spec.astype(mx.float32)
         feat_erb, feat_spec, _ = self.features(spec)
-        la = self.config.conv_lookahead
-        if la:  # DFN3's pad_feat: frame t sees the features of frame t + la, zeros past the end
-            feat_erb = mx.pad(feat_erb[:, la:], [(0, 0), (0, min(la, feat_erb.shape[1])), (0, 0)])
-            feat_spec = mx.pad(feat_spec[:, la:], [(0, 0), (0, min(la, feat_spec.shape[1])), (0, 0), (0, 0)])
+        la, t = self.config.conv_lookahead, spec.shape[1]
+        if self.config.warmup_lookahead:
+            # the encoder runs over every feature frame plus la zero frames; step k gives frame k - la
+            feat_erb = mx.pad(feat_erb, [(0, 0), (0, la), (0, 0)])
+            feat_spec = mx.pad(feat_spec, [(0, 0), (0, la), (0, 0), (0, 0)])
+        elif la:  # DFN3's pad_feat: frame t sees the features of frame t + la, zeros past the end
+            feat_erb = mx.pad(feat_erb[:, la:], [(0, 0), (0, min(la, t)), (0, 0)])
+            feat_spec = mx.pad(feat_spec[:, la:], [(0, 0), (0, min(la, t)), (0, 0), (0, 0)])
         (e0, e1, e2, e3, emb, c0, lsnr), _ = self.enc(feat_erb, feat_spec)
         mask, _ = self.erb_dec(emb, e3, e2, e1, e0)
         coefs, _ = self.df_dec(emb, c0)
+        if self.config.warmup_lookahead:
+            lsnr, mask, coefs = lsnr[:, la:], mask[:, la:], coefs[:, la:]
         enh = self._combine(spec, spec, mask, coefs)
         return enh, {"lsnr": lsnr, "erb_mask": mask, "df_coefs": coefs}
 
@@ -125,6 +131,8 @@ class DfNet4(nn.Module):
         self._check_spec(spec)
         if spec.shape[0] != state["spec"].shape[0]:
             raise ValueError(f"DfNet4.step: spec has batch {spec.shape[0]}, state {state['spec'].shape[0]}")
+        if spec.shape[1] == 0:
+            return mx.zeros((spec.shape[0], 0, self.config.freq_bins, 2)), state
         spec = spec.astype(mx.float32)
         feat_erb, feat_spec, (es, us) = self.features(spec, state["erb_norm"], state["unit_norm"])
         return self._advance(spec, feat_erb, feat_spec, {**state, "erb_norm": es, "unit_norm": us})
@@ -140,15 +148,25 @@ class DfNet4(nn.Module):
     def _advance(self, spec, feat_erb, feat_spec, state):
         cfg = self.config
         n, past, la = spec.shape[1], self._df_past, cfg.conv_lookahead
+        if n == 0:
+            return mx.zeros((spec.shape[0], 0, cfg.freq_bins, 2)), state
         buf = mx.concatenate([state["spec"], spec], axis=1)  # frames t0 - past - la ... t0 + n - 1
         drop = min(state["skip"], n)
         new = {**state, "spec": buf[:, buf.shape[1] - (past + la) :], "skip": state["skip"] - drop}
         m = n - drop
-        if m == 0:
+        warm = cfg.warmup_lookahead  # the encoder sees the dropped frames too; their outputs are dropped
+        if m == 0 and not warm:
             return mx.zeros((spec.shape[0], 0, cfg.freq_bins, 2)), new
-        (e0, e1, e2, e3, emb, c0, lsnr), new["enc"] = self.enc(feat_erb[:, drop:], feat_spec[:, drop:], state["enc"])
+        enc_from = 0 if warm else drop
+        (e0, e1, e2, e3, emb, c0, lsnr), new["enc"] = self.enc(
+            feat_erb[:, enc_from:], feat_spec[:, enc_from:], state["enc"]
+        )
         mask, new["erb_dec"] = self.erb_dec(emb, e3, e2, e1, e0, state["erb_dec"])
         coefs, new["df_dec"] = self.df_dec(emb, c0, state["df_dec"])
+        if warm:
+            mask, coefs = mask[:, drop:], coefs[:, drop:]
+        if m == 0:
+            return mx.zeros((spec.shape[0], 0, cfg.freq_bins, 2)), new
         # feature frame t0 + drop + k gives output frame t0 + drop + k - la, at buffer index past + drop + k
         i0 = past + drop
         enh = self._combine(

@@ -21,6 +21,7 @@ class Encoder(nn.Module):
     def __init__(self, cfg: DfNet4Config):
         super().__init__()
         ch = cfg.conv_ch
+        self.nb_erb, self.nb_df = cfg.nb_erb, cfg.nb_df
         self.erb_conv0 = ConvNormAct(1, ch, cfg.conv_kernel_inp)
         self.erb_conv1 = ConvNormAct(ch, ch, cfg.conv_kernel, fstride=2)
         self.erb_conv2 = ConvNormAct(ch, ch, cfg.conv_kernel, fstride=2)
@@ -36,6 +37,13 @@ class Encoder(nn.Module):
 
     def __call__(self, feat_erb: mx.array, feat_spec: mx.array, state: dict | None = None):
         """feat_erb (B, T, E), feat_spec (B, T, nb_df, 2) -> e0..e3, emb, c0, lsnr (B, T), state."""
+        b, t = feat_erb.shape[:2] if feat_erb.ndim == 3 else (None, None)
+        if feat_erb.ndim != 3 or feat_erb.shape[2] != self.nb_erb:
+            raise ValueError(f"Encoder: feat_erb must have shape (batch, frames, {self.nb_erb}), got {tuple(feat_erb.shape)}")
+        if feat_spec.shape != (b, t, self.nb_df, 2):
+            raise ValueError(
+                f"Encoder: feat_spec must have shape ({b}, {t}, {self.nb_df}, 2), got {tuple(feat_spec.shape)}"
+            )
         st = state or {}
         e0, h_erb = self.erb_conv0(feat_erb[..., None], st.get("erb_conv0"))
         e1, _ = self.erb_conv1(e0)
@@ -43,7 +51,6 @@ class Encoder(nn.Module):
         e3, _ = self.erb_conv3(e2)
         c0, h_df = self.df_conv0(feat_spec, st.get("df_conv0"))
         c1, _ = self.df_conv1(c0)
-        b, t = feat_erb.shape[:2]
         cemb = nn.relu(self.df_fc_emb(c1.reshape(b, t, -1)))
         emb = e3.reshape(b, t, -1) + cemb
         emb, h_gru = self.emb_gru(emb, st.get("emb_gru"))

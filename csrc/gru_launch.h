@@ -1,0 +1,51 @@
+// The Metal launch plan of the GRU recurrence: which kernel, grid and threadgroup size, and the
+// order of the per-step dispatches. Shared by eval_gpu (gru_metal.cpp) and the emulated harness
+// (metal_emu/gru_emu.cpp), so the tests run exactly the plan the GPU runs.
+//
+// One 32-lane SIMD group per (batch row b, hidden unit j); a threadgroup holds kSimdsPerGroup of
+// them along j. Steps depend on each other, so every step is its own dispatch; MLX inserts a
+// memory barrier between them because each reads an array the previous one wrote.
+#pragma once
+#include <string>
+
+#include "kernels/gru.h"
+
+namespace dfnet4::gru_launch {
+
+constexpr unsigned kSimdWidth = 32;
+constexpr unsigned kSimdsPerGroup = 4;
+
+struct Size3 {
+  unsigned x, y, z;
+};
+
+struct Dispatch {
+  std::string name;  // host name in metal/gru.metal, without the dtype suffix
+  dfk::GruStepParams params;
+  Size3 groups;   // threadgroups per grid
+  Size3 threads;  // threads per threadgroup
+};
+
+inline Size3 threads_per_group() { return {kSimdWidth * kSimdsPerGroup, 1, 1}; }
+inline Size3 groups(int B, int H) {
+  return {(unsigned)((H + kSimdsPerGroup - 1) / kSimdsPerGroup), (unsigned)B, 1};
+}
+
+// Buffers of gru_forward_step: 0 gx, 1 Wh, 2 bhn, 3 h0, 4 hs (out), 5 gates (out), 6 params.
+template <typename F>
+void forward(int B, int T, int H, F&& dispatch) {
+  for (int t = 0; t < T; ++t)
+    dispatch(Dispatch{"gru_forward_step", {B, T, H, t}, groups(B, H), threads_per_group()});
+}
+
+// Buffers of gru_backward_step: 0 dhs, 1 gates, 2 hs, 3 h0, 4 Wh, 5 dgx (out), 6 dgh (out),
+// 7 dh_direct (scratch, B*H), 8 params. gru_backward_dh0: 0 dgh, 1 Wh, 2 dh_direct, 3 dh0 (out),
+// 4 params.
+template <typename F>
+void backward(int B, int T, int H, F&& dispatch) {
+  for (int t = T - 1; t >= 0; --t)
+    dispatch(Dispatch{"gru_backward_step", {B, T, H, t}, groups(B, H), threads_per_group()});
+  dispatch(Dispatch{"gru_backward_dh0", {B, T, H, 0}, groups(B, H), threads_per_group()});
+}
+
+}  // namespace dfnet4::gru_launch
