@@ -1,1 +1,1 @@
-"""Console entry points (dfnet4-*)."""
+"""Console entry points: dfnet4-train, dfnet4-prepare, dfnet4-enhance."""

@@ -1,0 +1,302 @@
+"""The training loop: compiled AdamW step, validation, metrics, plots, checkpoints, signals, resume."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+
+import mlx.core as mx
+import mlx.nn as nn
+import mlx.optimizers as optim
+import numpy as np
+from mlx.utils import tree_flatten
+from tqdm import tqdm
+
+from dfnet4.data.builtin import ensure_builtin
+from dfnet4.data.cache import AudioCache
+from dfnet4.data.loader import BatchLoader, validation_set
+from dfnet4.data.mixer import Mixer
+from dfnet4.train import checkpoint as ckpt
+from dfnet4.train import distributed
+from dfnet4.train.config import RunConfig
+from dfnet4.train.losses import total_loss
+from dfnet4.train.metrics import MetricsLog, score_clips, si_sdr
+from dfnet4.train.plot import plot_curves
+from dfnet4.train.runtime import build_model, runtime_header
+
+
+class TrainingInterrupted(Exception):
+    """Raised after the checkpoint of an interrupted run (SIGINT/SIGTERM) has been written."""
+
+    def __init__(self, signum: int, checkpoint: Path | None):
+        super().__init__(f"interrupted by signal {signum}; saved {checkpoint}")
+        self.signum, self.checkpoint = signum, checkpoint
+
+
+def lr_schedule(cfg, total_steps: int):
+    """Linear warm-up from lr/warmup to lr, then cosine decay to min_lr at the last step."""
+    warmup = min(cfg.warmup_steps, max(0, total_steps - 1))
+    decay = optim.cosine_decay(cfg.lr, max(1, total_steps - warmup), end=min(cfg.min_lr, cfg.lr))
+    if warmup == 0:
+        return decay
+    return optim.join_schedules([optim.linear_schedule(cfg.lr / warmup, cfg.lr, warmup), decay], [warmup])
+
+
+def open_data(cfg: RunConfig, dist, log) -> AudioCache:
+    d = cfg.data
+    if d.cache_dir:
+        return AudioCache(d.cache_dir)
+    root = d.builtin_dir or None
+    if dist.is_main:
+        path = ensure_builtin(root, d.builtin_speech, d.builtin_noise, progress=True)
+        dist.barrier()
+    else:
+        dist.barrier()  # rank 0 generates; the others use its set
+        path = ensure_builtin(root, d.builtin_speech, d.builtin_noise, progress=False)
+    log(f"data: built-in synthetic set {path}")
+    return AudioCache(path)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, resume: bool = False, progress: bool = True, log=print,
+                 interrupt_at_step: int | None = None):
+        """`interrupt_at_step` (for tests) requests a stop after that step exactly as a signal would."""
+        cfg.validate()
+        self.cfg, self.resume, self.progress = cfg, resume, progress
+        self.dist = distributed.init()
+        self.log = log if self.dist.is_main else (lambda *a, **k: None)
+        self.interrupt_at_step = interrupt_at_step
+        self.stop_signal: int | None = None
+        self.out = Path(cfg.train.out)
+        self.ckpt_dir = self.out / "checkpoints"
+
+    # ---------------------------------------------------------------- setup
+    def _setup(self):
+        cfg, t = self.cfg, self.cfg.train
+        resume_from = None
+        if self.resume:
+            found = ckpt.find_latest_valid(self.ckpt_dir, self.log) if self.ckpt_dir.is_dir() else None
+            if found is None:
+                self.log(f"dfnet4: --resume: no valid checkpoint in {self.ckpt_dir}, starting from scratch")
+            else:
+                resume_from = found
+                saved_model = found[1]["model_config"]
+                if saved_model != cfg.model:
+                    self.log("dfnet4: --resume: using the model config stored in the checkpoint")
+                cfg.model = dict(saved_model)
+        elif self.ckpt_dir.is_dir() and ckpt.candidates(self.ckpt_dir):
+            raise ValueError(f"--out: {str(self.out)!r} already holds checkpoints; pass --resume to continue "
+                             "that run or choose another --out")
+
+        mx.random.seed(t.seed)
+        self.model = build_model(cfg.model)
+        self.model.train()
+        self.cache = open_data(cfg, self.dist, self.log)
+        self.mixer = Mixer(self.cache, cfg.data.mix, t.seed)
+        self.loader = BatchLoader(self.mixer, t.batch_size, cfg.data.samples_per_epoch, self.dist.rank,
+                                  self.dist.size, cfg.data.prefetch)
+        bpe = self.loader.batches_per_epoch
+        self.total_steps = t.steps if t.steps > 0 else t.epochs * bpe
+        self.optimizer = optim.AdamW(learning_rate=lr_schedule(t, self.total_steps), weight_decay=t.weight_decay)
+        self.optimizer.init(self.model.trainable_parameters())
+        self.step, self.epoch, self.batch = 0, 0, 0
+        self.last_valid: dict | None = None
+        if resume_from is not None:
+            self._restore(*resume_from)
+        if self.dist.broadcast_int(self.step) != self.step:
+            raise RuntimeError("ranks resumed from different checkpoints; RUN_DIR must be shared by all ranks")
+        self.valid = validation_set(self.mixer, cfg.data.valid_samples, t.batch_size)
+        self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=self.dist.is_main)
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.toml").write_text(cfg.to_toml())
+            self.metrics.truncate_after(self.step)
+
+    def _restore(self, path: Path, state: dict) -> None:
+        params, opt_state = ckpt.load_arrays(path)
+        self.model.update(params)
+        self.optimizer.state = opt_state
+        self.optimizer.init(self.model.trainable_parameters())  # marks it initialised; keeps loaded values
+        self.step = state["step"]
+        self.epoch, self.batch = state["data_position"]["epoch"], state["data_position"]["batch"]
+        mx.random.state[0] = mx.array(np.array(state["rng_key"], dtype=np.uint32))
+        self.last_valid = state.get("last_valid")
+        self.log(f"dfnet4: resumed from {path} (step {self.step}, epoch {self.epoch}, batch {self.batch})")
+
+    # ---------------------------------------------------------------- compute
+    def _loss_fn(self, model, clean, noisy):
+        from dfnet4.dsp import istft, stft
+
+        clean_spec, noisy_spec = stft(clean), stft(noisy)
+        enh_spec, aux = model(noisy_spec)
+        enh_audio = istft(enh_spec, clean.shape[-1])
+        return total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean, aux.get("lsnr"), self.cfg.loss)
+
+    def _make_step(self):
+        value_and_grad = nn.value_and_grad(self.model, self._loss_fn)
+        clip, dist = self.cfg.train.clip_grad, self.dist
+
+        def step(clean, noisy):
+            (loss, parts), grads = value_and_grad(self.model, clean, noisy)
+            grads = dist.average_gradients(grads)
+            grads, norm = optim.clip_grad_norm(grads, clip)
+            self.optimizer.update(self.model, grads)
+            return loss, parts, norm
+
+        if not self.cfg.train.compile:
+            return step
+        state = [self.model.state, self.optimizer.state, mx.random.state]
+        return mx.compile(step, inputs=state, outputs=state)
+
+    def validate(self) -> dict:
+        """Loss and SI-SDR (enhanced and noisy input) on the fixed validation set; PESQ/STOI if available."""
+        from dfnet4.dsp import istft, stft
+
+        self.model.eval()
+        losses, enhanced, cleans, noisys = [], [], [], []
+        for clean_np, noisy_np in self.valid:
+            clean, noisy = mx.array(clean_np), mx.array(noisy_np)
+            clean_spec, noisy_spec = stft(clean), stft(noisy)
+            enh_spec, aux = self.model(noisy_spec)
+            enh = istft(enh_spec, clean.shape[-1])
+            loss, _ = total_loss(enh_spec, clean_spec, noisy_spec, enh, clean, aux.get("lsnr"), self.cfg.loss)
+            mx.eval(loss, enh)
+            losses.append(loss.item() * clean.shape[0])
+            enhanced.append(np.array(enh))
+            cleans.append(clean_np)
+            noisys.append(noisy_np)
+        self.model.train()
+        enhanced, cleans, noisys = np.concatenate(enhanced), np.concatenate(cleans), np.concatenate(noisys)
+        result = {"loss": float(np.sum(losses) / len(cleans)),
+                  "si_sdr": float(np.mean(si_sdr(enhanced, cleans))),
+                  "si_sdr_noisy": float(np.mean(si_sdr(noisys, cleans)))}
+        result.update(score_clips(enhanced, cleans, self.mixer.sample_rate, self.cfg.train.metrics_clips))
+        return result
+
+    # ---------------------------------------------------------------- bookkeeping
+    def save_checkpoint(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        state = {
+            "epoch": self.epoch,
+            "data_position": {"epoch": self.epoch, "batch": self.batch},
+            "rng_key": np.array(mx.random.state[0]).tolist(),
+            # the run's [model] table is what resume rebuilds from; the expanded config is for reference
+            "model_config": self.cfg.model,
+            "model_config_full": self.model.config.to_dict(),
+            "run_config": self.cfg.to_dict(),
+            "total_steps": self.total_steps,
+            "world_size": self.dist.size,
+            "last_valid": self.last_valid,
+        }
+        path = ckpt.save(self.ckpt_dir, self.step, self.model.parameters(), self.optimizer.state, state,
+                         keep=self.cfg.train.keep_checkpoints)
+        return path
+
+    def _run_validation(self) -> None:
+        if self.dist.is_main:
+            t0 = time.time()
+            self.last_valid = self.validate()
+            self.metrics.write(kind="valid", step=self.step, epoch=self.epoch, seconds=time.time() - t0, **self.last_valid)
+            v = self.last_valid
+            extra = "".join(f", {k.upper()} {v[k]:.3f}" for k in ("pesq", "stoi") if k in v)
+            tqdm.write(f"valid @ step {self.step}: loss {v['loss']:.4f}, SI-SDR {v['si_sdr']:.2f} dB "
+                       f"(noisy {v['si_sdr_noisy']:.2f} dB){extra}")
+            self._plot()
+        self.dist.barrier()
+
+    def _plot(self) -> None:
+        try:
+            plot_curves(self.metrics.read(), self.out / "curves.png",
+                        title=f"dfnet4 {self.cfg.model.get('backbone')}")
+        except Exception as exc:  # a plotting problem must never kill a training run
+            tqdm.write(f"dfnet4: could not write the plot: {exc}")
+
+    def _on_signal(self, signum, frame):
+        if self.stop_signal is not None:  # second signal: the user insists
+            raise KeyboardInterrupt
+        self.stop_signal = signum
+        if self.dist.is_main:
+            tqdm.write(f"dfnet4: signal {signum} received: saving a checkpoint after this step")
+
+    # ---------------------------------------------------------------- main
+    def run(self) -> dict:
+        self._setup()
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM):
+                handlers[s] = signal.signal(s, self._on_signal)
+        try:
+            return self._loop()
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+
+    def _loop(self) -> dict:
+        cfg, t = self.cfg, self.cfg.train
+        header = runtime_header(cfg.model, self.dist.size)
+        header.update(total_steps=self.total_steps, batches_per_epoch=self.loader.batches_per_epoch,
+                      batch_size=t.batch_size, segment_seconds=cfg.data.mix.segment_seconds,
+                      parameters=sum(v.size for _, v in tree_flatten(self.model.trainable_parameters())),
+                      start_step=self.step, data=str(self.cache.directory))
+        self.metrics.write(kind="header", step=self.step, **header)
+        self.log("dfnet4-train: " + ", ".join(f"{k}={v}" for k, v in header.items()))
+        self.log(f"dfnet4-train: run dir {self.out} (metrics.jsonl, curves.png, checkpoints/)")
+        step_fn = self._make_step()
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {cfg.model.get('backbone')}",
+                   unit="step", disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
+        losses: list[float] = []
+        samples_per_step = t.batch_size * self.dist.size
+        while self.step < self.total_steps and self.stop_signal is None:
+            epoch_done = False
+            for b, clean, noisy in self.loader.iterate(self.epoch, self.batch):
+                t0 = time.perf_counter()
+                loss, parts, norm = step_fn(mx.array(clean), mx.array(noisy))
+                mx.eval(loss, parts, norm, self.model.state, self.optimizer.state)
+                dt = time.perf_counter() - t0
+                self.step += 1
+                self.batch = b + 1
+                if self.batch == self.loader.batches_per_epoch:
+                    self.epoch, self.batch, epoch_done = self.epoch + 1, 0, True
+                # one collective per step: the mean loss, and whether any rank got a signal (so that
+                # all ranks stop at the same step and rank 0's checkpoint is consistent)
+                loss_v, stop_any = self.dist.mean_and_any(loss.item(), self.stop_signal is not None)
+                if stop_any and self.stop_signal is None:
+                    self.stop_signal = signal.SIGTERM
+                if not math.isfinite(loss_v):
+                    raise FloatingPointError(f"loss became {loss_v} at step {self.step}; lower --lr or --clip-grad")
+                losses.append(loss_v)
+                lr = float(self.optimizer.learning_rate.item())
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss_v:.4f}", lr=f"{lr:.2e}", sps=f"{samples_per_step / dt:.1f}")
+                if self.step % t.log_every == 0 or self.step == self.total_steps:
+                    self.metrics.write(kind="train", step=self.step, epoch=self.epoch, loss=loss_v, lr=lr,
+                                       grad_norm=float(norm.item()), samples_per_sec=samples_per_step / dt,
+                                       seconds=dt, **{k: float(v.item()) for k, v in parts.items()})
+                if self.interrupt_at_step is not None and self.step == self.interrupt_at_step:
+                    self.stop_signal = signal.SIGINT
+                finished = self.step >= self.total_steps
+                if epoch_done or finished or (t.val_every and self.step % t.val_every == 0):
+                    self._run_validation()
+                if epoch_done or finished or self.stop_signal is not None or (
+                        t.checkpoint_every and self.step % t.checkpoint_every == 0):
+                    path = self.save_checkpoint()
+                    if path is not None and (finished or self.stop_signal is not None):
+                        tqdm.write(f"dfnet4: checkpoint {path}")
+                if epoch_done or finished or self.stop_signal is not None:
+                    break
+        bar.close()
+        if self.dist.is_main:
+            self._plot()
+        self.dist.barrier()
+        summary = {"step": self.step, "epoch": self.epoch, "losses": losses, "last_valid": self.last_valid,
+                   "out": str(self.out)}
+        if self.stop_signal is not None:
+            raise TrainingInterrupted(self.stop_signal, self.ckpt_dir / ckpt.checkpoint_name(self.step))
+        if self.dist.is_main:
+            (self.out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "losses"}, indent=1))
+        return summary

@@ -1,0 +1,102 @@
+"""DeepFilterNet's training losses in MLX.
+
+- spectral loss: MSE of compressed magnitudes |Y|^c vs |S|^c plus MSE of the compressed complex
+  spectra Y|Y|^(c-1) vs S|S|^(c-1) (c = 0.3), on the model's own 960/480 spectrum;
+- multi-resolution STFT loss: the same two terms on STFTs of several sizes of the time signals
+  (the enhanced signal is the model spectrum's inverse STFT);
+- local-SNR loss: MSE between the model's per-frame SNR estimate and the one measured from clean
+  and noise spectra (small weight, as in DeepFilterNet).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import mlx.core as mx
+
+_EPS = 1e-12  # inside the sqrt: keeps d|Y| finite at Y = 0
+
+
+@dataclass
+class LossConfig:
+    gamma: float = 0.3
+    spectral_magnitude: float = 1000.0
+    spectral_complex: float = 1000.0
+    mr_magnitude: float = 500.0
+    mr_complex: float = 500.0
+    mr_fft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])
+    lsnr: float = 5e-4
+    lsnr_min: float = -15.0
+    lsnr_max: float = 35.0
+
+    def validate(self) -> None:
+        for name in ("gamma", "spectral_magnitude", "spectral_complex", "mr_magnitude", "mr_complex", "lsnr"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"loss.{name}: got {getattr(self, name)}, need >= 0")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"loss.gamma: got {self.gamma}, need 0 < gamma <= 1")
+        for n in self.mr_fft_sizes:
+            if n < 16 or n & (n - 1):
+                raise ValueError(f"loss.mr_fft_sizes: got {n}, need powers of two >= 16")
+
+
+def _mag(re: mx.array, im: mx.array) -> mx.array:
+    return mx.sqrt(re * re + im * im + _EPS)
+
+
+def compressed_terms(pred_re, pred_im, tgt_re, tgt_im, gamma: float) -> tuple[mx.array, mx.array]:
+    """(magnitude MSE, complex MSE) of the power-law compressed spectra."""
+    pm, tm = _mag(pred_re, pred_im), _mag(tgt_re, tgt_im)
+    pc, tc = pm**gamma, tm**gamma
+    mag = mx.mean(mx.square(pc - tc))
+    ps, ts = pc / pm, tc / tm  # |Y|^(c-1): rescales the complex value to the compressed magnitude
+    cplx = (mx.mean(mx.square(pred_re * ps - tgt_re * ts)) + mx.mean(mx.square(pred_im * ps - tgt_im * ts))) / 2
+    return mag, cplx
+
+
+def stft_frames(audio: mx.array, n_fft: int) -> tuple[mx.array, mx.array]:
+    """Hann-windowed STFT with hop n_fft/4 (zero-padded at both ends): (re, im) of (B, frames, n_fft//2+1)."""
+    hop = n_fft // 4
+    pad = n_fft // 2
+    x = mx.pad(audio, [(0, 0), (pad, pad)])
+    frames = 1 + (x.shape[1] - n_fft) // hop
+    idx = mx.arange(frames)[:, None] * hop + mx.arange(n_fft)[None, :]
+    window = 0.5 - 0.5 * mx.cos(2 * mx.pi * mx.arange(n_fft) / n_fft)
+    spec = mx.fft.rfft(x[:, idx] * window, axis=-1)
+    return mx.real(spec), mx.imag(spec)
+
+
+def spectral_loss(enh_spec: mx.array, clean_spec: mx.array, cfg: LossConfig) -> mx.array:
+    mag, cplx = compressed_terms(enh_spec[..., 0], enh_spec[..., 1], clean_spec[..., 0], clean_spec[..., 1], cfg.gamma)
+    return cfg.spectral_magnitude * mag + cfg.spectral_complex * cplx
+
+
+def multires_stft_loss(enh_audio: mx.array, clean_audio: mx.array, cfg: LossConfig) -> mx.array:
+    total = mx.array(0.0)
+    for n_fft in cfg.mr_fft_sizes:
+        pr, pi = stft_frames(enh_audio, n_fft)
+        tr, ti = stft_frames(clean_audio, n_fft)
+        mag, cplx = compressed_terms(pr, pi, tr, ti, cfg.gamma)
+        total = total + cfg.mr_magnitude * mag + cfg.mr_complex * cplx
+    return total
+
+
+def local_snr_target(clean_spec: mx.array, noisy_spec: mx.array, cfg: LossConfig) -> mx.array:
+    """Per-frame SNR in dB of clean vs (noisy - clean), clipped to the model's lsnr range."""
+    noise = noisy_spec - clean_spec
+    ps = mx.sum(mx.square(clean_spec), axis=(-1, -2))
+    pn = mx.sum(mx.square(noise), axis=(-1, -2))
+    snr = 10 * mx.log10((ps + 1e-10) / (pn + 1e-10))
+    return mx.clip(snr, cfg.lsnr_min, cfg.lsnr_max)
+
+
+def total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean_audio, lsnr, cfg: LossConfig) -> tuple[mx.array, dict]:
+    """The weighted sum and its parts (as arrays, for logging)."""
+    parts = {"spectral": spectral_loss(enh_spec, clean_spec, cfg)}
+    if cfg.mr_fft_sizes and (cfg.mr_magnitude or cfg.mr_complex):
+        parts["multires"] = multires_stft_loss(enh_audio, clean_audio, cfg)
+    if cfg.lsnr and lsnr is not None:
+        target = mx.stop_gradient(local_snr_target(clean_spec, noisy_spec, cfg))
+        parts["lsnr"] = cfg.lsnr * mx.mean(mx.square(lsnr - target))
+    total = sum(parts.values())
+    return total, parts

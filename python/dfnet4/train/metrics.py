@@ -1,0 +1,97 @@
+"""Validation metrics (SI-SDR always; PESQ and STOI when their packages are importable) and the
+JSON-lines metrics log."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def si_sdr(estimate: np.ndarray, reference: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Scale-invariant SDR in dB along the last axis (zero-mean signals)."""
+    est = np.asarray(estimate, np.float64)
+    ref = np.asarray(reference, np.float64)
+    est = est - est.mean(-1, keepdims=True)
+    ref = ref - ref.mean(-1, keepdims=True)
+    alpha = np.sum(est * ref, -1, keepdims=True) / (np.sum(ref * ref, -1, keepdims=True) + eps)
+    target = alpha * ref
+    noise = est - target
+    return 10 * np.log10((np.sum(target**2, -1) + eps) / (np.sum(noise**2, -1) + eps))
+
+
+def optional_metrics() -> dict:
+    """{name: fn(estimate, reference, sample_rate) -> float} for the metric packages that import."""
+    out = {}
+    try:
+        from pesq import pesq as _pesq
+
+        from dfnet4.data.audio import resample
+
+        def pesq_wb(est, ref, sr):  # P.862.2 wide-band runs at 16 kHz only
+            return float(_pesq(16000, resample(ref, sr, 16000), resample(est, sr, 16000), "wb"))
+
+        out["pesq"] = pesq_wb
+    except ImportError:
+        pass
+    try:
+        from pystoi import stoi as _stoi
+
+        out["stoi"] = lambda est, ref, sr: float(_stoi(ref, est, sr, extended=False))
+    except ImportError:
+        pass
+    return out
+
+
+def score_clips(estimates: np.ndarray, references: np.ndarray, sample_rate: int, max_clips: int) -> dict:
+    """Mean of every optional metric over the first `max_clips` clips (failures are skipped, counted)."""
+    result = {}
+    for name, fn in optional_metrics().items():
+        values = []
+        for est, ref in list(zip(estimates, references))[:max_clips]:
+            try:
+                values.append(fn(est, ref, sample_rate))
+            except Exception:  # e.g. PESQ's "no utterance detected" on a silent clip
+                continue
+        if values:
+            result[name] = float(np.mean(values))
+    return result
+
+
+class MetricsLog:
+    """Append-only JSON lines: one object per event ({"kind": "train"|"valid"|..., "step": ...})."""
+
+    def __init__(self, path: str | os.PathLike, enabled: bool = True):
+        self.path = Path(path)
+        self.enabled = enabled
+
+    def write(self, **record) -> None:
+        if not self.enabled:
+            return
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(clean) + "\n")
+            f.flush()
+
+    def read(self) -> list[dict]:
+        if not self.path.is_file():
+            return []
+        rows = []
+        for line in self.path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill mid-write
+                continue
+        return rows
+
+    def truncate_after(self, step: int) -> None:
+        """On resume: drop records written after the checkpoint (they will be recomputed)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        keep = [r for r in self.read() if r.get("step", 0) <= step]
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
+        os.replace(tmp, self.path)
