@@ -43,3 +43,8 @@ DFNET4_SHIM_EXPORT const char* dfnet4_blas_shim_openblas_config() {
 DFNET4_SHIM_EXPORT int dfnet4_blas_shim_openblas_threads() {
   return scipy_openblas_get_num_threads();
 }
+
+// OpenBLAS reads OPENBLAS_NUM_THREADS when it loads (at `import dfnet4`); this changes it later.
+DFNET4_SHIM_EXPORT void dfnet4_blas_shim_set_openblas_threads(int threads) {
+  scipy_openblas_set_num_threads(threads);
+}

@@ -20,6 +20,10 @@ from pathlib import Path
 ENV_CHOICE = "DFNET4_BLAS"  # "reference" keeps MLX's bundled BLAS; "openblas" or unset: the shim
 ENV_REEXEC = "DFNET4_BLAS_REEXEC"  # set in a process re-executed by ensure_for_entrypoint()
 SHIM_FILE = "_blas_shim.so"
+# OpenBLAS's threads spin while waiting: on a machine whose cores are busy (shared CI, a data
+# loader) two threads ran a 512^3 sgemm at 6 GFLOP/s against 93 for one (docs/blas.md).
+# OPENBLAS_NUM_THREADS, when set, wins; set_threads() changes it at run time.
+DEFAULT_THREADS = 1
 _MARKER = "dfnet4_blas_shim_openblas_config"  # exported by the shim only
 
 # Outcome of load(), kept for report(): one of
@@ -107,6 +111,8 @@ def load(path: Path | None = None) -> str:
                 _status, _reason = "unavailable", f"cannot load {path.name}: {exc}"
                 _warn_once(f"dfnet4: MLX keeps its slow reference BLAS: {_reason}. "
                            "Install scipy-openblas32 (a dependency of dfnet4 on Linux).")
+    if _status in ("loaded", "preloaded") and "OPENBLAS_NUM_THREADS" not in os.environ:
+        set_threads(DEFAULT_THREADS)
     return _status
 
 
@@ -169,6 +175,17 @@ def _openblas_details() -> dict:
     config.restype = ctypes.c_char_p
     return {"openblas_config": config().decode(),
             "openblas_threads": int(process.dfnet4_blas_shim_openblas_threads())}
+
+
+def set_threads(threads: int) -> None:
+    """Set how many threads OpenBLAS uses for MLX's matmuls (default: OPENBLAS_NUM_THREADS when
+    set, else DEFAULT_THREADS). More help large products on an idle many-core machine."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"set_threads: threads must be an int >= 1, got {threads!r}")
+    if not _shim_in_global_scope():
+        raise RuntimeError(
+            f"set_threads: MLX is not using dfnet4's OpenBLAS shim (status {load()!r}: {_reason})")
+    ctypes.CDLL(None).dfnet4_blas_shim_set_openblas_threads(ctypes.c_int(threads))
 
 
 def report(measure: bool = True, size: int = 512) -> dict:
