@@ -15,7 +15,7 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten
 
-from dfnet4.bench import losses, workloads
+from dfnet4.bench import objective, workloads
 from dfnet4.bench.suite import MEASURES, Impl
 from dfnet4.bench.timing import measure
 
@@ -31,7 +31,7 @@ class Settings:
     repeats: int = 5
     warmup: int = 2
     measures: list[str] = field(default_factory=lambda: list(MEASURES))
-    lr: float = 1e-4
+    lr: float = 5e-4  # AdamW as dfnet4.train's defaults: lr 5e-4, weight decay 0.05, grad clip 1.0
     seed: int = 0
     freq_bins: int = 481  # used when the model has no config to derive it from
     model_config: dict = field(default_factory=dict)  # extra DfNet4Config fields for every model
@@ -76,19 +76,6 @@ def model_config_dict(model: nn.Module) -> dict | None:
     config = getattr(model, "config", None)
     to_dict = getattr(config, "to_dict", None)
     return to_dict() if to_dict is not None else None
-
-
-def freq_bins(model: nn.Module, settings: Settings) -> int:
-    config = getattr(model, "config", None)
-    fft = getattr(config, "fft_size", None)
-    return fft // 2 + 1 if isinstance(fft, int) else settings.freq_bins
-
-
-def make_batch(model: nn.Module, settings: Settings, frames: int) -> dict:
-    """Random noisy/clean spectra of `frames` frames (white noise: the timings do not depend on content)."""
-    shape = (settings.batch, frames, freq_bins(model, settings), 2)
-    clean = mx.random.normal(shape)
-    return {"clean_spec": clean, "noisy_spec": clean + mx.random.normal(shape)}
 
 
 def _error(exc: BaseException) -> dict:
@@ -162,13 +149,14 @@ class Runner:
             mx.random.seed(s.seed)
             try:
                 model = self.model_factory(impl, s)
-                loss_name, loss_fn = losses.resolve(model)
-                self.loss_name = loss_name
-                batch = make_batch(model, s, frames)
+                task = objective.resolve(model, s.freq_bins)
+                self.loss_name = task.name
+                batch = task.make_batch(s.batch, frames)  # white noise: timings don't depend on content
                 mx.eval(model.parameters(), batch)
+                info["model_input_frames"] = batch["noisy_spec"].shape[1]
                 info["model_parameters"] = parameter_count(model)
                 info["model_config"] = model_config_dict(model)
-                info["loss"] = loss_name
+                info["loss"] = task.name
             except Exception as exc:
                 failure = _error(exc)
                 self.log(f"  {impl.name}: building the model FAILED: {failure['error']}")
@@ -176,8 +164,8 @@ class Runner:
             else:
                 builders = {
                     "model_forward": lambda: workloads.model_forward(model, batch),
-                    "model_fwd_bwd": lambda: workloads.model_fwd_bwd(model, batch, loss_fn),
-                    "train_step": lambda: workloads.train_step(model, batch, loss_fn, s.lr),
+                    "model_fwd_bwd": lambda: workloads.model_fwd_bwd(model, batch, task.loss),
+                    "train_step": lambda: workloads.train_step(model, batch, task.loss, s.lr),
                 }
                 for m in wanted_model:  # train_step last: it changes the parameters
                     results[m] = self._time(impl, m, frames, builders[m])

@@ -21,9 +21,11 @@ MEASURES: dict[str, str] = {
 MEASURE_NOTES: dict[str, str] = {
     "backbone_forward": "backbone alone, output evaluated, no gradients",
     "backbone_fwd_bwd": "backbone alone, value_and_grad of mean(y^2) w.r.t. parameters and input",
-    "model_forward": "DfNet4 with that backbone, spectrum in -> enhanced spectrum + aux out, uncompiled",
-    "model_fwd_bwd": "DfNet4, value_and_grad of the loss w.r.t. all parameters, uncompiled, no optimizer",
-    "train_step": "DfNet4, one mx.compile'd step over model + AdamW state: loss, gradients, AdamW update",
+    "model_forward": "DfNet4 with that backbone: noisy spectrum in, enhanced spectrum + aux out; uncompiled",
+    "model_fwd_bwd": "DfNet4: value_and_grad of the loss (audio -> STFT -> model -> iSTFT -> loss, see Loss) "
+    "w.r.t. all parameters; uncompiled, no optimizer",
+    "train_step": "DfNet4: one mx.compile'd step over model, AdamW and RNG state, as dfnet4.train runs it: "
+    "loss, gradients, gradient-norm clipping (1.0), AdamW update (weight decay 0.05)",
 }
 
 

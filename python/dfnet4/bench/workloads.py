@@ -13,8 +13,7 @@ import mlx.nn as nn
 import mlx.optimizers as optim
 
 Step = Callable[[], Any]
-# (enhanced spec, aux, batch) -> scalar; batch holds "noisy_spec", "clean_spec" and maybe "clean_audio"
-LossFn = Callable[[mx.array, dict, dict], mx.array]
+LossFn = Callable[[nn.Module, dict], mx.array]  # (model, batch) -> scalar, see objective.py
 
 
 def backbone_forward(backbone: nn.Module, x: mx.array) -> Step:
@@ -56,8 +55,7 @@ def model_fwd_bwd(model: nn.Module, batch: dict, loss_fn: LossFn) -> Step:
     """Uncompiled value_and_grad of the loss w.r.t. the model's parameters (no optimizer update)."""
 
     def loss(batch):
-        enh, aux = model(batch["noisy_spec"])
-        return loss_fn(enh, aux, batch)
+        return loss_fn(model, batch)
 
     value_and_grad = nn.value_and_grad(model, loss)
 
@@ -67,14 +65,16 @@ def model_fwd_bwd(model: nn.Module, batch: dict, loss_fn: LossFn) -> Step:
     return step
 
 
-def train_step(model: nn.Module, batch: dict, loss_fn: LossFn, lr: float = 1e-4) -> Step:
-    """One full training step compiled with mx.compile over model, optimizer and RNG state."""
-    optimizer = optim.AdamW(learning_rate=lr)
+def train_step(
+    model: nn.Module, batch: dict, loss_fn: LossFn, lr: float = 5e-4, weight_decay: float = 0.05, clip: float = 1.0
+) -> Step:
+    """One full training step as dfnet4.train runs it: loss, gradients, gradient-norm clipping,
+    AdamW update, all under one mx.compile over model, optimizer and RNG state."""
+    optimizer = optim.AdamW(learning_rate=lr, weight_decay=weight_decay)
     optimizer.init(model.trainable_parameters())
 
     def loss(batch):
-        enh, aux = model(batch["noisy_spec"])
-        return loss_fn(enh, aux, batch)
+        return loss_fn(model, batch)
 
     value_and_grad = nn.value_and_grad(model, loss)
     state = [model.state, optimizer.state, mx.random.state]
@@ -82,6 +82,7 @@ def train_step(model: nn.Module, batch: dict, loss_fn: LossFn, lr: float = 1e-4)
     @partial(mx.compile, inputs=state, outputs=state)
     def compiled(batch):
         value, grads = value_and_grad(batch)
+        grads, _ = optim.clip_grad_norm(grads, clip)
         optimizer.update(model, grads)
         return value
 

@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
                    "model_fwd_bwd, train_step (default: all)")
     p.add_argument("--model-config", default="{}",
                    help="JSON object of extra DfNet4Config fields for the model-level measurements")
-    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate of the train step")
+    p.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate of the train step (dfnet4-train default)")
     p.add_argument("--threads", type=int, default=None, help="set DFNET4_NUM_THREADS for the fused kernels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench/results", help="directory for the result files (default bench/results)")
