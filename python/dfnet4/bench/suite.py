@@ -50,7 +50,7 @@ DEFAULT_IMPLS: tuple[Impl, ...] = (
          {**MAMBA, "fused": False}, {"backbone": "mamba", "fused_scan": False}, reference=True),
     Impl("mamba/fused", "mamba", "Mamba, fused selective scan (dfnet4.ops.selective_scan)",
          {**MAMBA, "fused": True}, {"backbone": "mamba", "fused_scan": True}),
-    Impl("gru/mlx.nn.GRU", "gru", "GRU, MLX's own recurrence (mlx.nn.GRU parameterisation)",
+    Impl("gru/mlx.nn.GRU", "gru", "GRU, mlx.nn.GRU (MLX's own per-step loop)",
          {**GRU, "fused": False}, {"backbone": "gru", "fused_gru": False}, reference=True),
     Impl("gru/fused", "gru", "GRU, fused recurrence (dfnet4.ops.gru)",
          {**GRU, "fused": True}, {"backbone": "gru", "fused_gru": True}),
