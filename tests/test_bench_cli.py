@@ -70,6 +70,7 @@ def test_scaling_on_attention(tmp_path):
         (["--measures", "backward"], "--measures"),
         (["--model-config", "[1]"], "--model-config"),
         (["--batch", "0"], "batch"),
+        (["--blas-threads", "0"], "--blas-threads"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_flag(tmp_path, capsys, args, message):

@@ -42,6 +42,8 @@ def parser() -> argparse.ArgumentParser:
                    help="JSON object of extra DfNet4Config fields for the model-level measurements")
     p.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate of the train step (dfnet4-train default)")
     p.add_argument("--threads", type=int, default=None, help="set DFNET4_NUM_THREADS for the fused kernels")
+    p.add_argument("--blas-threads", type=int, default=None,
+                   help="OpenBLAS threads for MLX's matmuls (Linux; default: dfnet4's, see docs/blas.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench/results", help="directory for the result files (default bench/results)")
     p.add_argument("--name", default=None, help="result file stem (default 'backbones' or 'scaling')")
@@ -73,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.threads < 1:
             raise SystemExit(f"--threads must be >= 1, got {args.threads}")
         os.environ["DFNET4_NUM_THREADS"] = str(args.threads)  # read by the kernels at each call
+    if args.blas_threads is not None:
+        from dfnet4 import _blas
+
+        try:
+            _blas.set_threads(args.blas_threads)
+        except (ValueError, RuntimeError) as exc:
+            print(f"dfnet4-bench: --blas-threads: {exc}", file=sys.stderr)
+            return 2
 
     from dfnet4.bench import plot, report
     from dfnet4.bench.backbones import run_backbones
