@@ -163,6 +163,12 @@ std::pair<std::vector<mx::array>, std::vector<int>> GruForward::vmap(const std::
   throw std::runtime_error("dfnet4.ops.gru: vmap is not supported; fold the mapped axis into batch");
 }
 
+std::vector<mx::array> GruBackward::vjp(const std::vector<mx::array>&,
+                                        const std::vector<mx::array>&, const std::vector<int>&,
+                                        const std::vector<mx::array>&) {
+  throw std::runtime_error("dfnet4.ops.gru: second derivatives are not supported");
+}
+
 std::vector<mx::Shape> GruForward::output_shapes(const std::vector<mx::array>& in) {
   const int B = in[0].shape(0), T = in[0].shape(1), H = in[0].shape(2) / 3;
   return {{B, T, H}, {B, T, 4 * H}};

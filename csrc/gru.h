@@ -35,6 +35,8 @@ class GruBackward : public mx::Primitive {
   explicit GruBackward(mx::Stream s) : mx::Primitive(s) {}
   void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override;
   void eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override;
+  std::vector<mx::array> vjp(const std::vector<mx::array>&, const std::vector<mx::array>&,
+                             const std::vector<int>&, const std::vector<mx::array>&) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& in) override;
   const char* name() const override { return "GruBackward"; }
   bool is_equivalent(const mx::Primitive& other) const override;

@@ -3,9 +3,15 @@
 // The hidden-to-hidden products run as a register-blocked micro-kernel over a packed copy of Wh
 // whose inner loop is a contiguous axpy (vectorises without reassociating a reduction); the gate
 // math is the shared body from kernels/gru.h.
+// No code here reads floating-point exception flags; without this GCC may not turn the clamps of
+// dfk::gate_exp into selects (a compare "might trap"), and the gate loop would not vectorise.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
 #include "gru_cpu.h"
 
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "gru_team.h"
@@ -83,6 +89,45 @@ std::vector<T> pack_forward(const T* Wh, int H, int blocks) {
   return Wp;
 }
 
+// The shared cell body over one block of units, on local arrays. Kept out of line (one copy
+// per ISA): inlined into the big worker loop GCC no longer vectorises it.
+#define DFNET4_GATE_BLOCK_PARAMS(T)                                                              \
+  const T *__restrict gr, const T *__restrict gz, const T *__restrict gn, const T *__restrict sr, \
+      const T *__restrict sz, const T *__restrict hn, const T *__restrict hv, T *__restrict r,    \
+      T *__restrict z, T *__restrict n, T *__restrict h
+#define DFNET4_GATE_BLOCK_BODY(T)                                                                  \
+  for (int u = 0; u < kUnits; ++u) {                                                               \
+    dfk::GruCellOut<T> o = dfk::gru_cell_forward<T>(gr[u], gz[u], gn[u], sr[u], sz[u], hn[u], hv[u]); \
+    r[u] = o.r;                                                                                    \
+    z[u] = o.z;                                                                                    \
+    n[u] = o.n;                                                                                    \
+    h[u] = o.h;                                                                                    \
+  }
+
+template <typename T>
+__attribute__((noinline)) void gate_block_generic(DFNET4_GATE_BLOCK_PARAMS(T)) {
+  DFNET4_GATE_BLOCK_BODY(T)
+}
+#ifdef DFNET4_X86_DISPATCH
+DFNET4_TARGET_AVX2 __attribute__((noinline)) void gate_block_avx2(DFNET4_GATE_BLOCK_PARAMS(float)) {
+  DFNET4_GATE_BLOCK_BODY(float)
+}
+DFNET4_TARGET_AVX512 __attribute__((noinline)) void gate_block_avx512(
+    DFNET4_GATE_BLOCK_PARAMS(float)) {
+  DFNET4_GATE_BLOCK_BODY(float)
+}
+#endif
+
+// VB (the worker's vector width) says which ISA the caller was compiled for.
+template <typename T, int VB>
+DFNET4_ALWAYS_INLINE void gate_block(DFNET4_GATE_BLOCK_PARAMS(T)) {
+#ifdef DFNET4_X86_DISPATCH
+  if constexpr (std::is_same_v<T, float> && VB == 64) return gate_block_avx512(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+  if constexpr (std::is_same_v<T, float> && VB == 32) return gate_block_avx2(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+#endif
+  gate_block_generic<T>(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+}
+
 template <typename T, int BB, int VB>
 DFNET4_ALWAYS_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, int b0) {
   const int H = c.d.H, TT = c.d.T;
@@ -90,13 +135,38 @@ DFNET4_ALWAYS_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, i
   const long lda = t == 0 ? H : (long)TT * H;
   T acc[BB][kCols];
   block_product<T, BB, VB>(h_prev, lda, H, c.Wp + (long)blk * kCols, c.ldw, acc);
-  const int j_end = std::min(H, (blk + 1) * kUnits);
-  for (int bb = 0; bb < BB; ++bb)
-    for (int j = blk * kUnits; j < j_end; ++j) {
-      const int u = j - blk * kUnits;
-      dfk::gru_forward_finish<T>(c.gx, c.bhn, h_prev + bb * lda, c.hs, c.gates, TT, H, b0 + bb, t,
-                                 j, acc[bb][u], acc[bb][kUnits + u], acc[bb][2 * kUnits + u]);
+  // Gate math on local copies of the block (no aliasing), so the loop over units vectorises.
+  const int j0 = blk * kUnits, nj = std::min(kUnits, H - j0);
+  for (int bb = 0; bb < BB; ++bb) {
+    const long row = (long)(b0 + bb) * TT + t;
+    const T* g = c.gx + row * 3 * H + j0;
+    const T* hp = h_prev + bb * lda + j0;
+    T gr[kUnits] = {}, gz[kUnits] = {}, gn[kUnits] = {}, hn[kUnits] = {}, hv[kUnits] = {};
+    T sr[kUnits], sz[kUnits];
+    for (int u = 0; u < kUnits; ++u) {
+      sr[u] = acc[bb][u];
+      sz[u] = acc[bb][kUnits + u];
+      hn[u] = acc[bb][2 * kUnits + u];
     }
+    for (int u = 0; u < nj; ++u) {
+      gr[u] = g[u];
+      gz[u] = g[H + u];
+      gn[u] = g[2 * H + u];
+      hn[u] += c.bhn[j0 + u];
+      hv[u] = hp[u];
+    }
+    T r[kUnits], z[kUnits], n[kUnits], h[kUnits];
+    gate_block<T, VB>(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+    T* out_h = c.hs + row * H + j0;
+    T* s = c.gates + row * 4 * H + j0;  // layout of dfk::gru_forward_finish: r, z, n, hn
+    for (int u = 0; u < nj; ++u) {
+      out_h[u] = h[u];
+      s[u] = r[u];
+      s[H + u] = z[u];
+      s[2 * H + u] = n[u];
+      s[3 * H + u] = hn[u];
+    }
+  }
 }
 
 // Worker w of n: all steps for its blocks of hidden units, BB batch rows at a time.

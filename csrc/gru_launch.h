@@ -8,7 +8,7 @@
 #pragma once
 #include <string>
 
-#include "kernels/gru.h"
+#include "kernels/gru_params.h"  // not kernels/gru.h: the emulated harness reads this first
 
 namespace dfnet4::gru_launch {
 

@@ -149,6 +149,9 @@ def test_unsupported_transforms_say_so():
         mx.jvp(lambda x: gru(**{**inputs, "x": x}), [inputs["x"]], [inputs["x"]])
     with pytest.raises(Exception, match="vmap"):
         mx.vmap(lambda x: gru(**{**inputs, "x": x}))(mx.stack([inputs["x"]] * 2))
+    first = mx.grad(lambda x: gru(**{**inputs, "x": x}).sum())
+    with pytest.raises(Exception, match="second derivatives"):
+        mx.grad(lambda x: first(x).sum())(inputs["x"])
 
 
 @pytest.mark.parametrize("threads", ["1", "3"])

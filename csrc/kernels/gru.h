@@ -5,16 +5,57 @@
 // Saved per step for the backward ("gates", last axis 4H): r, z, n, hn.
 #pragma once
 #include "defines.h"
+#include "gru_params.h"
+
+// The cell bodies must inline into the CPU's ISA-specific workers (gru_cpu.cpp) to vectorise.
+#if defined(__METAL_VERSION__)
+#define DFK_GRU_INLINE inline
+#else
+#define DFK_GRU_INLINE inline __attribute__((always_inline))
+#endif
 
 namespace dfk {
 
-// Per-dispatch parameters of the Metal step kernels (also built by the emulated harness).
-struct GruStepParams {
-  int B;  // batch
-  int T;  // time steps
-  int H;  // hidden units
-  int t;  // the step this dispatch computes
-};
+// Gate nonlinearities. Metal and CPU double: the math library. CPU float: tanh through one exp,
+// and an exp without branches or libm calls, so the CPU kernel's loop over a block of hidden
+// units vectorises (a scalar libm call per gate was a third of the forward's time).
+template <typename T>
+DFK_GRU_INLINE T gate_sigmoid(T x) { return sigmoid_(x); }
+template <typename T>
+DFK_GRU_INLINE T gate_tanh(T x) { return tanh_(x); }
+
+#if !defined(__METAL_VERSION__)
+// exp(x) for float: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6 Taylor polynomial (relative
+// error < 2e-7 on that interval), times 2^n built in the exponent bits. x is clamped to
+// [-87, 88] (the normal range), which saturates sigmoid/tanh exactly where float does anyway.
+DFK_GRU_INLINE float gate_exp(float x) {
+  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
+  float t = x * 1.44269504f + shifter;
+  float n = t - shifter;
+  float r = x - n * 0.693145752f;  // ln2 split in two for an exact n*ln2_hi
+  r = r - n * 1.42860677e-6f;
+  float p = 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  int ni;
+  __builtin_memcpy(&ni, &t, sizeof(ni));
+  ni -= 0x4B400000;  // the bits of `shifter`: leaves the integer n
+  int bits = (ni + 127) << 23;
+  float scale;
+  __builtin_memcpy(&scale, &bits, sizeof(scale));
+  return p * scale;
+}
+template <>
+DFK_GRU_INLINE float gate_sigmoid<float>(float x) { return 1.0f / (1.0f + gate_exp(-x)); }
+// 1 - 2/(e^{2x}+1): absolute error ~1e-7 (relative error grows only where tanh(x) ~ 0).
+template <>
+DFK_GRU_INLINE float gate_tanh<float>(float x) { return 1.0f - 2.0f / (gate_exp(2.0f * x) + 1.0f); }
+#endif
 
 // One hidden unit of one step, given the three hidden-to-hidden sums (hn already includes bhn).
 template <typename T>
@@ -23,11 +64,11 @@ struct GruCellOut {
 };
 
 template <typename T>
-DF_INLINE GruCellOut<T> gru_cell_forward(T gx_r, T gx_z, T gx_n, T gh_r, T gh_z, T hn, T h_prev) {
+DFK_GRU_INLINE GruCellOut<T> gru_cell_forward(T gx_r, T gx_z, T gx_n, T gh_r, T gh_z, T hn, T h_prev) {
   GruCellOut<T> o;
-  o.r = sigmoid_(gx_r + gh_r);
-  o.z = sigmoid_(gx_z + gh_z);
-  o.n = tanh_(gx_n + o.r * hn);
+  o.r = gate_sigmoid(gx_r + gh_r);
+  o.z = gate_sigmoid(gx_z + gh_z);
+  o.n = gate_tanh(gx_n + o.r * hn);
   o.h = (T(1) - o.z) * o.n + o.z * h_prev;
   return o;
 }
@@ -42,7 +83,7 @@ struct GruCellGrad {
 };
 
 template <typename T>
-DF_INLINE GruCellGrad<T> gru_cell_backward(T dh, T r, T z, T n, T hn, T h_prev) {
+DFK_GRU_INLINE GruCellGrad<T> gru_cell_backward(T dh, T r, T z, T n, T hn, T h_prev) {
   GruCellGrad<T> g;
   T dn = dh * (T(1) - z);
   T dz = dh * (h_prev - n);

@@ -1,24 +1,23 @@
 // Runs metal/gru.metal (the real wrappers, compiled as C++ against metal/emu) under the emulator,
 // with the launch plan of eval_gpu (csrc/gru_launch.h). Tests compare it with the CPU primitive.
-// Until the emulator (metal/emu, branch emu) is present this file compiles to nothing.
-#if __has_include("emu_launch.h")
-// clang-format off
-#include <metal_stdlib>
-#include "emu_launch.h"
-#include "gru.metal"
-// clang-format on
-
 #include <mlx/mlx.h>
 #include <nanobind/nanobind.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 
+#include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "gru_launch.h"
 #include "registry.h"
+
+// The Metal part: the emulator's <metal_stdlib>, then the real wrappers, then back to host C++.
+#include <metal_stdlib>
+#include "emu_launch.h"
+#include "gru.metal"
+#include "emu_end.h"
 
 namespace {
 namespace mx = mlx::core;
@@ -120,5 +119,3 @@ void bind(nb::module_& m) {
 DFNET4_REGISTER_BINDING(bind);
 
 }  // namespace
-
-#endif  // __has_include("emu_launch.h")

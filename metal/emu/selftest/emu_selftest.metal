@@ -1,5 +1,5 @@
 // Test kernels for the Metal emulator itself (tests/test_metal_emu.py). Written as ordinary Metal:
-// they must also compile with Apple's compiler, though only the emulated build uses them.
+// only the emulated build compiles them (metal/*.metal, not this folder, goes into the metallib).
 #include <metal_stdlib>
 using namespace metal;
 

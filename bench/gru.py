@@ -1,0 +1,241 @@
+"""Benchmark of the fused GRU (dfnet4.ops.gru) against mlx.nn.GRU and PyTorch's CPU nn.GRU.
+
+Default shape: batch 8, time 500, 256 -> 256, float32. Reports forward and forward+backward
+medians and peak memory, side by side in one run, as a markdown table printed and written to
+bench/results/gru.md and gru.json (with MLX version, machine, thread count and which BLAS MLX's
+matmuls used). Usage: python bench/gru.py [--repeats 5] [--batch 8 --time 500 --input 256 --hidden 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dfnet4  # noqa: F401  (first: lets dfnet4 choose MLX's BLAS before mlx.core loads)
+import mlx.core as mx
+import mlx.nn as nn
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def our_threads() -> int:
+    """The thread count of dfnet4's CPU kernels (same rule as csrc/parallel.h)."""
+    env = os.environ.get("DFNET4_NUM_THREADS", "")
+    return int(env) if env.isdigit() and int(env) >= 1 else (os.cpu_count() or 1)
+
+
+def blas_summary() -> str:
+    try:
+        from dfnet4 import _blas
+    except ImportError:
+        return "reference BLAS (MLX's bundled netlib; dfnet4._blas not present in this build)"
+    info = _blas.report()
+    return info.get("summary", str(info))
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up (allocations, compilation of nothing, thread start)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def make_data(B, T, D, H, seed=0):
+    rng = np.random.default_rng(seed)
+    s = 1.0 / np.sqrt(H)
+    return {
+        "x": rng.standard_normal((B, T, D)).astype(np.float32),
+        "Wx": rng.uniform(-s, s, (3 * H, D)).astype(np.float32),
+        "Wh": rng.uniform(-s, s, (3 * H, H)).astype(np.float32),
+        "b": rng.uniform(-s, s, (3 * H,)).astype(np.float32),
+        "bhn": rng.uniform(-s, s, (H,)).astype(np.float32),
+        "cot": rng.standard_normal((B, T, H)).astype(np.float32),
+    }
+
+
+def mlx_cases(data):
+    """(forward, forward+backward) closures for the fused op and for mlx.nn.GRU."""
+    from dfnet4.ops import gru
+
+    a = {k: mx.array(v) for k, v in data.items()}
+    cot = a.pop("cot")
+    names = ["x", "Wx", "Wh", "b", "bhn"]
+    args = [a[k] for k in names]
+
+    def fused_fn(x, Wx, Wh, b, bhn):
+        return gru(x, Wx, Wh, b, bhn)
+
+    module = nn.GRU(a["x"].shape[-1], a["Wh"].shape[1])
+
+    def nn_fn(x, Wx, Wh, b, bhn):
+        module.Wx, module.Wh, module.b, module.bhn = Wx, Wh, b, bhn
+        return module(x)
+
+    cases = {}
+    for label, fn in [("dfnet4.ops.gru (fused)", fused_fn), ("mlx.nn.GRU", nn_fn)]:
+        grad = mx.grad(lambda *p, fn=fn: (fn(*p) * cot).sum(), argnums=list(range(5)))
+        cases[label] = (lambda fn=fn: mx.eval(fn(*args)), lambda grad=grad: mx.eval(grad(*args)))
+    return cases
+
+
+def measure_mlx(cases, repeats):
+    rows = {}
+    for label, (fwd, fwd_bwd) in cases.items():
+        row = {}
+        for kind, fn in [("fwd", fwd), ("fwd_bwd", fwd_bwd)]:
+            row[f"{kind}_ms"] = 1e3 * median_seconds(fn, repeats)
+            mx.clear_cache()
+            mx.reset_peak_memory()
+            fn()
+            row[f"{kind}_peak_mb"] = mx.get_peak_memory() / 2**20
+        rows[label] = row
+    return rows
+
+
+def torch_child(args) -> dict:
+    """Runs in a subprocess so its peak RSS belongs to PyTorch alone."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    data = make_data(args.batch, args.time, args.input, args.hidden)
+    H = args.hidden
+    model = torch.nn.GRU(args.input, H, batch_first=True)
+    with torch.no_grad():  # same weights as the MLX runs; mlx's b -> bias_ih, bhn -> bias_hh's n part
+        model.weight_ih_l0.copy_(torch.from_numpy(data["Wx"]))
+        model.weight_hh_l0.copy_(torch.from_numpy(data["Wh"]))
+        model.bias_ih_l0.copy_(torch.from_numpy(data["b"]))
+        model.bias_hh_l0.zero_()
+        model.bias_hh_l0[2 * H:].copy_(torch.from_numpy(data["bhn"]))
+    x = torch.from_numpy(data["x"]).requires_grad_(True)
+    cot = torch.from_numpy(data["cot"])
+
+    def fwd():
+        with torch.no_grad():
+            return model(x)[0]
+
+    def fwd_bwd():
+        model.zero_grad(set_to_none=True)
+        x.grad = None
+        (model(x)[0] * cot).sum().backward()
+
+    out = {"hs": fwd().numpy().tolist() if args.time * args.batch * H <= 4096 else None}
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out["fwd_ms"] = 1e3 * median_seconds(fwd, args.repeats)
+    out["fwd_peak_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out["fwd_bwd_ms"] = 1e3 * median_seconds(fwd_bwd, args.repeats)
+    out["fwd_bwd_peak_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    out["torch"] = torch.__version__
+    out["hs_first"] = fwd()[0, :2, :4].numpy().tolist()
+    return out
+
+
+def measure_torch(args):
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return None, "torch not importable: PyTorch column skipped"
+    cmd = [sys.executable, __file__, "--torch-child"] + [
+        f"--{k}={getattr(args, k)}" for k in ("batch", "time", "input", "hidden", "repeats", "threads")]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1]), None
+
+
+def table(rows, ref_label, torch_label):
+    fused = rows["dfnet4.ops.gru (fused)"]
+    lines = ["| implementation | forward ms | fwd+bwd ms | fwd peak MB | fwd+bwd peak MB | fused fwd+bwd speed-up |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for label, r in rows.items():
+        speed = r["fwd_bwd_ms"] / fused["fwd_bwd_ms"]
+        lines.append(f"| {label} | {r['fwd_ms']:.1f} | {r['fwd_bwd_ms']:.1f} | "
+                     f"{r['fwd_peak_mb']:.0f} | {r['fwd_bwd_peak_mb']:.0f} | {speed:.2f}x |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--time", type=int, default=500)
+    p.add_argument("--input", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=our_threads())
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.torch_child:
+        print(json.dumps(torch_child(args)))
+        return
+
+    mx.set_default_device(mx.cpu)
+    os.environ.setdefault("DFNET4_NUM_THREADS", str(args.threads))
+    load_before = os.getloadavg()
+    data = make_data(args.batch, args.time, args.input, args.hidden)
+    rows = measure_mlx(mlx_cases(data), args.repeats)
+    torch_row, torch_note = measure_torch(args)
+    torch_label = f"PyTorch nn.GRU (CPU, {args.threads} threads)"
+    if torch_row is not None:
+        rows[torch_label] = torch_row
+    load_after = os.getloadavg()
+
+    fused = rows["dfnet4.ops.gru (fused)"]["fwd_bwd_ms"]
+    ratios = {"fused_vs_mlx_nn_gru_fwd_bwd": rows["mlx.nn.GRU"]["fwd_bwd_ms"] / fused}
+    if torch_row is not None:
+        ratios["fused_vs_torch_fwd_bwd"] = torch_row["fwd_bwd_ms"] / fused
+    meta = {
+        "shape": {"batch": args.batch, "time": args.time, "input": args.input, "hidden": args.hidden},
+        "dtype": "float32", "repeats": args.repeats, "threads": args.threads,
+        "mlx": mx.__version__, "torch": torch_row["torch"] if torch_row else None,
+        "machine": machine(), "blas": blas_summary(),
+        "loadavg_before": load_before, "loadavg_after": load_after,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    }
+    md = [f"# GRU benchmark: batch {args.batch}, time {args.time}, {args.input} -> {args.hidden}, float32",
+          "", table(rows, "mlx.nn.GRU", torch_label), "",
+          "Speed-up = that row's fwd+bwd time / the fused op's (higher: fused is faster). "
+          "Medians of %d runs after one warm-up; MLX peak = mx.get_peak_memory() of one run; "
+          "PyTorch peak = growth of the process's max RSS (separate process)." % args.repeats, "",
+          f"- fused fwd+bwd vs mlx.nn.GRU: {ratios['fused_vs_mlx_nn_gru_fwd_bwd']:.2f}x faster (target >= 5x)"]
+    if "fused_vs_torch_fwd_bwd" in ratios:
+        md.append(f"- fused fwd+bwd vs PyTorch CPU GRU: {ratios['fused_vs_torch_fwd_bwd']:.2f}x "
+                  "(target >= 1.0x: no slower)")
+    elif torch_note:
+        md.append(f"- {torch_note}")
+    md += [f"- threads: {args.threads} (dfnet4 kernels and torch.set_num_threads)",
+           f"- MLX {meta['mlx']}; PyTorch {meta['torch']}; BLAS used by MLX: {meta['blas']}",
+           f"- machine: {meta['machine']}; load average before/after: "
+           f"{load_before[0]:.2f} / {load_after[0]:.2f} (1 min)",
+           f"- {meta['date_utc']}"]
+    text = "\n".join(md) + "\n"
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gru.md").write_text(text)
+    (args.out / "gru.json").write_text(json.dumps({"meta": meta, "rows": rows, "ratios": ratios}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
