@@ -43,20 +43,27 @@ class GroupedConv(nn.Module):
             x = mx.pad(x, [(0, 0), (0, 0), (fp, fp), (0, 0)])
         fo = (f + 2 * fp - kf) // self.fstride + 1
         cig, cog = self.in_ch // self.groups, self.out_ch // self.groups
-        if cig == 1 and cog > 1:  # each output reads one input channel: expand, then depthwise
-            x = mx.repeat(x, cog, axis=-1)
-        out = None
-        for i in range(kt):
-            for j in range(kf):
-                sl = x[:, i : i + t, j : j + self.fstride * (fo - 1) + 1 : self.fstride]
-                w = self.weight[:, i, j]  # (out, cig)
-                if cig == 1:
-                    term = sl * w[:, 0]
-                else:
-                    sl = sl.reshape(b, t, fo, self.groups, cig)
-                    term = mx.einsum("btfgi,goi->btfgo", sl, w.reshape(self.groups, cog, cig))
-                    term = term.reshape(b, t, fo, self.out_ch)
+        taps = [(i, j) for i in range(kt) for j in range(kf)]
+
+        def tap(v: mx.array, i: int, j: int) -> mx.array:
+            return v[:, i : i + t, j : j + self.fstride * (fo - 1) + 1 : self.fstride]
+
+        if cig == 1:  # every output reads one input channel: expand, then a depthwise sum of taps
+            if cog > 1:
+                x = mx.repeat(x, cog, axis=-1)
+            out = None
+            for i, j in taps:
+                term = tap(x, i, j) * self.weight[:, i, j, 0]
                 out = term if out is None else out + term
+            return out, history
+        # grouped/dense: one matmul per group over the taps stacked on the channel axis
+        outs = []
+        for g in range(self.groups):
+            xg = x[..., g * cig : (g + 1) * cig]
+            patches = xg if len(taps) == 1 else mx.concatenate([tap(xg, i, j) for i, j in taps], axis=-1)
+            w = self.weight[g * cog : (g + 1) * cog].reshape(cog, len(taps) * cig)  # (i, j, c) order
+            outs.append(patches @ w.T)
+        out = outs[0] if self.groups == 1 else mx.concatenate(outs, axis=-1)
         return out, history
 
 
@@ -124,8 +131,3 @@ class ConvNormAct(nn.Module):
         x = self.norm(x)
         x = nn.relu(x) if self.activation == "relu" else mx.sigmoid(x)
         return x, history
-
-    def init_history(self, batch: int, freqs: int) -> mx.array | None:
-        if self.time_kernel == 1:
-            return None
-        return mx.zeros((batch, self.time_kernel - 1, freqs, self.in_ch))
