@@ -48,10 +48,14 @@ class TrainConfig:
     clip_grad: float = 1.0
     seed: int = 42
     val_every: int = 0  # > 0: also validate every N steps (always at each epoch end and at the end)
+    validate_at_start: bool = True  # validate the untrained model too (a baseline for the curves)
     checkpoint_every: int = 0  # > 0: also checkpoint every N steps (always at epoch ends and at the end)
     keep_checkpoints: int = 3
     log_every: int = 1
-    compile: bool = True
+    # mx.compile the train step: true, false, or "auto" = on a GPU only. MLX's CPU backend compiles
+    # every fused kernel with the system C++ compiler on first use (cached in $TMPDIR/mlx), which costs
+    # minutes for the recurrent backbones' reference paths on a small CPU, so auto skips it there.
+    compile: bool | str = "auto"
     metrics_clips: int = 4  # validation clips scored with PESQ/STOI (slow) when the packages exist
 
 
@@ -90,6 +94,8 @@ class RunConfig:
             raise ValueError(f"--weight-decay: got {t.weight_decay}, need >= 0")
         if not t.clip_grad > 0:
             raise ValueError(f"--clip-grad: got {t.clip_grad}, need > 0")
+        if t.compile not in (True, False, "auto"):
+            raise ValueError(f"train.compile: got {t.compile!r}, need true, false or \"auto\"")
         if self.data.valid_samples < 1:
             raise ValueError(f"data.valid_samples: got {self.data.valid_samples}, need >= 1")
         self.data.mix.validate()

@@ -46,6 +46,10 @@ def lr_schedule(cfg, total_steps: int):
     return optim.join_schedules([optim.linear_schedule(cfg.lr / warmup, cfg.lr, warmup), decay], [warmup])
 
 
+def step_seed(seed: int, step: int) -> int:
+    return (int(seed) * 1_000_003 + int(step)) % (1 << 63)
+
+
 def open_data(cfg: RunConfig, dist, log) -> AudioCache:
     d = cfg.data
     if d.cache_dir:
@@ -72,6 +76,8 @@ class Trainer:
         self.interrupt_at_step = interrupt_at_step
         self.stop_signal: int | None = None
         self.out = Path(cfg.train.out)
+        c = cfg.train.compile
+        self.compiled = (mx.default_device().type == mx.gpu) if c == "auto" else bool(c)
         self.ckpt_dir = self.out / "checkpoints"
 
     # ---------------------------------------------------------------- setup
@@ -123,18 +129,24 @@ class Trainer:
         self.optimizer.init(self.model.trainable_parameters())  # marks it initialised; keeps loaded values
         self.step = state["step"]
         self.epoch, self.batch = state["data_position"]["epoch"], state["data_position"]["batch"]
-        mx.random.state[0] = mx.array(np.array(state["rng_key"], dtype=np.uint32))
         self.last_valid = state.get("last_valid")
         self.log(f"dfnet4: resumed from {path} (step {self.step}, epoch {self.epoch}, batch {self.batch})")
 
     # ---------------------------------------------------------------- compute
-    def _loss_fn(self, model, clean, noisy):
-        from dfnet4.dsp import istft, stft
+    def _forward(self, model, clean, noisy):
+        """Spectra of both signals at the model's STFT size, the model, and the loss."""
+        from dfnet4 import dsp
 
-        clean_spec, noisy_spec = stft(clean), stft(noisy)
+        n, hop = model.config.fft_size, model.config.hop_size
+        clean_spec, noisy_spec = dsp.stft(clean, n, hop), dsp.stft(noisy, n, hop)
         enh_spec, aux = model(noisy_spec)
-        enh_audio = istft(enh_spec, clean.shape[-1])
-        return total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean, aux.get("lsnr"), self.cfg.loss)
+        enh_audio = dsp.istft(enh_spec, clean.shape[-1], n, hop)
+        loss, parts = total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean, aux.get("lsnr"), self.cfg.loss)
+        return loss, parts, enh_audio
+
+    def _loss_fn(self, model, clean, noisy):
+        loss, parts, _ = self._forward(model, clean, noisy)
+        return loss, parts
 
     def _make_step(self):
         value_and_grad = nn.value_and_grad(self.model, self._loss_fn)
@@ -147,23 +159,18 @@ class Trainer:
             self.optimizer.update(self.model, grads)
             return loss, parts, norm
 
-        if not self.cfg.train.compile:
+        if not self.compiled:
             return step
         state = [self.model.state, self.optimizer.state, mx.random.state]
         return mx.compile(step, inputs=state, outputs=state)
 
     def validate(self) -> dict:
         """Loss and SI-SDR (enhanced and noisy input) on the fixed validation set; PESQ/STOI if available."""
-        from dfnet4.dsp import istft, stft
-
         self.model.eval()
         losses, enhanced, cleans, noisys = [], [], [], []
         for clean_np, noisy_np in self.valid:
             clean, noisy = mx.array(clean_np), mx.array(noisy_np)
-            clean_spec, noisy_spec = stft(clean), stft(noisy)
-            enh_spec, aux = self.model(noisy_spec)
-            enh = istft(enh_spec, clean.shape[-1])
-            loss, _ = total_loss(enh_spec, clean_spec, noisy_spec, enh, clean, aux.get("lsnr"), self.cfg.loss)
+            loss, _, enh = self._forward(self.model, clean, noisy)
             mx.eval(loss, enh)
             losses.append(loss.item() * clean.shape[0])
             enhanced.append(np.array(enh))
@@ -184,7 +191,10 @@ class Trainer:
         state = {
             "epoch": self.epoch,
             "data_position": {"epoch": self.epoch, "batch": self.batch},
-            "rng_key": np.array(mx.random.state[0]).tolist(),
+            # MLX cannot set an arbitrary RNG key, so the global RNG is re-seeded from (seed, step)
+            # before every step: the key is recorded, the stream is a function of the step.
+            "rng": {"scheme": "reseed(seed, step) before each step", "seed": self.cfg.train.seed,
+                    "key": np.array(mx.random.state[0]).tolist()},
             # the run's [model] table is what resume rebuilds from; the expanded config is for reference
             "model_config": self.cfg.model,
             "model_config_full": self.model.config.to_dict(),
@@ -239,7 +249,7 @@ class Trainer:
     def _loop(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
         header = runtime_header(cfg.model, self.dist.size)
-        header.update(total_steps=self.total_steps, batches_per_epoch=self.loader.batches_per_epoch,
+        header.update(compiled_step=self.compiled, total_steps=self.total_steps, batches_per_epoch=self.loader.batches_per_epoch,
                       batch_size=t.batch_size, segment_seconds=cfg.data.mix.segment_seconds,
                       parameters=sum(v.size for _, v in tree_flatten(self.model.trainable_parameters())),
                       start_step=self.step, data=str(self.cache.directory))
@@ -251,10 +261,13 @@ class Trainer:
                    unit="step", disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
         losses: list[float] = []
         samples_per_step = t.batch_size * self.dist.size
+        if self.step == 0 and t.validate_at_start:  # the untrained baseline, for the curves
+            self._run_validation()
         while self.step < self.total_steps and self.stop_signal is None:
             epoch_done = False
             for b, clean, noisy in self.loader.iterate(self.epoch, self.batch):
                 t0 = time.perf_counter()
+                mx.random.seed(step_seed(t.seed, self.step))  # e.g. dropout: same stream after a resume
                 loss, parts, norm = step_fn(mx.array(clean), mx.array(noisy))
                 mx.eval(loss, parts, norm, self.model.state, self.optimizer.state)
                 dt = time.perf_counter() - t0

@@ -26,7 +26,8 @@ def plot_curves(records: list[dict], path: str | os.PathLike, title: str = "") -
     ax.set_ylabel("loss")
     if train and min(r["loss"] for r in train) > 0:
         ax.set_yscale("log")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     ax.grid(alpha=0.3)
     for ax, key, label in zip(axes[1:], ["si_sdr", *extra], ["SI-SDR (dB)", *[e.upper() for e in extra]]):
         pts = [(r["step"], r[key]) for r in valid if r.get(key) is not None]
@@ -36,7 +37,8 @@ def plot_curves(records: list[dict], path: str | os.PathLike, title: str = "") -
             base = [(r["step"], r["si_sdr_noisy"]) for r in valid if r.get("si_sdr_noisy") is not None]
             if base:
                 ax.plot(*zip(*base), "--", color="gray", label="noisy input")
-            ax.legend()
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend()
         ax.set_xlabel("step")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
