@@ -5,6 +5,12 @@ the emulator. Inputs are small integers stored as float32, so sums are exact in 
 comparisons are exact (no tolerance needed) except for the libm math test.
 """
 
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -99,6 +105,13 @@ def _simd_expected(x, group_size):
             out[12, s0 + lanes[~first]] = np.cumsum(v[~first])
             out[13, sl] = v.sum()  # sum(2v) - sum(v)
             out[14, sl] = v.max()
+            out[15, sl] = v.sum()
+            out[16, sl] = np.bitwise_or.reduce((v + 8).astype(np.uint32))
+            rot = (lanes + 3) % SIMD  # wraps at 32, not at the partial group's end
+            out[17, sl] = gather(rot, np.zeros(w, bool))
+            out[18, sl] = v[0]
+            out[19, sl] = (lanes == 0).astype(np.float32)
+            out[20, sl] = gather(lanes - 1, lanes - 1 < 0)
     return out
 
 
@@ -116,6 +129,11 @@ def test_simd_shuffle_from_missing_lane_is_poison_not_zero():
     x = np.ones(40, np.float32)
     got = np.array(st.simd_ops(x, 40), np.float32).reshape(st.SIMD_OPS, 40)
     assert np.isnan(got[6, 39]) and got[6, 31] == 1.0 and got[6, 38] == 1.0
+
+
+def test_non_uniform_simd_broadcast_raises():
+    with pytest.raises(RuntimeError, match="must be uniform"):
+        st.bad_broadcast()
 
 
 def test_simd_call_outside_a_dispatch_raises():
@@ -154,6 +172,28 @@ def test_launch_limits_raise():
         st.tg_reduce(x, 1, 32, 0, "forward", 0, [16384, 16400])
     with pytest.raises(RuntimeError, match="multiple of 16"):
         st.tg_reduce(x, 1, 32, 0, "forward", 0, [132])
+
+
+def test_exception_in_a_kernel_propagates_and_the_emulator_recovers():
+    x = np.arange(64, dtype=np.float32)
+    # variant 3: the harness's kernel lambda throws std::invalid_argument in the last thread of a
+    # group while the other threads are parked at a barrier (or not started yet).
+    for order in ORDERS:
+        with pytest.raises(ValueError, match="variant must be 0, 1 or 2"):
+            st.tg_reduce(x, 2, 32, 3, order, 0, [128])
+    out = st.tg_reduce(x, 2, 32, 0, "shuffled", 0, [128])
+    np.testing.assert_array_equal(out, x.reshape(2, 32).sum(axis=1))
+
+
+def test_device_buffer_catches_out_of_bounds_and_unwritten_elements():
+    n = 40
+    np.testing.assert_array_equal(st.write_range(n, 0, n), np.arange(n, dtype=np.float32))
+    with pytest.raises(RuntimeError, match="past the end of buffer 'out'"):
+        st.write_range(n, 1, n)
+    with pytest.raises(RuntimeError, match="before the start of buffer 'out'"):
+        st.write_range(n, -1, n)
+    with pytest.raises(RuntimeError, match="element 17 of buffer 'out' was never written"):
+        st.write_range(n, 0, 17)
 
 
 def test_write_past_threadgroup_buffer_raises():
@@ -208,6 +248,36 @@ def test_run_order_follows_the_requested_order():
     assert not np.array_equal(a[:n], a[n:] - n)
 
 
+def test_watchdog_stops_a_thread_that_never_yields():
+    # Run in a child process: the watchdog aborts the whole process, with a message.
+    code = "import dfnet4._metal_emu as m; m.selftest.spin_wait()"
+    env = {**os.environ, "METAL_EMU_WATCHDOG_S": "1"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode != 0
+    assert "without reaching a sync point" in r.stderr
+
+
+def test_emulator_works_in_a_forked_child():
+    # The pool's OS threads do not survive fork(); the child must start its own, and exit cleanly.
+    code = """
+import os, sys
+import numpy as np
+import dfnet4._metal_emu as m
+x = np.arange(64, dtype=np.float32)
+assert m.selftest.tg_reduce(x, 2, 32, 0, "forward", 0, [128]) == [496.0, 1520.0]
+pid = os.fork()
+if pid == 0:
+    ok = m.selftest.tg_reduce(x, 2, 32, 0, "reverse", 0, [128]) == [496.0, 1520.0]
+    sys.exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+print("child", os.waitstatus_to_exitcode(status))
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "child 0" in r.stdout
+
+
 # --- math ------------------------------------------------------------------------------------------
 
 
@@ -219,6 +289,64 @@ def test_math_matches_numpy():
         np.exp(x), np.log(ax + 1), np.tanh(x), np.exp2(x), np.sqrt(ax), 1 / np.sqrt(ax + 1),
         np.clip(x, -1, 1), x * 2 + 1, np.where(x < 0, -x, x),
         np.maximum(x, 0.5) + np.minimum(x, -0.5), x * 2 + 1, x.astype(np.float16).astype(np.float32),
+        np.log1p(np.exp(x)) + 1 / (1 + np.exp(-x)),  # dfk::softplus_ + dfk::sigmoid_ (defines.h)
+        np.maximum(x, 0.25) + ax**2,
     ]).astype(np.float32)
     # libm float32 vs numpy's float32 kernels: both within a few ulp of the true value.
     np.testing.assert_allclose(got, expect, rtol=4e-7 * 8, atol=1e-7)
+
+
+# --- compile-time honesty: what Metal rejects must not compile here ----------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+CXX = shutil.which("g++") or shutil.which("c++")
+KERNEL = """
+#include <metal_stdlib>
+using namespace metal;
+[[kernel]] void k(device float* o [[buffer(0)]], uint i [[thread_position_in_grid]]) {
+  double v = o[i];
+  o[i] = float(v);
+}
+"""
+# Every .metal file of the project, plus the emulator's own: each must compile on its own in
+# strict mode (no std::, exceptions, allocation, double, ...), as Apple's compiler requires.
+METAL_FILES = sorted((ROOT / "metal").glob("*.metal")) + sorted(
+    (ROOT / "metal" / "emu" / "selftest").glob("*.metal"))
+CASES = {
+    "double": ("k.metal", KERNEL, []),
+    "include_order": ("k.metal", '#include "kernels/defines.h"\n' + KERNEL.replace("double", "float"), []),
+    **{f"strict:{p.name}": (p.name, p.read_text(), ["-DMETAL_EMU_STRICT"]) for p in METAL_FILES},
+}
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory):
+    """Compiles every case at once (-fsyntax-only, in parallel): name -> (returncode, stderr)."""
+    if CXX is None or not (ROOT / "metal" / "emu" / "metal_stdlib").exists():
+        pytest.skip("needs a C++ compiler and the source tree (metal/emu)")
+    procs = {}
+    for name, (fname, src, flags) in CASES.items():
+        d = tmp_path_factory.mktemp("compile")
+        (d / fname).write_text(src)
+        cmd = [CXX, "-std=c++20", "-fsyntax-only", "-x", "c++", *flags,
+               f"-I{ROOT / 'metal' / 'emu'}", f"-I{ROOT / 'metal'}", f"-I{ROOT / 'csrc'}",
+               str(d / fname)]
+        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                       text=True)
+    return {name: (p.wait(), p.stdout.read()) for name, p in procs.items()}
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if n.startswith("strict:")])
+def test_metal_file_compiles_in_strict_mode(compiled, name):
+    rc, out = compiled[name]
+    assert rc == 0, out
+
+
+def test_double_in_a_kernel_does_not_compile(compiled):
+    rc, out = compiled["double"]
+    assert rc != 0 and "metal_emu_error_double_is_not_a_Metal_type" in out
+
+
+def test_kernel_bodies_included_before_the_shim_do_not_compile(compiled):
+    rc, out = compiled["include_order"]
+    assert rc != 0 and "included before <metal_stdlib>" in out

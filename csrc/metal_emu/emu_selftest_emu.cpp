@@ -58,7 +58,9 @@ std::vector<float> tg_reduce(const std::vector<float>& x, uint groups, uint grou
       case 0: emu_tg_reduce<0>(x.data(), out.data(), n, shared, gid, tid, g, size); break;
       case 1: emu_tg_reduce<1>(x.data(), out.data(), n, shared, gid, tid, g, size); break;
       case 2: emu_tg_reduce<2>(x.data(), out.data(), n, shared, gid, tid, g, size); break;
-      default: throw std::invalid_argument("variant must be 0, 1 or 2");
+      default:  // a harness error in the group's last thread while the others wait at a barrier
+        if (tid + 1 == size) throw std::invalid_argument("variant must be 0, 1 or 2");
+        emu_tg_reduce<0>(x.data(), out.data(), n, shared, gid, tid, g, size);
     }
   });
   return out;
@@ -149,6 +151,35 @@ std::vector<float> math(const std::vector<float>& x) {
   return out;
 }
 
+// Runs emu_write_range on a DeviceBuffer of n floats and applies its checks.
+std::vector<float> write_range(uint n, int offset, uint skip) {
+  metal_emu::DeviceBuffer<float> out("out", n);
+  metal_emu::dispatch_threads(uint3(n, 1, 1), uint3(32, 1, 1), LaunchOptions{},
+                              [&](const ThreadPos& p, void* const*) {
+    emu_write_range(out.data(), offset, skip, p.thread_position_in_grid.x);
+  });
+  out.check_bounds();
+  out.check_written();
+  return out.to_vector();
+}
+
+void bad_broadcast() {
+  std::vector<float> out(32, 0.0f);
+  metal_emu::dispatch_threadgroups(uint3(1, 1, 1), uint3(32, 1, 1), LaunchOptions{},
+                                   [&](const ThreadPos& p, void* const*) {
+    emu_bad_broadcast(out.data(), p.thread_index_in_simdgroup);
+  });
+}
+
+// Never returns under the Forward order: the watchdog stops the process (test runs it in a child).
+void spin_wait() {
+  metal::atomic_uint flag{0};
+  metal_emu::dispatch_threadgroups(uint3(1, 1, 1), uint3(2, 1, 1), LaunchOptions{},
+                                   [&](const ThreadPos& p, void* const*) {
+    emu_spin_wait(&flag, p.thread_index_in_threadgroup);
+  });
+}
+
 // A collective called from a plain host thread (not inside a dispatch) is a usage error.
 float simd_sum_outside_dispatch(float v) { return metal::simd_sum(v); }
 
@@ -168,6 +199,9 @@ void bind(nb::module_& m) {
   s.def("run_order", &run_order, nb::arg("group_size"), nb::arg("order"), nb::arg("seed") = 0);
   s.def("overflow", &overflow, nb::arg("group_size"));
   s.def("math", &math, nb::arg("x"));
+  s.def("bad_broadcast", &bad_broadcast);
+  s.def("write_range", &write_range, nb::arg("n"), nb::arg("offset"), nb::arg("skip"));
+  s.def("spin_wait", &spin_wait, nb::call_guard<nb::gil_scoped_release>());
   s.def("simd_sum_outside_dispatch", &simd_sum_outside_dispatch, nb::arg("v"));
 }
 

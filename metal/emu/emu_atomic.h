@@ -25,8 +25,9 @@ using atomic_bool = atomic<bool>;
 using atomic_float = atomic<float>;
 
 namespace emu_detail {
+// Volatile access: a spin-wait on an atomic really re-reads memory (no UB endless loop).
 template <class T>
-inline T& ref(volatile atomic<T>* a) { return const_cast<atomic<T>*>(a)->value; }
+inline volatile T& ref(volatile atomic<T>* a) { return a->value; }
 }  // namespace emu_detail
 
 template <class T>
@@ -42,7 +43,7 @@ inline T atomic_exchange_explicit(volatile atomic<T>* a, T v, memory_order) {
 template <class T>
 inline bool atomic_compare_exchange_weak_explicit(volatile atomic<T>* a, T* expected, T desired,
                                                   memory_order, memory_order) {
-  T& v = emu_detail::ref(a);
+  volatile T& v = emu_detail::ref(a);
   if (v == *expected) {
     v = desired;
     return true;
@@ -54,7 +55,7 @@ inline bool atomic_compare_exchange_weak_explicit(volatile atomic<T>* a, T* expe
 #define METAL_EMU_ATOMIC_RMW(name, expr)                                                     \
   template <class T, class U>                                                               \
   inline T name(volatile atomic<T>* a, U operand, memory_order) {                          \
-    T& v = emu_detail::ref(a);                                                              \
+    volatile T& v = emu_detail::ref(a);                                                     \
     const T old = v;                                                                        \
     const T o = T(operand);                                                                 \
     v = (expr);                                                                             \

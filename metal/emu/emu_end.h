@@ -6,3 +6,16 @@
 #undef threadgroup
 #undef kernel
 #undef double
+#ifdef METAL_EMU_STRICT
+#undef std
+#undef new
+#undef throw
+#undef try
+#undef catch
+#undef virtual
+#undef dynamic_cast
+#undef typeid
+#undef printf
+#undef malloc
+#undef free
+#endif

@@ -27,3 +27,20 @@
 #pragma GCC diagnostic ignored "-Wattributes"
 #endif
 
+
+// Strict mode (-DMETAL_EMU_STRICT, used by tests/test_metal_emu.py to compile every .metal file on
+// its own): C++ features the Metal language lacks also fail to compile. Not the default, because a
+// harness may include host headers between <metal_stdlib> and "emu_end.h".
+#ifdef METAL_EMU_STRICT
+#define std metal_emu_error_no_std_namespace_in_MSL
+#define new metal_emu_error_no_dynamic_allocation_in_MSL
+#define throw metal_emu_error_no_exceptions_in_MSL
+#define try metal_emu_error_no_exceptions_in_MSL
+#define catch metal_emu_error_no_exceptions_in_MSL
+#define virtual metal_emu_error_no_virtual_functions_in_MSL
+#define dynamic_cast metal_emu_error_no_RTTI_in_MSL
+#define typeid metal_emu_error_no_RTTI_in_MSL
+#define printf metal_emu_error_no_printf_in_MSL
+#define malloc metal_emu_error_no_dynamic_allocation_in_MSL
+#define free metal_emu_error_no_dynamic_allocation_in_MSL
+#endif

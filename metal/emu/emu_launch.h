@@ -20,7 +20,6 @@
 #include <functional>
 #include <memory>
 #include <numeric>
-#include <semaphore>
 #include <source_location>
 #include <stdexcept>
 #include <string>

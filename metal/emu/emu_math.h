@@ -111,6 +111,8 @@ METAL_EMU_BINARY_FN(copysign, std::copysign(float(x), float(y)))
 METAL_EMU_BINARY_FN(fmax, std::fmax(float(x), float(y)))
 METAL_EMU_BINARY_FN(fmin, std::fmin(float(x), float(y)))
 METAL_EMU_BINARY_FN(step, (float(y) < float(x) ? 0.0f : 1.0f))
+METAL_EMU_BINARY_FN(divide, float(x) / float(y))
+METAL_EMU_BINARY_FN(fdim, std::fdim(float(x), float(y)))
 #undef METAL_EMU_BINARY_FN
 
 template <class T, std::enable_if_t<emu_detail::is_float_arg_v<T>, int> = 0>
@@ -167,6 +169,40 @@ template <class T, int N, class S, std::enable_if_t<is_scalar_v<S>, int> = 0>
 inline vec<T, N> clamp(vec<T, N> x, S lo, S hi) {
   return clamp(x, vec<T, N>(lo), vec<T, N>(hi));
 }
+
+// A float/half argument mixed with an unsuffixed literal (`max(x, 0.0)`): Metal reads the
+// literal as the other argument's type; here the double is converted to it.
+#define METAL_EMU_MIXED2(name)                                                                  \
+  template <class T, std::enable_if_t<std::is_same_v<T, float> || std::is_same_v<T, half>, int> = 0> \
+  inline auto name(T a, double b) { return name(a, T(b)); }                                    \
+  template <class T, std::enable_if_t<std::is_same_v<T, float> || std::is_same_v<T, half>, int> = 0> \
+  inline auto name(double a, T b) { return name(T(a), b); }
+METAL_EMU_MIXED2(max)
+METAL_EMU_MIXED2(min)
+METAL_EMU_MIXED2(fmax)
+METAL_EMU_MIXED2(fmin)
+METAL_EMU_MIXED2(pow)
+METAL_EMU_MIXED2(powr)
+METAL_EMU_MIXED2(atan2)
+METAL_EMU_MIXED2(copysign)
+METAL_EMU_MIXED2(fmod)
+#undef METAL_EMU_MIXED2
+template <class T, std::enable_if_t<std::is_same_v<T, float> || std::is_same_v<T, half>, int> = 0>
+inline T clamp(T x, double lo, double hi) {
+  return clamp(x, T(lo), T(hi));
+}
+
+// Three-operand forms.
+template <class T, std::enable_if_t<is_scalar_v<T> || is_vec_v<T>, int> = 0>
+inline T max3(T a, T b, T c) { return max(max(a, b), c); }
+template <class T, std::enable_if_t<is_scalar_v<T> || is_vec_v<T>, int> = 0>
+inline T min3(T a, T b, T c) { return min(min(a, b), c); }
+template <class T, std::enable_if_t<is_scalar_v<T> || is_vec_v<T>, int> = 0>
+inline T median3(T a, T b, T c) { return max(min(a, b), min(max(a, b), c)); }
+template <class T, std::enable_if_t<emu_detail::is_float_arg_v<T>, int> = 0>
+inline T fmax3(T a, T b, T c) { return fmax(fmax(a, b), c); }
+template <class T, std::enable_if_t<emu_detail::is_float_arg_v<T>, int> = 0>
+inline T fmin3(T a, T b, T c) { return fmin(fmin(a, b), c); }
 
 // select(a, b, c) = c ? b : a (component-wise for vectors).
 template <class T, std::enable_if_t<is_scalar_v<T>, int> = 0>
@@ -247,7 +283,8 @@ inline To as_type(const From& x) {
   using ::metal::fmin; using ::metal::step; using ::metal::fma; using ::metal::mix;             \
   using ::metal::abs; using ::metal::max; using ::metal::min; using ::metal::clamp;             \
   using ::metal::isnan; using ::metal::isinf; using ::metal::isfinite; using ::metal::dot;      \
-  using ::metal::length;
+  using ::metal::length; using ::metal::divide; using ::metal::fdim; using ::metal::max3;         \
+  using ::metal::min3; using ::metal::median3; using ::metal::fmax3; using ::metal::fmin3;
 namespace precise { METAL_EMU_MATH_NAMES }
 namespace fast { METAL_EMU_MATH_NAMES }
 #undef METAL_EMU_MATH_NAMES

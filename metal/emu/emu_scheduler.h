@@ -4,11 +4,12 @@
 // time. A thread runs until it parks at a sync point (barrier or SIMD collective) or returns; then,
 // still on that thread, the scheduler completes whatever can complete and hands control directly
 // to the next runnable thread of the current round (rounds visit threads in the launch's Order).
-// The dispatching thread sleeps until the group is over. Hand-overs are semaphore releases, which
+// The dispatching thread sleeps until the group is over. Hand-overs are releases of a per-thread Baton, which
 // also order the plain memory accesses of consecutive threads.
 #pragma once
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -18,7 +19,8 @@
 #include <exception>
 #include <memory>
 #include <numeric>
-#include <semaphore>
+#include <condition_variable>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -27,6 +29,36 @@
 #include "emu_launch_types.h"
 
 namespace metal_emu::detail {
+
+// A one-shot hand-over signal (mutex + condition variable). Not std::binary_semaphore: libstdc++'s
+// semaphores have known lost-wake-up bugs (GCC PR 104928, 98033), fatal for a scheduler.
+class Baton {
+ public:
+  void release() {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      ready_ = true;
+    }
+    cv_.notify_one();
+  }
+  void acquire() {
+    std::unique_lock<std::mutex> lock(m_);
+    cv_.wait(lock, [this] { return ready_; });
+    ready_ = false;
+  }
+  template <class Duration>
+  bool try_acquire_for(Duration d) {
+    std::unique_lock<std::mutex> lock(m_);
+    if (!cv_.wait_for(lock, d, [this] { return ready_; })) return false;
+    ready_ = false;
+    return true;
+  }
+
+ private:
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool ready_ = false;
+};
 
 enum class Wait : unsigned char { Runnable, Collective, TgBarrier, Finished };
 
@@ -58,7 +90,7 @@ class Scheduler;
 struct Worker {
   Scheduler* sched = nullptr;
   unsigned index = 0;  // thread_index_in_threadgroup while a group runs
-  std::binary_semaphore go{0};
+  Baton go;
   pthread_t handle{};
   ThreadPos pos{};
   Arrival arrival;
@@ -187,7 +219,9 @@ class Scheduler {
   }
 
   void grow(unsigned n) {
+    forget_workers_after_fork();
     if (workers_.size() >= n) return;
+    if (workers_.empty()) owner_pid_ = getpid();
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, size_t(1) << 20);
@@ -365,7 +399,16 @@ class Scheduler {
     aborting_ = false;
   }
 
+  // In a fork()ed child the pool's OS threads do not exist: joining them, or destroying the
+  // condition variables they waited on, could hang. Leak those objects and start afresh.
+  void forget_workers_after_fork() {
+    if (workers_.empty() || getpid() == owner_pid_) return;
+    for (auto& w : workers_) static_cast<void>(w.release());
+    workers_.clear();
+  }
+
   void shutdown() {
+    forget_workers_after_fork();
     shutdown_ = true;
     for (auto& w : workers_) {
       w->go.release();
@@ -375,7 +418,7 @@ class Scheduler {
   }
 
   std::vector<std::unique_ptr<Worker>> workers_;
-  std::binary_semaphore main_{0};
+  Baton main_;
   std::atomic<uint64_t> switches_{0};
   const Kernel* kernel_ = nullptr;
   void* const* buffers_ = nullptr;
@@ -394,6 +437,7 @@ class Scheduler {
   bool running_ = false;
   bool aborting_ = false;
   bool shutdown_ = false;
+  pid_t owner_pid_ = 0;
 };
 
 }  // namespace metal_emu::detail

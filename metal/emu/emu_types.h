@@ -77,8 +77,9 @@ struct vec : vec_storage<T, N> {
     for (int i = 0; i < N; ++i) (*this)[i] = T(o[i]);
   }
 
-  constexpr T& operator[](int i) { return (&this->x)[i]; }
-  constexpr const T& operator[](int i) const { return (&this->x)[i]; }
+  // By member name, not by pointer arithmetic from &x (that would be undefined behaviour).
+  constexpr T& operator[](int i) { return component(*this, i); }
+  constexpr const T& operator[](int i) const { return component(*this, i); }
 
 #define METAL_EMU_COMPOUND(op)                                      \
   constexpr vec& operator op##=(const vec& o) {                     \
@@ -103,6 +104,16 @@ struct vec : vec_storage<T, N> {
 #undef METAL_EMU_COMPOUND
 
  private:
+  template <class V>
+  static constexpr auto& component(V& v, int i) {
+    if constexpr (N == 2) {
+      return i == 0 ? v.x : v.y;
+    } else if constexpr (N == 3) {
+      return i == 0 ? v.x : i == 1 ? v.y : v.z;
+    } else {
+      return i == 0 ? v.x : i == 1 ? v.y : i == 2 ? v.z : v.w;
+    }
+  }
   template <class A>
   constexpr void append(int& k, const A& a) {
     if constexpr (is_vec_v<A>) {

@@ -3,6 +3,14 @@
 #include <metal_stdlib>
 using namespace metal;
 
+#include "kernels/defines.h"  // the shared kernel bodies' words: must take the Metal path here
+
+// One step of the tree: a helper that takes threadgroup memory, as the shared kernel bodies do.
+inline void tree_step(DF_THREADGROUP float* shared, uint tid, uint s) {
+  threadgroup float* mine = shared + tid;
+  if (tid < s) *mine += shared[tid + s];
+}
+
 // Threadgroup tree reduction of x into out[group]. kVariant 0 is correct; 1 forgets the barrier
 // after filling shared memory; 2 forgets the barrier inside the tree loop.
 template <int kVariant>
@@ -16,7 +24,7 @@ template <int kVariant>
   shared[tid] = gid < n ? x[gid] : 0.0f;
   if (kVariant != 1) threadgroup_barrier(mem_flags::mem_threadgroup);
   for (uint s = size / 2; s > 0; s >>= 1) {
-    if (tid < s) shared[tid] += shared[tid + s];
+    tree_step(shared, tid, s);
     if (kVariant != 2) threadgroup_barrier(mem_flags::mem_threadgroup);
   }
   if (tid == 0) out[group] = shared[0];
@@ -24,7 +32,7 @@ template <int kVariant>
 template [[host_name("emu_tg_reduce_ok")]] [[kernel]] decltype(emu_tg_reduce<0>) emu_tg_reduce<0>;
 
 // Every SIMD-group collective on x; result k of thread i goes to out[k * n + i].
-constant constexpr uint kSimdOps = 15;
+constant constexpr uint kSimdOps = 21;
 [[kernel]] void emu_simd_ops(device const float* x [[buffer(0)]], device float* out [[buffer(1)]],
                              constant uint& n [[buffer(2)]],
                              uint i [[thread_position_in_grid]],
@@ -52,6 +60,19 @@ constant constexpr uint kSimdOps = 15;
   const float2 pair = simd_sum(float2(v, 2.0f * v));
   out[13 * n + i] = pair.y - pair.x;
   out[14 * n + i] = float(simd_max(half(v)));
+  // Integer operands, rotation, first-lane helpers, a vector shuffle.
+  out[15 * n + i] = float(simd_sum(int(v)));
+  out[16 * n + i] = float(simd_or(uint(v + 8.0f)));
+  out[17 * n + i] = simd_shuffle_rotate_down(v, ushort(3));
+  out[18 * n + i] = simd_broadcast_first(v);
+  out[19 * n + i] = simd_is_first() ? 1.0f : 0.0f;
+  out[20 * n + i] = simd_shuffle_up(float4(v, 0.0f, 0.0f, 1.0f), ushort(1)).x;
+}
+
+// simd_broadcast with a lane id that differs between lanes: Metal requires it to be uniform.
+[[kernel]] void emu_bad_broadcast(device float* out [[buffer(0)]],
+                                  uint lane [[thread_index_in_simdgroup]]) {
+  out[lane] = simd_broadcast(float(lane), ushort(lane % 2));
 }
 
 // Barrier misuse, kMode 0: barrier only in some threads, the others return;
@@ -112,7 +133,7 @@ constant constexpr uint kPosFields = 17;
 }
 
 // metal:: math, one function per row of out; x has n values.
-constant constexpr uint kMathOps = 12;
+constant constexpr uint kMathOps = 14;
 [[kernel]] void emu_math(device const float* x [[buffer(0)]], device float* out [[buffer(1)]],
                          constant uint& n [[buffer(2)]], uint i [[thread_position_in_grid]]) {
   const float v = x[i];
@@ -129,4 +150,24 @@ constant constexpr uint kMathOps = 12;
   const float4 q = float4(v, 1.0f, 2.0f, 3.0f) * 2.0f + float4(1.0f);
   out[10 * n + i] = dot(q, float4(1.0f, 0.0f, 0.0f, 0.0f));
   out[11 * n + i] = float(half(v));
+  out[12 * n + i] = dfk::softplus_(v) + dfk::sigmoid_(v);
+  out[13 * n + i] = max(v, 0.25) + pow(abs(v), 2.0);  // unsuffixed literals, read as float
+}
+
+// Thread 0 spin-waits for thread 1's flag. On a GPU this relies on forward progress that Metal
+// does not promise; in the emulator (one thread at a time) it never ends: the watchdog must stop it.
+[[kernel]] void emu_spin_wait(device atomic_uint* flag [[buffer(0)]],
+                              uint tid [[thread_index_in_threadgroup]]) {
+  if (tid == 1) atomic_store_explicit(flag, 1u, memory_order_relaxed);
+  if (tid == 0)
+    while (atomic_load_explicit(flag, memory_order_relaxed) == 0u) {
+    }
+}
+
+// Writes out[i + offset] for the threads of the grid (offset 0: exactly the buffer; -1 or +1: one
+// element outside it; skip: the thread with that index writes nothing).
+[[kernel]] void emu_write_range(device float* out [[buffer(0)]], constant int& offset [[buffer(1)]],
+                                constant uint& skip [[buffer(2)]],
+                                uint i [[thread_position_in_grid]]) {
+  if (i != skip) out[int(i) + offset] = float(i);
 }
