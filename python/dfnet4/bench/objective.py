@@ -1,9 +1,10 @@
 """What the model-level measurements compute: the inputs of one batch and the loss.
 
-With DfNet4 (960/480 STFT) and dfnet4.train importable, this is the training loop's own
-computation (dfnet4.train.loop.Trainer._loss_fn): clean and noisy audio in, STFT of both, model,
-inverse STFT, DeepFilterNet's loss (spectral + multi-resolution STFT + local-SNR terms). Otherwise
-(stand-in models in tests, or dfnet4.train missing) a spectral L1 on random spectra. `name` says
+With a model whose config has fft_size/hop_size (DfNet4) and dfnet4.train importable, this is the
+training loop's own computation (dfnet4.train.loop.Trainer._forward): clean and noisy audio in,
+STFT of both at the model's sizes, model, inverse STFT, DeepFilterNet's loss (spectral +
+multi-resolution STFT + local-SNR terms). Otherwise (stand-in models in tests, or dfnet4.train
+missing) a spectral L1 on random spectra. `name` says
 which, and ends up in every result file.
 """
 
@@ -36,7 +37,7 @@ def _spectral_l1(freq_bins: int) -> Objective:
     return Objective("spectral L1 on random spectra (mean |enhanced - clean| over re/im)", make_batch, loss)
 
 
-def _deepfilternet(hop: int) -> Objective:
+def _deepfilternet(fft: int, hop: int) -> Objective:
     from dfnet4.dsp import istft, stft
     from dfnet4.train.losses import LossConfig, total_loss
 
@@ -46,13 +47,13 @@ def _deepfilternet(hop: int) -> Objective:
         samples = hop * (frames - 1)  # the STFT gives samples // hop + 1 frames
         clean = 0.1 * mx.random.normal((batch, samples))
         noisy = clean + 0.05 * mx.random.normal((batch, samples))
-        return {"clean_audio": clean, "noisy_audio": noisy, "noisy_spec": stft(noisy)}
+        return {"clean_audio": clean, "noisy_audio": noisy, "noisy_spec": stft(noisy, fft, hop)}
 
     def loss(model: nn.Module, batch: dict) -> mx.array:
         clean, noisy = batch["clean_audio"], batch["noisy_audio"]
-        clean_spec, noisy_spec = stft(clean), stft(noisy)
+        clean_spec, noisy_spec = stft(clean, fft, hop), stft(noisy, fft, hop)
         enh_spec, aux = model(noisy_spec)
-        enh_audio = istft(enh_spec, clean.shape[-1])
+        enh_audio = istft(enh_spec, clean.shape[-1], fft, hop)
         value, _ = total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean, aux.get("lsnr"), cfg)
         return value
 
@@ -67,9 +68,9 @@ def _deepfilternet(hop: int) -> Objective:
 def resolve(model: nn.Module, default_freq_bins: int = 481) -> Objective:
     config = getattr(model, "config", None)
     fft, hop = getattr(config, "fft_size", None), getattr(config, "hop_size", None)
-    if (fft, hop) == (960, 480):  # the fixed STFT of dfnet4.dsp
+    if isinstance(fft, int) and isinstance(hop, int):
         try:
-            return _deepfilternet(hop)
+            return _deepfilternet(fft, hop)
         except ImportError:
             pass
     return _spectral_l1(fft // 2 + 1 if isinstance(fft, int) else default_freq_bins)
