@@ -13,7 +13,7 @@ import pytest
 from dfnet4.bench import plot, report
 from dfnet4.bench.backbones import run_backbones
 from dfnet4.bench.runner import Settings
-from dfnet4.bench.scaling import fit_exponent, run_scaling
+from dfnet4.bench.scaling import fit_exponent, predict_next, run_scaling
 from dfnet4.bench.suite import MEASURES, TARGET_RATIOS, Impl, select
 from dfnet4.bench.timing import measure, quartiles
 
@@ -97,6 +97,7 @@ def test_measure_rejects_bad_counts():
 
 
 def test_every_cell_measured(result):
+    assert result["complete"] is True
     assert [r["name"] for r in result["implementations"]] == NAMES
     for row in result["implementations"]:
         assert set(row["results"]) == set(MEASURES)
@@ -174,6 +175,26 @@ def test_scaling_run(tmp_path):
         assert f"| {f} " in text
     plot.scaling_chart(res, tmp_path / "s.png")
     assert (tmp_path / "s.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_predict_next_extrapolates_the_last_two_points():
+    pts = [{"frames": 100, "t": 1.0}, {"frames": 200, "t": 4.0}, {"frames": 400, "skipped": "x"}]
+    assert predict_next(pts, "t", 400, 1.0, 3.0) == pytest.approx(16.0)  # slope 2
+    assert predict_next(pts, "t", 400, 1.0, 1.5) == pytest.approx(4.0 * 2**1.5)  # clamped
+    assert predict_next(pts[:1], "t", 200, 1.0, 2.0) == pytest.approx(4.0)  # one point: the upper slope
+    assert predict_next([], "t", 200, 1.0, 2.0) is None
+
+
+def test_scaling_skips_lengths_predicted_over_the_memory_limit():
+    saved = []
+    res = run_scaling([IMPLS[4]], tiny(), frames_list=[4, 8, 16], memory_limit_mib=0.0,
+                      backbone_factory=backbone_factory, model_factory=model_factory, log=lambda _: None,
+                      on_update=lambda r: saved.append(r["complete"]), measure_blas=False)
+    points = res["implementations"][0]["points"]
+    assert "median_ms" in points[0]  # nothing to extrapolate from yet
+    assert all("predicted peak" in p["skipped"] for p in points[1:])
+    assert saved == [False] and res["complete"] is True
+    assert "| attention |" in report.scaling_markdown(res)
 
 
 def test_select():

@@ -41,11 +41,23 @@ def run_backbones(
     backbone_factory=make_backbone,
     model_factory=make_model,
     log: Callable[[str], None] = print,
+    on_update: Callable[[dict], None] | None = None,
     measure_blas: bool = True,
 ) -> dict:
-    record = machine.describe(measure_blas=measure_blas)
+    """`on_update(result)` is called after every implementation, so that a partial result can be saved."""
     runner = Runner(settings, backbone_factory=backbone_factory, model_factory=model_factory, log=log)
-    rows = []
+    rows: list[dict] = []
+    result = {
+        "kind": "backbones",
+        "complete": False,
+        "settings": settings.to_dict(),
+        "machine": machine.describe(measure_blas=measure_blas),
+        "loss": None,
+        "measures": dict(MEASURES),
+        "measure_notes": dict(MEASURE_NOTES),
+        "implementations": rows,
+        "ratios": [],
+    }
     for impl in impls:
         log(f"{impl.name}: {impl.label}")
         results, info = runner.run_impl(impl, settings.measures, settings.frames)
@@ -65,14 +77,10 @@ def run_backbones(
                 "results": results,
             }
         )
-    result = {
-        "kind": "backbones",
-        "settings": settings.to_dict(),
-        "machine": record,
-        "loss": runner.loss_name,
-        "measures": dict(MEASURES),
-        "measure_notes": dict(MEASURE_NOTES),
-        "implementations": rows,
-    }
+        result["loss"] = runner.loss_name
+        result["ratios"] = [compute_ratio(result, r) for r in TARGET_RATIOS]
+        if on_update is not None:
+            on_update(result)
     result["ratios"] = [compute_ratio(result, r) for r in TARGET_RATIOS]
+    result["complete"] = True
     return result

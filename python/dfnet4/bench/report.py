@@ -155,7 +155,8 @@ def scaling_markdown(result: dict) -> str:
         "",
         f"batch {s['batch']}, backbone size {s['hidden']}; {s['repeats']} timed repeats after "
         f"{s['warmup']} warm-up runs; reference implementations up to {result['reference_max_frames']} frames; "
-        f"a backbone stops once a step exceeds {result['step_limit_s']:g} s.",
+        f"longer lengths are skipped once a step is predicted (from the last two points) to exceed "
+        f"{result['step_limit_s']:g} s or {result['memory_limit_mib'] / 1024:.1f} GiB peak.",
         "Exponent: least-squares slope of log(value) vs log(frames), over all measured points and over the",
         "largest three (1 = linear, 2 = quadratic).",
         "",

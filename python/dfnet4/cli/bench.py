@@ -58,7 +58,11 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--reference-max-frames", type=int, default=1000,
                    help="longest length for the slow reference implementations (default 1000; 0 = leave them out)")
     g.add_argument("--step-limit", type=float, default=60.0,
-                   help="stop lengthening a backbone once one step takes longer than this many seconds")
+                   help="skip the longer lengths of a backbone once a step is predicted to take longer "
+                   "than this many seconds (default 60)")
+    g.add_argument("--memory-limit-gib", type=float, default=None,
+                   help="skip the longer lengths once the peak memory is predicted to exceed this "
+                   "(default: 70%% of physical memory)")
     return p
 
 
@@ -73,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.threads is not None:
         if args.threads < 1:
-            raise SystemExit(f"--threads must be >= 1, got {args.threads}")
+            print(f"dfnet4-bench: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
         os.environ["DFNET4_NUM_THREADS"] = str(args.threads)  # read by the kernels at each call
     if args.blas_threads is not None:
         from dfnet4 import _blas
@@ -105,6 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    stem = args.name or ("scaling" if args.scaling else "backbones")
+
+    def save_partial(result: dict) -> None:  # a crash or kill late in a long run keeps what was measured
+        report.write_json(result, out / f"{stem}.json")
 
     if args.scaling:
         if args.scaling_measure not in select_measures(None):
@@ -112,15 +121,15 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.reference_max_frames == 0:
             impls = [i for i in impls if not i.reference]
+        limit = None if args.memory_limit_gib is None else args.memory_limit_gib * 1024
         result = run_scaling(impls, settings, frames_list=args.scaling_frames, measure=args.scaling_measure,
-                             reference_max_frames=args.reference_max_frames, step_limit_s=args.step_limit, log=log)
-        stem = args.name or "scaling"
+                             reference_max_frames=args.reference_max_frames, step_limit_s=args.step_limit,
+                             memory_limit_mib=limit, log=log, on_update=save_partial)
         text = report.scaling_markdown(result)
         extra = ["", "Fitted exponents:", *report.exponent_lines(result)]
         chart = plot.scaling_chart
     else:
-        result = run_backbones(impls, settings, log=log)
-        stem = args.name or "backbones"
+        result = run_backbones(impls, settings, log=log, on_update=save_partial)
         text = report.backbones_markdown(result)
         extra = ["", "Target ratios:", *report.ratio_lines(result)]
         chart = plot.backbones_chart
