@@ -120,7 +120,7 @@ def extension_info() -> dict:
 def describe(measure_blas: bool = True) -> dict:
     """The full record written into every result file."""
     try:
-        load = list(os.getloadavg())
+        load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
     libs = loaded_blas_libraries()
@@ -153,6 +153,10 @@ def describe(measure_blas: bool = True) -> dict:
     return record
 
 
+def _loads(load: list | None) -> str:
+    return "unknown" if load is None else ", ".join(f"{x:.2f}" for x in load)
+
+
 def summary_lines(record: dict) -> list[str]:
     """A few human-readable lines for the markdown header."""
     blas = record["blas"]
@@ -177,6 +181,7 @@ def summary_lines(record: dict) -> list[str]:
         f"{record['dfnet4_kernel_threads']} (MLX's other CPU ops: one thread each; matmuls: see BLAS)",
         f"- BLAS: {'; '.join(blas_bits) if blas_bits else 'unknown'}",
         f"- dfnet4 extension: {'available' if ext.get('available') else 'NOT available: ' + ext.get('reason', '')}",
-        f"- Load average at start: {record['load_average_at_start']} (shared machine: timings taken under that load)",
+        f"- Load average (1, 5, 15 min) at start: {_loads(record['load_average_at_start'])} on "
+        f"{record['cpu_cores_usable']} cores (anything else running shows up in the timings)",
         f"- Measured: {record['time_utc']}",
     ]

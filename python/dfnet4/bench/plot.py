@@ -65,6 +65,7 @@ def _reference_slopes(ax, frames: list[int], anchor: float) -> None:
 def scaling_chart(result: dict, path: Path) -> None:
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(13, 5.5))
     anchors_t, anchors_m = [], []
+    all_t, all_m = [], []
     for row in result["implementations"]:
         pts = [p for p in row["points"] if "median_ms" in p]
         if not pts:
@@ -76,10 +77,15 @@ def scaling_chart(result: dict, path: Path) -> None:
         ax_m.plot(f, [p["peak_mib"] for p in pts], "o-", label=row["name"])
         anchors_t.append(pts[0]["median_ms"])
         anchors_m.append(pts[0]["peak_mib"])
+        all_t += [p["median_ms"] for p in pts]
+        all_m += [p["peak_mib"] for p in pts]
     frames = result["frames"]
     if anchors_t:
         _reference_slopes(ax_t, frames, float(np.exp(np.mean(np.log(anchors_t)))))
         _reference_slopes(ax_m, frames, float(np.exp(np.mean(np.log(anchors_m)))))
+        # keep the axes on the data; the reference lines are clipped, not the measurements
+        ax_t.set_ylim(min(all_t) / 1.5, max(all_t) * 1.5)
+        ax_m.set_ylim(min(all_m) / 1.5, max(all_m) * 1.5)
     for ax, ylabel in ((ax_t, f"{result['measure_label']}: ms (median)"), (ax_m, "peak memory (MiB)")):
         ax.set_xscale("log")
         ax.set_yscale("log")

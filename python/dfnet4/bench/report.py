@@ -150,11 +150,13 @@ def scaling_markdown(result: dict) -> str:
     s = result["settings"]
     frames = result["frames"]
     rows = result["implementations"]
+    ref = result["reference_max_frames"]
+    ref_text = f"reference implementations up to {ref} frames" if ref > 0 else "reference implementations left out"
     lines = [
         f"# Scaling: {result['measure_label']} versus sequence length",
         "",
         f"batch {s['batch']}, backbone size {s['hidden']}; {s['repeats']} timed repeats after "
-        f"{s['warmup']} warm-up runs; reference implementations up to {result['reference_max_frames']} frames; "
+        f"{s['warmup']} warm-up runs; {ref_text}; "
         f"longer lengths are skipped once a step is predicted (from the last two points) to exceed "
         f"{result['step_limit_s']:g} s or {result['memory_limit_mib'] / 1024:.1f} GiB peak.",
         "Exponent: least-squares slope of log(value) vs log(frames), over all measured points and over the",
