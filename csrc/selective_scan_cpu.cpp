@@ -2,14 +2,16 @@
 // (batch, channel) on our own threads (MLX's CPU backend does no intra-op threading).
 #include "selective_scan_cpu.h"
 
+#include <algorithm>
+#include <atomic>
 #include <cstring>
 
 #include "parallel.h"
 
 // The bodies are written so their loops over `state` vectorise; on x86-64 Linux build each driver
 // for AVX-512 and AVX2+FMA as well as the baseline and let the loader pick (ifunc), so one wheel is
-// both portable and fast. Elsewhere (e.g. arm64, where NEON is the baseline) build it once.
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+// both portable and fast (GCC >= 11). Elsewhere (clang, arm64 with NEON as baseline) build it once.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
 #define DFNET4_SCAN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define DFNET4_SCAN_CLONES
@@ -51,16 +53,29 @@ DFNET4_SCAN_CLONES void backward_range(const dfk::ScanParams& p, const BackwardB
   }
 }
 
+// Items [0, n) in pieces of `grain` handed out on demand, so a worker that the OS delays (a busy
+// machine) does not hold up the others as it would with one fixed slice per worker.
+template <typename Fn>
+void dynamic_for(long n, long grain, Fn&& fn) {
+  std::atomic<long> next{0};
+  const long workers = std::min<long>(num_threads(), (n + grain - 1) / grain);
+  parallel_for(workers, [&](long, long, int) {
+    for (long begin = next.fetch_add(grain); begin < n; begin = next.fetch_add(grain)) {
+      fn(begin, std::min(n, begin + grain));
+    }
+  });
+}
+
 template <typename T, int MAXN, int NFIX>
 void run_forward(const dfk::ScanParams& p, const ForwardBuffers<T>& f) {
-  parallel_for(static_cast<long>(p.batch) * p.channels,
-               [&](long begin, long end, int) { forward_range<T, MAXN, NFIX>(p, f, begin, end); });
+  dynamic_for(static_cast<long>(p.batch) * p.channels, dfk::kScanBlock,
+              [&](long begin, long end) { forward_range<T, MAXN, NFIX>(p, f, begin, end); });
 }
 
 template <typename T, int MAXN, int NFIX>
 void run_backward(const dfk::ScanParams& p, const BackwardBuffers<T>& g) {
-  parallel_for(static_cast<long>(p.batch) * p.n_blocks,
-               [&](long begin, long end, int) { backward_range<T, MAXN, NFIX>(p, g, begin, end); });
+  dynamic_for(static_cast<long>(p.batch) * p.n_blocks, 1,
+              [&](long begin, long end) { backward_range<T, MAXN, NFIX>(p, g, begin, end); });
 }
 
 // state 16 (Mamba's default) gets fully unrolled vector loops; other sizes the runtime-count ones.

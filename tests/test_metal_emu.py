@@ -312,7 +312,28 @@ using namespace metal;
 # strict mode (no std::, exceptions, allocation, double, ...), as Apple's compiler requires.
 METAL_FILES = sorted((ROOT / "metal").glob("*.metal")) + sorted(
     (ROOT / "metal" / "emu" / "selftest").glob("*.metal"))
+# A harness-like file: two Metal parts, each closed by emu_end.h, with host code after each.
+HARNESS = '''
+#include <metal_stdlib>
+#include "emu_launch.h"
+using namespace metal;
+[[kernel]] void a(device float* o [[buffer(0)]], uint i [[thread_position_in_grid]]) { o[i] = 1.0f; }
+#include "emu_end.h"
+#include <sstream>
+double host_a(std::thread* t) { std::ostringstream s; s << 1.5; return t ? 0.0 : 1.0; }
+#include <metal_stdlib>
+[[kernel]] void b(device float* o [[buffer(0)]], threadgroup float* t [[threadgroup(0)]],
+                  uint i [[thread_position_in_grid]]) { t[i] = simd_sum(o[i]); }
+#include "emu_end.h"
+double host_b() {
+  std::vector<float> v(4);
+  metal_emu::dispatch_threads(uint3(4, 1, 1), uint3(4, 1, 1), {},
+      [&](const metal_emu::ThreadPos& p, void* const*) { a(v.data(), p.thread_position_in_grid.x); });
+  return double(v[0]);
+}
+'''
 CASES = {
+    "harness": ("h.cpp", HARNESS, []),
     "double": ("k.metal", KERNEL, []),
     "include_order": ("k.metal", '#include "kernels/defines.h"\n' + KERNEL.replace("double", "float"), []),
     **{f"strict:{p.name}": (p.name, p.read_text(), ["-DMETAL_EMU_STRICT"]) for p in METAL_FILES},
@@ -339,6 +360,11 @@ def compiled(tmp_path_factory):
 @pytest.mark.parametrize("name", [n for n in CASES if n.startswith("strict:")])
 def test_metal_file_compiles_in_strict_mode(compiled, name):
     rc, out = compiled[name]
+    assert rc == 0, out
+
+
+def test_harness_with_two_metal_parts_and_host_code_compiles(compiled):
+    rc, out = compiled["harness"]
     assert rc == 0, out
 
 

@@ -18,14 +18,9 @@
 #if defined(__METAL_VERSION__)
 #define DFK_SCAN_INLINE inline
 #define DFK_RESTRICT
-#define DFK_SIMD_SUM(...)
 #else
 #define DFK_SCAN_INLINE inline __attribute__((always_inline))
 #define DFK_RESTRICT __restrict__
-// Lets the compiler vectorise a loop that also sums into the named scalars (reassociating only
-// those sums; needs -fopenmp-simd, otherwise the loop stays correct but scalar).
-#define DFK_SIMD_SUM(...) _Pragma(DFK_STR(omp simd reduction(+ : __VA_ARGS__)))
-#define DFK_STR(x) #x
 #endif
 
 namespace dfk {
@@ -77,15 +72,16 @@ struct ScanExp {
 
 template <>
 struct ScanExp<float> {
-  static DFK_SCAN_INLINE float eval(float x) {
-    const float lo = -86.5f, hi = 88.72283935546875f;
-    float xc = x < lo ? lo : x;  // comparisons are false for NaN: NaN flows on
-    xc = xc > hi ? hi : xc;
+  // Range limits as functions: MSL allows static data members only in the constant address space.
+  static DFK_SCAN_INLINE float lo() { return -86.5f; }
+  static DFK_SCAN_INLINE float hi() { return 88.72283935546875f; }
+  // exp(x) for x in [lo, hi] (NaN in, NaN out).
+  static DFK_SCAN_INLINE float core(float x) {
     // Round x*log2(e) to an integer with the 1.5*2^23 trick: the sum's low mantissa bits hold it.
-    float shifted = xc * 1.44269504088896341f + 12582912.0f;
-    int k = scan_float_bits(shifted) - 0x4B400000;
-    float kf = shifted - 12582912.0f;
-    float r = xc - kf * 0.693359375f;  // ln2 split in two: the first product is exact
+    const float shifted = x * 1.44269504088896341f + 12582912.0f;
+    const int k = scan_float_bits(shifted) - 0x4B400000;
+    const float kf = shifted - 12582912.0f;
+    float r = x - kf * 0.693359375f;  // ln2 split in two: the first product is exact
     r = r - kf * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -94,11 +90,16 @@ struct ScanExp<float> {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
-    // 2^k = 2^(k-1) * 2 keeps k = 128 (x near ln FLT_MAX) representable; k >= -125 by the clamp.
-    unsigned bits = (unsigned)(k + 126) << 23;
-    float res = p * scan_bits_float(bits) * 2.0f;
-    res = x < lo ? 0.0f : res;
-    return x > hi ? scan_bits_float(0x7f800000u) : res;  // +inf
+    // 2^k = 2^(k-1) * 2 keeps k = 128 (x near ln FLT_MAX) representable; k >= -125 for x >= lo.
+    const unsigned bits = (unsigned)(k + 126) << 23;
+    return p * scan_bits_float(bits) * 2.0f;
+  }
+  static DFK_SCAN_INLINE float eval(float x) {
+    const float lo_ = lo(), hi_ = hi();
+    float xc = x < lo_ ? lo_ : x;  // comparisons are false for NaN: NaN flows on
+    xc = xc > hi_ ? hi_ : xc;
+    const float res = x < lo_ ? 0.0f : core(xc);
+    return x > hi_ ? scan_bits_float(0x7f800000u) : res;  // +inf
   }
 };
 
@@ -118,12 +119,10 @@ struct ScanLog12 {
 template <>
 struct ScanLog12<float> {
   static DFK_SCAN_INLINE float eval(float y) {
-    const int bits = scan_float_bits(y);
-    float e = (float)(((bits >> 23) & 0xff) - 126);
-    float m = scan_bits_float((unsigned)((bits & 0x007fffff) | 0x3f000000));  // [0.5, 1)
-    const bool small = m < 0.707106781186547524f;
-    e = small ? e - 1.0f : e;
-    m = small ? m + m - 1.0f : m - 1.0f;
+    // Shift the bits so the mantissa lands in [sqrt(1/2), sqrt(2)) without selects.
+    const int ix = scan_float_bits(y) - 0x3f3504f3;
+    const float e = (float)(ix >> 23);
+    const float m = scan_bits_float((unsigned)((ix & 0x007fffff) + 0x3f3504f3)) - 1.0f;
     const float z = m * m;
     float p = 7.0376836292e-2f;
     p = p * m - 1.1514610310e-1f;
@@ -141,12 +140,65 @@ struct ScanLog12<float> {
   }
 };
 
-// softplus(x) = log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)): no overflow, NaN stays NaN.
+// softplus(x) = log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)): no overflow. A NaN x stays NaN
+// through the first term (the selects pass it on), whatever the second computes from it.
 template <typename T>
-DFK_SCAN_INLINE T scan_softplus(T x) {
-  const T ax = x < T(0) ? -x : x;
-  const T r = (x > T(0) ? x : T(0)) + ScanLog12<T>::eval(T(1) + scan_exp(-ax));
-  return x != x ? x : r;
+struct ScanSoftplus {
+  static DFK_SCAN_INLINE T eval(T x) {
+    const T ax = x < T(0) ? -x : x;
+    return (x < T(0) ? T(0) : x) + ScanLog12<T>::eval(T(1) + DF_MATH::exp(-ax));
+  }
+};
+
+template <>
+struct ScanSoftplus<float> {
+  static DFK_SCAN_INLINE float eval(float x) {
+    // Shaped so GCC vectorises loops over it (a float select here defeats its if-conversion):
+    // max(x, 0) as (x + |x|) / 2, which also carries a NaN through; exp(-|x|) needs only |x|
+    // clamped to -lo (beyond, 1 + exp rounds to 1), done as an integer min on the bit pattern
+    // (ordered like the values for non-negative floats).
+    const float ax = DF_MATH::abs(x);
+    const int lim = 0x42ad0000;  // bits of 86.5f = -ScanExp<float>::lo()
+    int ab = scan_float_bits(ax);
+    ab = ab < lim ? ab : lim;
+    const float e = -scan_bits_float((unsigned)ab);
+    return 0.5f * (x + ax) + ScanLog12<float>::eval(1.0f + ScanExp<float>::core(e));
+  }
+};
+
+template <typename T>
+DFK_SCAN_INLINE T scan_softplus(T x) { return ScanSoftplus<T>::eval(x); }
+
+// Sum of v[0..MAXN) (entries at or past the runtime state count must be 0). The state loops store
+// their per-state terms into such an array and sum it here, so the loops themselves stay purely
+// elementwise (vectorisable without reassociation flags). On the CPU the common float x 16 case is a
+// shuffle tree on one vector register; otherwise pairwise halving.
+// (__builtin_shufflevector: clang, GCC >= 12.)
+#if !defined(__METAL_VERSION__) && (defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12))
+#define DFK_SCAN_VECTOR_HSUM 1
+typedef float ScanF16 __attribute__((vector_size(64)));
+typedef float ScanF8 __attribute__((vector_size(32)));
+typedef float ScanF4 __attribute__((vector_size(16)));
+#endif
+
+template <typename T, int MAXN>
+DFK_SCAN_INLINE T scan_hsum(DF_THREAD T* v) {
+#if defined(DFK_SCAN_VECTOR_HSUM)
+  if constexpr (sizeof(T) == 4 && MAXN == 16) {
+    ScanF16 x;
+    __builtin_memcpy(&x, v, sizeof(x));
+    const ScanF8 a = __builtin_shufflevector(x, x, 0, 1, 2, 3, 4, 5, 6, 7) +
+                     __builtin_shufflevector(x, x, 8, 9, 10, 11, 12, 13, 14, 15);
+    const ScanF4 b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (b[0] + b[2]) + (b[1] + b[3]);
+  }
+#endif
+  T w[MAXN];
+  for (int n = 0; n < MAXN; ++n) w[n] = v[n];
+  for (int h = MAXN / 2; h >= 1; h /= 2) {
+    for (int n = 0; n < h; ++n) w[n] += w[n + h];
+  }
+  return w[0];
 }
 
 // How one logical thread sends a per-channel contribution into a sum over its block's channels.
@@ -198,7 +250,8 @@ DFK_SCAN_INLINE void scan_forward_channel(
   const int N = NFIX > 0 ? NFIX : p.state;
   const int L = p.length, DC = p.channels;
   const bool has_z = (p.flags & kScanHasZ) != 0, softplus = (p.flags & kScanSoftplus) != 0;
-  T a_row[MAXN], h[MAXN];
+  T a_row[MAXN], h[MAXN], ch[MAXN];
+  for (int n = 0; n < MAXN; ++n) ch[n] = T(0);
   for (int n = 0; n < N; ++n) {
     a_row[n] = A[(long)d * N + n];
     h[n] = (p.flags & kScanHasH0) ? h0[((long)b * DC + d) * N + n] : T(0);
@@ -206,7 +259,8 @@ DFK_SCAN_INLINE void scan_forward_channel(
   const T dd = (p.flags & kScanHasD) ? D[d] : T(0);
   const T bb = (p.flags & kScanHasBias) ? bias[d] : T(0);
   const long row = (long)b * L * DC + d;  // element (b, 0, d)
-  T k_dt[kScanChunk], k_u[kScanChunk], k_y[kScanChunk];
+  T k_dt[kScanChunk], k_u[kScanChunk], k_y[kScanChunk], k_z[kScanChunk];
+  for (int k = 0; k < kScanChunk; ++k) k_y[k] = T(0);  // the tail chunk leaves some unset
 
   for (int c = 0; c < p.n_chunks; ++c) {
     const int t0 = c * kScanChunk;
@@ -214,33 +268,32 @@ DFK_SCAN_INLINE void scan_forward_channel(
     DF_DEVICE T* cp = ckpt + (((long)b * p.n_chunks + c) * DC + d) * N;
     for (int n = 0; n < N; ++n) cp[n] = h[n];
 
-    for (int k = 0; k < len; ++k) {
-      const long i = row + (long)(t0 + k) * DC;
-      const T x = delta[i] + bb;
-      k_dt[k] = softplus ? scan_softplus(x) : x;
+    // Per-step scalars over the whole chunk width (the tail chunk repeats its last step), so these
+    // loops have a fixed trip count and vectorise over time.
+    for (int k = 0; k < kScanChunk; ++k) {
+      const long i = row + (long)(t0 + k < L ? t0 + k : L - 1) * DC;
+      k_dt[k] = delta[i] + bb;
       k_u[k] = u[i];
+    }
+    if (softplus) {
+      for (int k = 0; k < kScanChunk; ++k) k_dt[k] = scan_softplus(k_dt[k]);
     }
     for (int k = 0; k < len; ++k) {
       const T dt = k_dt[k], dtu = dt * k_u[k];
       const DF_DEVICE T* Bt = B + ((long)b * L + t0 + k) * N;
       const DF_DEVICE T* Ct = C + ((long)b * L + t0 + k) * N;
-      T y = T(0);
-      DFK_SIMD_SUM(y)
       for (int n = 0; n < N; ++n) {
         h[n] = scan_exp(dt * a_row[n]) * h[n] + dtu * Bt[n];
-        y += Ct[n] * h[n];
+        ch[n] = Ct[n] * h[n];
       }
-      k_y[k] = y;
+      k_y[k] = scan_hsum<T, MAXN>(ch);
     }
-    for (int k = 0; k < len; ++k) {
-      const long i = row + (long)(t0 + k) * DC;
-      T y = k_y[k] + dd * k_u[k];
-      if (has_z) {
-        const T zt = z[i];
-        y = y * (zt * scan_sigmoid(zt));
-      }
-      out[i] = y;
+    for (int k = 0; k < kScanChunk; ++k) k_y[k] += dd * k_u[k];
+    if (has_z) {
+      for (int k = 0; k < kScanChunk; ++k) k_z[k] = z[row + (long)(t0 + k < L ? t0 + k : L - 1) * DC];
+      for (int k = 0; k < kScanChunk; ++k) k_y[k] *= k_z[k] * scan_sigmoid(k_z[k]);
     }
+    for (int k = 0; k < len; ++k) out[row + (long)(t0 + k) * DC] = k_y[k];
   }
   for (int n = 0; n < N; ++n) last[((long)b * DC + d) * N + n] = h[n];
 }
@@ -270,7 +323,8 @@ DFK_SCAN_INLINE void scan_backward_channel(
   const int L = p.length, DC = p.channels;
   const bool has_z = (p.flags & kScanHasZ) != 0, softplus = (p.flags & kScanSoftplus) != 0;
   const bool on = lane.active();
-  T a_row[MAXN], h[MAXN], lam[MAXN], dA_acc[MAXN];
+  T a_row[MAXN], h[MAXN], lam[MAXN], dA_acc[MAXN], v1[MAXN], v2[MAXN];
+  for (int n = 0; n < MAXN; ++n) v1[n] = v2[n] = T(0);
   for (int n = 0; n < N; ++n) {
     a_row[n] = A[(long)d * N + n];
     lam[n] = dlast[((long)b * DC + d) * N + n];  // dL/dh_{L-1}, from last_state's cotangent
@@ -289,19 +343,29 @@ DFK_SCAN_INLINE void scan_backward_channel(
     const int t0 = c * kScanChunk;
     const int len = L - t0 < kScanChunk ? L - t0 : kScanChunk;
 
-    for (int k = 0; k < len; ++k) {
-      const long i = row + (long)(t0 + k) * DC;
-      const T x = delta[i] + bb;
-      k_dt[k] = softplus ? scan_softplus(x) : x;
-      k_dsp[k] = softplus ? scan_sigmoid(x) : T(1);
+    // Per-step scalars over the whole chunk width (the tail chunk repeats its last step), in
+    // branch-free loops of fixed trip count so that they vectorise over time.
+    for (int k = 0; k < kScanChunk; ++k) {
+      const long i = row + (long)(t0 + k < L ? t0 + k : L - 1) * DC;
       k_u[k] = u[i];
-      const T g = dout[i];
-      if (has_z) {
-        const T zt = z[i], sz = scan_sigmoid(zt);
+      k_gy[k] = dout[i];
+      k_dt[k] = delta[i] + bb;
+    }
+    if (softplus) {
+      for (int k = 0; k < kScanChunk; ++k) {
+        const T x = k_dt[k];
+        k_dt[k] = scan_softplus(x);
+        k_dsp[k] = scan_sigmoid(x);
+      }
+    } else {
+      for (int k = 0; k < kScanChunk; ++k) k_dsp[k] = T(1);
+    }
+    if (has_z) {
+      for (int k = 0; k < kScanChunk; ++k) k_zf[k] = z[row + (long)(t0 + k < L ? t0 + k : L - 1) * DC];
+      for (int k = 0; k < kScanChunk; ++k) {
+        const T g = k_gy[k], zt = k_zf[k], sz = scan_sigmoid(zt);
         k_gy[k] = g * zt * sz;                           // dL/dy = dL/dout * silu(z)
         k_zf[k] = g * sz * (T(1) + zt * (T(1) - sz));  // dL/dz = y * this
-      } else {
-        k_gy[k] = g;
       }
     }
 
@@ -314,18 +378,16 @@ DFK_SCAN_INLINE void scan_backward_channel(
       const DF_DEVICE T* Bt = B + ((long)b * L + t) * N;
       const DF_DEVICE T* Ct = C + ((long)b * L + t) * N;
       DF_DEVICE T* dCt = dC_part + (part_row + t) * N;
-      T y = T(0);
-      DFK_SIMD_SUM(y)
       for (int n = 0; n < N; ++n) {
         const T a = scan_exp(dt * a_row[n]);
         const T ah = a * h[n];
         sa[lane.slot(k, n)] = a;
         sah[lane.slot(k, n)] = ah;
         h[n] = ah + dtu * Bt[n];
-        y += Ct[n] * h[n];
+        v1[n] = Ct[n] * h[n];
         lane.reduce_to(dCt + n, gy * h[n]);
       }
-      k_y[k] = y;
+      if (has_z) k_y[k] = scan_hsum<T, MAXN>(v1);
     }
 
     // Adjoint backwards over the chunk.
@@ -335,19 +397,17 @@ DFK_SCAN_INLINE void scan_backward_channel(
       const DF_DEVICE T* Bt = B + ((long)b * L + t) * N;
       const DF_DEVICE T* Ct = C + ((long)b * L + t) * N;
       DF_DEVICE T* dBt = dB_part + (part_row + t) * N;
-      T la = T(0), lb = T(0);
-      DFK_SIMD_SUM(la, lb)
       for (int n = 0; n < N; ++n) {
         lam[n] += gy * Ct[n];                   // now dL/dh_t
         const T lah = lam[n] * sah[lane.slot(k, n)];
-        la += lah * a_row[n];                   // d/d dt through exp(dt A)
+        v1[n] = lah * a_row[n];                 // d/d dt through exp(dt A)
         dA_acc[n] += lah * dt;
-        lb += lam[n] * Bt[n];                   // d/d(dt u) through the drive
+        v2[n] = lam[n] * Bt[n];                 // d/d(dt u) through the drive
         lane.reduce_to(dBt + n, lam[n] * dtu);
         lam[n] *= sa[lane.slot(k, n)];          // now dL/dh_{t-1} (minus the C term)
       }
-      k_la[k] = la;
-      k_lb[k] = lb;
+      k_la[k] = scan_hsum<T, MAXN>(v1);
+      k_lb[k] = scan_hsum<T, MAXN>(v2);
     }
 
     for (int k = 0; k < len; ++k) {

@@ -37,17 +37,25 @@ Order parse_order(const std::string& s) {
   throw std::invalid_argument("order must be 'forward', 'reverse' or 'shuffled', got '" + s + "'");
 }
 
-// A zero-filled float buffer handed to numpy (which then owns it).
+// An output buffer: a poisoned, guarded metal_emu::DeviceBuffer while the kernels run; on release
+// it must have been written everywhere and nowhere outside, then it is handed to numpy.
 struct Buffer {
-  std::vector<float>* data;
+  metal_emu::DeviceBuffer<float> device;
   std::vector<size_t> shape;
-  explicit Buffer(std::vector<size_t> s) : shape(std::move(s)) {
+  Buffer(const char* name, std::vector<size_t> s) : device(name, count(s)), shape(std::move(s)) {}
+  static size_t count(const std::vector<size_t>& s) {
     size_t n = 1;
-    for (size_t v : shape) n *= v;
-    data = new std::vector<float>(n, 0.0f);
+    for (size_t v : s) n *= v;
+    return n;
   }
-  float* ptr() { return data->data(); }
+  float* ptr() { return device.data(); }
+  void check() const {
+    device.check_bounds();
+    device.check_written();
+  }
   Out release() {
+    check();
+    auto* data = new std::vector<float>(device.to_vector());
     nb::capsule owner(data, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
     return Out(data->data(), shape.size(), shape.data(), owner);
   }
@@ -93,7 +101,8 @@ nb::tuple forward(In u, In delta, In A, In B, In C, std::optional<In> D, std::op
   const auto p = params(u, A, flags_of(D.has_value(), z.has_value(), bias.has_value(), softplus,
                                        h0.has_value()));
   const size_t b = p.batch, l = p.length, d = p.channels, n = p.state;
-  Buffer out({b, l, d}), last({b, d, n}), ckpt({b, size_t(p.n_chunks), d, n});
+  Buffer out("out", {b, l, d}), last("last_state", {b, d, n}),
+      ckpt("checkpoints", {b, size_t(p.n_chunks), d, n});
   LaunchOptions o;
   o.order = parse_order(order);
   o.seed = seed;
@@ -119,13 +128,15 @@ nb::tuple backward(In u, In delta, In A, In B, In C, std::optional<In> D, std::o
   const auto p = params(u, A, flags_of(D.has_value(), z.has_value(), bias.has_value(), softplus,
                                        false));
   const size_t b = p.batch, l = p.length, d = p.channels, n = p.state, blocks = p.n_blocks;
-  Buffer du({b, l, d}), ddelta({b, l, d}), dh0({b, d, n}), dz({z ? b : 0, l, d});
-  Buffer dA({d, n}), dB({b, l, n}), dC({b, l, n}), dD({D ? d : 0}), dbias({bias ? d : 0});
-  // Uninitialised on the GPU, so poisoned (NaN) here: partials and scratch.
-  const float nan = std::numeric_limits<float>::quiet_NaN();
-  std::vector<float> pA(b * d * n, nan), pB(b * blocks * l * n, nan), pC(pB.size(), nan),
-      pD(D ? b * d : 0, nan), pbias(bias ? b * d : 0, nan);
-  std::vector<float> sah(L::backward_scratch_elements(p), nan), sa(sah.size(), nan);
+  Buffer du("du", {b, l, d}), ddelta("ddelta", {b, l, d}), dh0("dh0", {b, d, n}),
+      dz("dz", {z ? b : 0, l, d});
+  Buffer dA("dA", {d, n}), dB("dB", {b, l, n}), dC("dC", {b, l, n}), dD("dD", {D ? d : 0}),
+      dbias("ddelta_bias", {bias ? d : 0});
+  // Partials and recompute scratch: device memory of eval_gpu (uninitialised there, poisoned here).
+  Buffer pA("dA_part", {b, d, n}), pB("dB_part", {b, blocks, l, n}), pC("dC_part", {b, blocks, l, n}),
+      pD("dD_part", {D ? b : 0, d}), pbias("dbias_part", {bias ? b : 0, d});
+  const size_t n_scratch = L::backward_scratch_elements(p);
+  metal_emu::DeviceBuffer<float> sah("sah", n_scratch), sa("sa", n_scratch);
   LaunchOptions o;
   o.order = parse_order(order);
   o.seed = seed;
@@ -135,17 +146,20 @@ nb::tuple backward(In u, In delta, In A, In B, In C, std::optional<In> D, std::o
                                 [&](const ThreadPos& t, void* const*) {
       dfnet4_selective_scan_bwd<MAXN, NFIX>(
           u.data(), delta.data(), A.data(), B.data(), C.data(), opt(D), opt(z), opt(bias),
-          ckpt.data(), dout.data(), dlast.data(), du.ptr(), ddelta.ptr(), dz.ptr(), pA.data(),
-          pB.data(), pC.data(), pD.data(), pbias.data(), dh0.ptr(), sah.data(), sa.data(), pc,
+          ckpt.data(), dout.data(), dlast.data(), du.ptr(), ddelta.ptr(), dz.ptr(), pA.ptr(),
+          pB.ptr(), pC.ptr(), pD.ptr(), pbias.ptr(), dh0.ptr(), sah.data(), sa.data(), pc,
           uint2(t.thread_position_in_grid.x, t.thread_position_in_grid.y),
           uint2(t.threads_per_grid.x, t.threads_per_grid.y), t.thread_index_in_simdgroup);
     });
   });
   struct Fold { const float* src; float* dst; int target; };
-  std::vector<Fold> folds = {{pA.data(), dA.ptr(), L::kSumDA}, {pB.data(), dB.ptr(), L::kSumDB},
-                             {pC.data(), dC.ptr(), L::kSumDC}};
-  if (D) folds.push_back({pD.data(), dD.ptr(), L::kSumDD});
-  if (bias) folds.push_back({pbias.data(), dbias.ptr(), L::kSumDbias});
+  for (const Buffer* part : {&pA, &pB, &pC, &pD, &pbias}) part->check();
+  sah.check_bounds();
+  sa.check_bounds();
+  std::vector<Fold> folds = {{pA.ptr(), dA.ptr(), L::kSumDA}, {pB.ptr(), dB.ptr(), L::kSumDB},
+                             {pC.ptr(), dC.ptr(), L::kSumDC}};
+  if (D) folds.push_back({pD.ptr(), dD.ptr(), L::kSumDD});
+  if (bias) folds.push_back({pbias.ptr(), dbias.ptr(), L::kSumDbias});
   for (const auto& f : folds) {
     const auto plan = L::sum_plan(p, f.target);
     int count = plan.count, inner = int(plan.inner);
