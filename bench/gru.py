@@ -34,9 +34,13 @@ def our_threads() -> int:
 
 
 def blas_summary() -> str:
+    """Which BLAS MLX's matmuls (input projection, weight gradients) ran on."""
+    preload = os.environ.get("LD_PRELOAD", "")
     try:
         from dfnet4 import _blas
     except ImportError:
+        if "blas" in preload.lower():
+            return f"interposed with LD_PRELOAD={preload} (dfnet4._blas not present in this build)"
         return "reference BLAS (MLX's bundled netlib; dfnet4._blas not present in this build)"
     info = _blas.report()
     return info.get("summary", str(info))
