@@ -113,8 +113,14 @@ def test_gru_streaming_matches_offline(chunks, warmup):
     assert_streaming_matches_offline(small("gru", warmup_lookahead=warmup), noisy_spec(), chunks)
 
 
-@pytest.mark.parametrize("options", [{}, {"attention_window": 6}])
-@pytest.mark.parametrize("backbone", [n for n in backbones.names() if n != "gru"])
+OTHER_STREAMING_CASES = [("mamba", {}), ("attention", {}), ("attention", {"attention_window": 6})]
+
+
+@pytest.mark.parametrize(
+    "backbone,options",
+    [c for c in OTHER_STREAMING_CASES if c[0] in backbones.names()]
+    + [(n, {}) for n in backbones.names() if n not in ("gru", "mamba", "attention")],
+)
 def test_other_backbones_stream_like_offline(backbone, options):
     # attention with a window: streaming keeps the same key/value window as the offline mask
     for chunks in ([1] * 23, [5, 7, 11]):

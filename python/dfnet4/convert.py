@@ -164,11 +164,9 @@ def _graph_weights(graph, prefix: str, eps: float) -> dict[str, np.ndarray]:
 
 def dfn3_weights(graphs: dict) -> dict[str, np.ndarray]:
     """Our parameter names -> arrays, for all three graphs (the encoder's lsnr head included)."""
-    prefixes = {"enc": "enc", "erb_dec": "erb_dec", "df_dec": "df_dec"}
     out = {}
-    for g, prefix in prefixes.items():
-        out.update(_graph_weights(graphs[g].graph, prefix, eps=1e-5))
-    # df_dec's backbone is "df_gru" with its GRU under df_gru.gru in the graph: "/df_gru/gru/GRU"
+    for g in GRAPHS:  # our submodules are named like the graphs: enc, erb_dec, df_dec
+        out.update(_graph_weights(graphs[g].graph, g, eps=1e-5))
     return out
 
 
