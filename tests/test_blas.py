@@ -21,7 +21,8 @@ import pytest
 import dfnet4
 from dfnet4 import _blas
 
-LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux", reason="the BLAS shim exists on Linux only")
+LINUX_ONLY = pytest.mark.skipif(sys.platform != "linux",
+                                reason="the BLAS shim exists on Linux only")
 PACKAGE_PARENT = Path(dfnet4.__file__).resolve().parent.parent
 
 
@@ -105,7 +106,8 @@ out["int_conv1d"] = np.array(mx.conv1d(mx.array(ia), mx.array(ib), padding=2))
 ia, ib = make_inputs("conv2d", "float32", (2, 12, 12, 8), (6, 3, 3, 8), integers=True)
 out["int_conv2d"] = np.array(mx.conv2d(mx.array(ia), mx.array(ib), padding=1))
 ia, ib = make_inputs("grad", "float32", (30, 40), (40, 20), integers=True)
-out["int_matmul_grad"] = np.array(mx.grad(lambda x: (x @ mx.array(ib)).square().sum())(mx.array(ia)))
+loss = lambda x: (x @ mx.array(ib)).square().sum()
+out["int_matmul_grad"] = np.array(mx.grad(loss)(mx.array(ia)))
 
 cpu = mx.cpu
 spd, gen, herm = (mx.array(x) for x in lapack_inputs())
@@ -128,7 +130,8 @@ def make_inputs(name: str, dtype: str, a_shape, b_shape, integers: bool = False)
         else:
             x = rng.standard_normal(shape)
         if dtype == "complex64":
-            x = x + 1j * (rng.integers(-3, 4, size=shape) if integers else rng.standard_normal(shape))
+            imag = rng.integers(-3, 4, size=shape) if integers else rng.standard_normal(shape)
+            x = x + 1j * imag
         return x.astype(dtype)
 
     return draw(a_shape), draw(b_shape)

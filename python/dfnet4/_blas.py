@@ -66,7 +66,7 @@ def _warn_once(message: str) -> None:
 def _too_late_message() -> str:
     return (
         "dfnet4: mlx.core was imported before dfnet4, so MLX keeps the reference BLAS bundled "
-        "with mlx-cpu (matmuls ~20x slower). Import dfnet4 before mlx, or run with "
+        "with mlx-cpu (matmuls 10-40x slower). Import dfnet4 before mlx, or run with "
         f"LD_PRELOAD={shim_path()}; set {ENV_CHOICE}=reference to keep the reference BLAS "
         "without this warning.")
 
@@ -75,14 +75,13 @@ def _dlopen_global(path: Path) -> ctypes.CDLL:
     return ctypes.CDLL(str(path), mode=os.RTLD_GLOBAL | os.RTLD_NOW)
 
 
-def load(path: Path | None = None) -> str:
+def load() -> str:
     """Load the shim into the global symbol scope unless that is impossible or unwanted.
-    Returns the status (see `_status`); never raises except for a bad DFNET4_BLAS value.
-    `path` overrides the shim's location (tests use it to simulate a missing shim)."""
+    Returns the status (see `_status`); never raises except for a bad DFNET4_BLAS value."""
     global _status, _reason, _handle
     if _status is not None:
         return _status
-    path = shim_path() if path is None else Path(path)
+    path = shim_path()
     requested = _requested()
     if sys.platform != "linux":
         _status, _reason = "unsupported", f"no shim on {sys.platform}: MLX uses its own BLAS there"
@@ -226,7 +225,9 @@ def _summary(info: dict) -> str:
              "accelerate": "Accelerate", "other": "other BLAS", "unknown": "unknown BLAS"}
     text = f"MLX BLAS: {names[info['blas']]}"
     if info.get("openblas_config"):
-        text += f" [{info['openblas_config']}; {info['openblas_threads']} threads; dfnet4 shim]"
+        threads = info["openblas_threads"]
+        text += (f" [{info['openblas_config']}; {threads} thread{'s' * (threads != 1)}; "
+                 "dfnet4 shim]")
     elif info["library"] and info["blas"] != "reference":
         text += f" [{info['library']}]"
     if info["shim"] not in ("loaded", "preloaded"):
