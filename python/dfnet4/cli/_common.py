@@ -8,3 +8,15 @@ import sys
 def fail(prog: str, message: str, status: int = 2) -> int:
     print(f"{prog}: error: {message}", file=sys.stderr)
     return status
+
+
+def entrypoint_setup() -> None:
+    """First call of every main(): let the BLAS shim (dfnet4._blas, when present) make sure MLX's
+    matmuls use it (it may re-execute the command with LD_PRELOAD if mlx.core was loaded too early)."""
+    try:
+        from dfnet4 import _blas
+    except ImportError:
+        return
+    ensure = getattr(_blas, "ensure_for_entrypoint", None)
+    if ensure is not None:
+        ensure()

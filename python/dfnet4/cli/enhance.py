@@ -22,6 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dfnet4.cli._common import entrypoint_setup
+
+    entrypoint_setup()
     args = build_parser().parse_args(argv)
     from dfnet4.cli._common import fail
     from dfnet4.enhance import collect_inputs, enhance_file, load_checkpoint_model, load_dfn3_model

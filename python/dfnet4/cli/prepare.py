@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dfnet4.cli._common import entrypoint_setup
+
+    entrypoint_setup()
     args = build_parser().parse_args(argv)
     from dfnet4.cli._common import fail
     from dfnet4.data.prepare import prepare, summary

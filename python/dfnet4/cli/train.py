@@ -121,6 +121,9 @@ def resolve_config(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from dfnet4.cli._common import entrypoint_setup
+
+    entrypoint_setup()
     args = build_parser().parse_args(argv)
     try:
         cfg = resolve_config(args)
@@ -148,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + int(exc.signum)
     except (ValueError, CheckpointError) as exc:
         return _fail(str(exc))
+    if summary["rank"] != 0:
+        return 0
     v = summary.get("last_valid") or {}
     print(f"{PROG}: done at step {summary['step']}; valid loss {v.get('loss', float('nan')):.4f}, "
           f"SI-SDR {v.get('si_sdr', float('nan')):.2f} dB; outputs in {summary['out']}")

@@ -51,8 +51,8 @@ def ensure_builtin(root: str | os.PathLike | None = None, num_speech: int = 48, 
                     (lambda i=i: synth.noise(np.random.default_rng([seed, 2, i]), noise_seconds,
                                              synth.NOISE_KINDS[i % 3])))
                    for i in range(num_noise)]
-    kinds = {"speech": write_kind(tmp, "speech", speech_items, progress=progress),
-             "noise": write_kind(tmp, "noise", noise_items, progress=progress)}
+    kinds = {"speech": write_kind(tmp, "speech", speech_items, progress=progress, verb="synthesise"),
+             "noise": write_kind(tmp, "noise", noise_items, progress=progress, verb="synthesise")}
     write_index(tmp, kinds, {"speech": "builtin-synthetic", "noise": "builtin-synthetic"}, "float32",
                 extra={"builtin": {"version": BUILTIN_VERSION, "seed": seed}})
     try:

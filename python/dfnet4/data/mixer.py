@@ -19,7 +19,7 @@ SPLITS = {"train": 0, "valid": 1}
 
 @dataclass
 class MixConfig:
-    segment_seconds: float = 2.0
+    segment_seconds: float = 1.0
     snr_db: list[float] = field(default_factory=lambda: [-5.0, 0.0, 5.0, 10.0, 20.0, 40.0])
     speech_gain_db: list[float] = field(default_factory=lambda: [-6.0, 0.0, 6.0])
     max_noises: int = 2  # each sample mixes 1..max_noises noise clips

@@ -43,6 +43,7 @@ def write_kind(
     files_per_shard: int = 32,
     dtype: str = "float32",
     progress: bool = True,
+    verb: str = "prepare",
 ) -> dict:
     """Write one kind's shards. `items` are (source name, loader) pairs; a loader that raises marks
     the source failed (recorded with its error). Complete shards from an earlier run are reused."""
@@ -50,7 +51,7 @@ def write_kind(
     groups = [items[i : i + files_per_shard] for i in range(0, len(items), files_per_shard)]
     shards, clips, failed = [], [], []
     reused = 0
-    bar = tqdm(total=len(items), desc=f"prepare {kind}", unit="file", disable=not progress)
+    bar = tqdm(total=len(items), desc=f"{verb} {kind}", unit="file", disable=not progress)
     for shard_id, group in enumerate(groups):
         npy_path, manifest_path = _shard_paths(out, kind, shard_id)
         sources = [name for name, _ in group]

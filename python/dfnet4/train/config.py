@@ -29,8 +29,8 @@ class DataConfig:
     builtin_dir: str = ""  # where the built-in set is generated ("" = $DFNET4_CACHE_DIR or ~/.cache/dfnet4)
     builtin_speech: int = 48
     builtin_noise: int = 24
-    samples_per_epoch: int = 512
-    valid_samples: int = 16
+    samples_per_epoch: int = 256
+    valid_samples: int = 8
     prefetch: int = 4
     mix: MixConfig = field(default_factory=MixConfig)
 
@@ -38,7 +38,9 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     out: str = "runs/dfnet4"
-    batch_size: int = 8
+    # small defaults so that a first run finishes in minutes on a laptop CPU; for real training use
+    # e.g. --batch-size 32 --segment-seconds 3 (DeepFilterNet's scale) on a GPU
+    batch_size: int = 4
     epochs: int = 10
     steps: int = 0  # > 0: stop after this many optimizer steps (overrides epochs)
     lr: float = 5e-4

@@ -37,9 +37,17 @@ class TrainingInterrupted(Exception):
         self.signum, self.checkpoint = signum, checkpoint
 
 
+def effective_warmup(warmup_steps: int, total_steps: int) -> int:
+    """The warm-up actually used: a warm-up longer than half the run (e.g. the default 100 steps in a
+    30-step run) would leave no time at the peak rate, so it is cut to a tenth of the run."""
+    if warmup_steps > total_steps // 2:
+        return total_steps // 10
+    return warmup_steps
+
+
 def lr_schedule(cfg, total_steps: int):
     """Linear warm-up from lr/warmup to lr, then cosine decay to min_lr at the last step."""
-    warmup = min(cfg.warmup_steps, max(0, total_steps - 1))
+    warmup = effective_warmup(cfg.warmup_steps, total_steps)
     decay = optim.cosine_decay(cfg.lr, max(1, total_steps - warmup), end=min(cfg.min_lr, cfg.lr))
     if warmup == 0:
         return decay
@@ -107,6 +115,10 @@ class Trainer:
                                   self.dist.size, cfg.data.prefetch)
         bpe = self.loader.batches_per_epoch
         self.total_steps = t.steps if t.steps > 0 else t.epochs * bpe
+        warmup = effective_warmup(t.warmup_steps, self.total_steps)
+        if warmup != t.warmup_steps:
+            self.log(f"dfnet4: warm-up of {t.warmup_steps} steps is over half of this {self.total_steps}-step run; "
+                     f"using {warmup} steps")
         self.optimizer = optim.AdamW(learning_rate=lr_schedule(t, self.total_steps), weight_decay=t.weight_decay)
         self.optimizer.init(self.model.trainable_parameters())
         self.step, self.epoch, self.batch = 0, 0, 0
@@ -120,7 +132,10 @@ class Trainer:
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.toml").write_text(cfg.to_toml())
-            self.metrics.truncate_after(self.step)
+            if resume_from is not None:
+                self.metrics.truncate_after(self.step)  # records after the checkpoint are recomputed
+            elif self.metrics.path.is_file():
+                self.metrics.path.unlink()  # a fresh run (an earlier attempt never checkpointed)
 
     def _restore(self, path: Path, state: dict) -> None:
         params, opt_state = ckpt.load_arrays(path)
@@ -306,7 +321,7 @@ class Trainer:
         if self.dist.is_main:
             self._plot()
         self.dist.barrier()
-        summary = {"step": self.step, "epoch": self.epoch, "losses": losses, "last_valid": self.last_valid,
+        summary = {"rank": self.dist.rank, "step": self.step, "epoch": self.epoch, "losses": losses, "last_valid": self.last_valid,
                    "out": str(self.out)}
         if self.stop_signal is not None:
             raise TrainingInterrupted(self.stop_signal, self.ckpt_dir / ckpt.checkpoint_name(self.step))

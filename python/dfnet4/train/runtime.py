@@ -56,18 +56,18 @@ def build_model(model_cfg: dict):
 
 
 def blas_description() -> str | None:
-    """What dfnet4._blas reports about the BLAS in use, if that optional module exists."""
+    """The one-line BLAS summary of dfnet4._blas (branch blas), if that optional module exists."""
     try:
         blas = importlib.import_module("dfnet4._blas")
     except ImportError:
         return None
-    for name in ("describe", "info", "name", "status"):
-        fn = getattr(blas, name, None)
-        if callable(fn):
-            try:
-                return str(fn())
-            except Exception as exc:  # a broken shim must not stop training
-                return f"dfnet4._blas.{name}() failed: {exc}"
+    try:
+        if hasattr(blas, "report"):
+            return str(blas.report(measure=False).get("summary"))
+        if hasattr(blas, "status"):
+            return str(blas.status())
+    except Exception as exc:  # a broken shim report must not stop training
+        return f"dfnet4._blas report failed: {exc}"
     return f"dfnet4._blas loaded ({getattr(blas, '__file__', '?')})"
 
 
