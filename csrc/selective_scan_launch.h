@@ -32,18 +32,25 @@ inline std::string backward_kernel(int state) {
   return std::string("dfnet4_selective_scan_bwd_f32_") + variant(state).suffix;
 }
 
+// Threads per threadgroup along channels (a multiple of the SIMD width).
+inline unsigned long group_width(unsigned long grid_x) {
+  const unsigned long max_width = 256;
+  return grid_x < max_width ? grid_x : max_width;
+}
+
 // Forward: one thread per (channel, batch); no collectives, so any group width works.
 inline Size3 forward_grid(const dfk::ScanParams& p) {
   return {(unsigned long)p.channels, (unsigned long)p.batch, 1};
 }
-inline Size3 forward_group(const dfk::ScanParams&) { return {dfk::kScanBlock, 1, 1}; }
+inline Size3 forward_group(const dfk::ScanParams& p) { return {group_width(p.channels), 1, 1}; }
 
-// Backward: one SIMD-group (32 lanes = 32 channels) per threadgroup, channels padded to whole
-// blocks so every lane of a group exists for simd_sum.
+// Backward: channels padded to whole blocks of 32 (one SIMD-group each) so every lane of every
+// SIMD-group exists for simd_sum; a threadgroup holds up to 8 such blocks. The grid width is a
+// multiple of 32 and so is the group's, so a partial last threadgroup still has whole SIMD-groups.
 inline Size3 backward_grid(const dfk::ScanParams& p) {
   return {(unsigned long)p.n_blocks * dfk::kScanBlock, (unsigned long)p.batch, 1};
 }
-inline Size3 backward_group(const dfk::ScanParams&) { return {dfk::kScanBlock, 1, 1}; }
+inline Size3 backward_group(const dfk::ScanParams& p) { return {group_width(backward_grid(p).x), 1, 1}; }
 
 // Recompute scratch of the backward: sah and sa, kScanChunk * MAXN floats per grid thread each.
 inline unsigned long backward_scratch_elements(const dfk::ScanParams& p) {

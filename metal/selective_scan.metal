@@ -24,9 +24,9 @@ template <int MAXN, int NFIX>
                                                bias, h0, out, last, ckpt);
 }
 
-// One SIMD-group per (channel block, batch): lane = channel within the block. Every lane runs,
-// also past the last channel (it then mirrors the last channel and contributes zeros), so the
-// simd_sum reductions of dB and dC always see all 32 lanes.
+// One SIMD-group per (channel block, batch), up to 8 per threadgroup: lane = channel within the
+// block. Every lane runs, also past the last channel (it then mirrors the last channel and
+// contributes zeros), so the simd_sum reductions of dB and dC always see all 32 lanes.
 template <int MAXN, int NFIX>
 [[kernel]] void dfnet4_selective_scan_bwd(
     device const float* u [[buffer(0)]], device const float* delta [[buffer(1)]],

@@ -383,3 +383,18 @@ def test_kernel_exp_and_softplus_accuracy():
     err = np.abs(got[:-3] - want) / np.maximum(want, 1.0)
     assert err.max() <= 4 * 2.0**-24
     assert got[-3] == np.float32(1e30) and got[-2] == 0.0 and np.isnan(got[-1])
+
+
+def test_thread_count_does_not_change_results(monkeypatch):
+    # Work is split per (batch, channel) and per (batch, channel block), and every sum runs in a
+    # fixed order inside one thread, so any thread count gives bitwise-identical results.
+    kwargs, softplus = make_inputs(3, 45, 70, 16, ALL_OPTIONS, seed=12)
+    cot = _cotangents(kwargs)
+    results = []
+    for threads in ("1", "3", "8"):
+        monkeypatch.setenv("DFNET4_NUM_THREADS", threads)
+        (out, last), grads = _vjp(ops.selective_scan, kwargs, softplus, cot)
+        results.append([np.array(out), np.array(last)] + [np.array(grads[k]) for k in sorted(grads)])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            assert np.array_equal(a, b)

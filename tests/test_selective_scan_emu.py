@@ -40,9 +40,9 @@ def _cpu_reference(kwargs, softplus, dout, dlast):
 
 
 # Small grids (the emulator runs one OS thread per GPU thread): channels inside one block, exactly
-# one block, and spilling into a partial block; each kernel variant (state 16 fixed, < 16, > 16);
-# time within one checkpoint chunk and across several; every optional argument on and off; every
-# scheduling order.
+# one block, spilling into a partial block, and several threadgroups of several SIMD-groups; each
+# kernel variant (state 16 fixed, < 16, > 16); time within one checkpoint chunk and across several;
+# every optional argument on and off; every scheduling order.
 CASES = [
     # batch, time, channels, state, options, order
     (2, 37, 40, 4, ALL_OPTIONS, "shuffled"),
@@ -50,6 +50,8 @@ CASES = [
     (2, 18, 5, 17, frozenset({"softplus", "h0", "delta_bias"}), "forward"),
     (1, 1, 1, 1, frozenset(), "shuffled"),
     (1, 33, 3, 16, ALL_OPTIONS, "forward"),
+    # 10 channel blocks: one full threadgroup of 8 SIMD-groups and a partial one of 2.
+    (1, 5, 300, 4, ALL_OPTIONS, "shuffled"),
 ]
 
 

@@ -372,16 +372,20 @@ DFK_SCAN_INLINE void scan_backward_channel(
     // Recompute the chunk's states forwards; dC and y (for dz) need only forward quantities.
     const DF_DEVICE T* cp = ckpt + (((long)b * p.n_chunks + c) * DC + d) * N;
     for (int n = 0; n < N; ++n) h[n] = cp[n];
+    // The decays first, for the whole chunk: independent of the state, so these exps pipeline
+    // instead of sitting in the recurrence's dependency chain.
+    for (int k = 0; k < len; ++k) {
+      for (int n = 0; n < N; ++n) sa[lane.slot(k, n)] = scan_exp(k_dt[k] * a_row[n]);
+    }
     for (int k = 0; k < len; ++k) {
       const int t = t0 + k;
-      const T dt = k_dt[k], dtu = dt * k_u[k], gy = k_gy[k];
+      const T dtu = k_dt[k] * k_u[k], gy = k_gy[k];
       const DF_DEVICE T* Bt = B + ((long)b * L + t) * N;
       const DF_DEVICE T* Ct = C + ((long)b * L + t) * N;
       DF_DEVICE T* dCt = dC_part + (part_row + t) * N;
       for (int n = 0; n < N; ++n) {
-        const T a = scan_exp(dt * a_row[n]);
+        const T a = sa[lane.slot(k, n)];
         const T ah = a * h[n];
-        sa[lane.slot(k, n)] = a;
         sah[lane.slot(k, n)] = ah;
         h[n] = ah + dtu * Bt[n];
         v1[n] = Ct[n] * h[n];
