@@ -12,7 +12,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -69,16 +68,36 @@ def median_seconds(fn, repeats: int) -> float:
 
 
 def make_data(B, T, D, H, seed=0):
+    """float32 straight from the generator (no float64 temporaries to inflate peak RSS)."""
     rng = np.random.default_rng(seed)
-    s = 1.0 / np.sqrt(H)
+    s = np.float32(1.0 / np.sqrt(H))
+    u = lambda *shape: (rng.random(shape, dtype=np.float32) * 2 - 1) * s  # noqa: E731
     return {
-        "x": rng.standard_normal((B, T, D)).astype(np.float32),
-        "Wx": rng.uniform(-s, s, (3 * H, D)).astype(np.float32),
-        "Wh": rng.uniform(-s, s, (3 * H, H)).astype(np.float32),
-        "b": rng.uniform(-s, s, (3 * H,)).astype(np.float32),
-        "bhn": rng.uniform(-s, s, (H,)).astype(np.float32),
-        "cot": rng.standard_normal((B, T, H)).astype(np.float32),
+        "x": rng.standard_normal((B, T, D), dtype=np.float32),
+        "Wx": u(3 * H, D),
+        "Wh": u(3 * H, H),
+        "b": u(3 * H),
+        "bhn": u(H),
+        "cot": rng.standard_normal((B, T, H), dtype=np.float32),
     }
+
+
+def _rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def peak_rss_growth_mb(fn) -> float | None:
+    """Peak resident-memory growth of one call (Linux: reset VmHWM via /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        before = _rss_kb("VmRSS")
+        fn()
+        return (_rss_kb("VmHWM") - before) / 1024
+    except (OSError, KeyError):
+        return None
 
 
 def mlx_cases(data):
@@ -114,8 +133,9 @@ def measure_mlx(cases, repeats):
             row[f"{kind}_ms"] = 1e3 * median_seconds(fn, repeats)
             mx.clear_cache()
             mx.reset_peak_memory()
+            before = mx.get_active_memory()  # inputs and weights: not counted, as for PyTorch
             fn()
-            row[f"{kind}_peak_mb"] = mx.get_peak_memory() / 2**20
+            row[f"{kind}_peak_mb"] = (mx.get_peak_memory() - before) / 2**20
         rows[label] = row
     return rows
 
@@ -146,15 +166,13 @@ def torch_child(args) -> dict:
         x.grad = None
         (model(x)[0] * cot).sum().backward()
 
-    out = {"hs": fwd().numpy().tolist() if args.time * args.batch * H <= 4096 else None}
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out["fwd_ms"] = 1e3 * median_seconds(fwd, args.repeats)
-    out["fwd_peak_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out["fwd_bwd_ms"] = 1e3 * median_seconds(fwd_bwd, args.repeats)
-    out["fwd_bwd_peak_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
+    # Peak memory is measured on the first call of a fresh process (--torch-peak): afterwards
+    # freed blocks stay resident and hide the next call's peak.
+    if args.torch_peak:
+        return {f"{args.torch_peak}_peak_mb": peak_rss_growth_mb({"fwd": fwd, "fwd_bwd": fwd_bwd}[args.torch_peak])}
+    out = {"fwd_ms": 1e3 * median_seconds(fwd, args.repeats),
+           "fwd_bwd_ms": 1e3 * median_seconds(fwd_bwd, args.repeats)}
     out["torch"] = torch.__version__
-    out["hs_first"] = fwd()[0, :2, :4].numpy().tolist()
     return out
 
 
@@ -165,8 +183,11 @@ def measure_torch(args):
         return None, "torch not importable: PyTorch column skipped"
     cmd = [sys.executable, __file__, "--torch-child"] + [
         f"--{k}={getattr(args, k)}" for k in ("batch", "time", "input", "hidden", "repeats", "threads")]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(res.stdout.strip().splitlines()[-1]), None
+    row = {}
+    for extra in (["--torch-peak=fwd"], ["--torch-peak=fwd_bwd"], []):
+        res = subprocess.run(cmd + extra, capture_output=True, text=True, check=True)
+        row.update(json.loads(res.stdout.strip().splitlines()[-1]))
+    return row, None
 
 
 def table(rows, ref_label, torch_label):
@@ -175,8 +196,9 @@ def table(rows, ref_label, torch_label):
              "|---|---:|---:|---:|---:|---:|"]
     for label, r in rows.items():
         speed = r["fwd_bwd_ms"] / fused["fwd_bwd_ms"]
+        mem = lambda v: "n/a" if v is None else f"{v:.0f}"  # noqa: E731
         lines.append(f"| {label} | {r['fwd_ms']:.1f} | {r['fwd_bwd_ms']:.1f} | "
-                     f"{r['fwd_peak_mb']:.0f} | {r['fwd_bwd_peak_mb']:.0f} | {speed:.2f}x |")
+                     f"{mem(r['fwd_peak_mb'])} | {mem(r['fwd_bwd_peak_mb'])} | {speed:.2f}x |")
     return "\n".join(lines)
 
 
@@ -189,7 +211,9 @@ def main():
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=our_threads())
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--note", default="", help="a line added to the results (e.g. how the run was set up)")
     p.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--torch-peak", choices=["fwd", "fwd_bwd"], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.torch_child:
         print(json.dumps(torch_child(args)))
@@ -216,13 +240,13 @@ def main():
         "mlx": mx.__version__, "torch": torch_row["torch"] if torch_row else None,
         "machine": machine(), "blas": blas_summary(),
         "loadavg_before": load_before, "loadavg_after": load_after,
-        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "note": args.note,
     }
     md = [f"# GRU benchmark: batch {args.batch}, time {args.time}, {args.input} -> {args.hidden}, float32",
           "", table(rows, "mlx.nn.GRU", torch_label), "",
           "Speed-up = that row's fwd+bwd time / the fused op's (higher: fused is faster). "
-          "Medians of %d runs after one warm-up; MLX peak = mx.get_peak_memory() of one run; "
-          "PyTorch peak = growth of the process's max RSS (separate process)." % args.repeats, "",
+          "Medians of %d runs after one warm-up; MLX peak = mx.get_peak_memory() of one call minus the memory already in use; "
+          "PyTorch peak = peak RSS growth of the first call in a fresh process." % args.repeats, "",
           f"- fused fwd+bwd vs mlx.nn.GRU: {ratios['fused_vs_mlx_nn_gru_fwd_bwd']:.2f}x faster (target >= 5x)"]
     if "fused_vs_torch_fwd_bwd" in ratios:
         md.append(f"- fused fwd+bwd vs PyTorch CPU GRU: {ratios['fused_vs_torch_fwd_bwd']:.2f}x "
@@ -233,7 +257,7 @@ def main():
            f"- MLX {meta['mlx']}; PyTorch {meta['torch']}; BLAS used by MLX: {meta['blas']}",
            f"- machine: {meta['machine']}; load average before/after: "
            f"{load_before[0]:.2f} / {load_after[0]:.2f} (1 min)",
-           f"- {meta['date_utc']}"]
+           f"- {meta['date_utc']}"] + ([f"- note: {args.note}"] if args.note else [])
     text = "\n".join(md) + "\n"
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -18,20 +18,18 @@
 namespace dfnet4 {
 namespace {
 
-std::string shape_str(const mx::array& a) {
+std::string shape_str(const mx::Shape& shape) {
   std::ostringstream os;
   os << "(";
-  for (size_t i = 0; i < a.shape().size(); ++i) os << (i ? ", " : "") << a.shape(i);
-  os << (a.ndim() == 1 ? ",)" : ")");
+  for (size_t i = 0; i < shape.size(); ++i) os << (i ? ", " : "") << shape[i];
+  os << (shape.size() == 1 ? ",)" : ")");
   return os.str();
 }
 
 void expect_shape(const char* name, const mx::array& a, const mx::Shape& want) {
-  if (a.shape() != want) {
-    mx::array w = mx::zeros(want, mx::float32);  // only for printing the shape
-    throw std::invalid_argument(std::string("gru: ") + name + " has shape " + shape_str(a) +
-                                ", needs " + shape_str(w));
-  }
+  if (a.shape() != want)
+    throw std::invalid_argument(std::string("gru: ") + name + " has shape " +
+                                shape_str(a.shape()) + ", needs " + shape_str(want));
 }
 
 GruDims dims_of(const mx::array& hs_like, int H) {
@@ -50,56 +48,90 @@ void alloc(std::vector<mx::array>& out) {
 
 }  // namespace
 
-std::vector<mx::array> gru_forward(const mx::array& gx, const mx::array& Wh, const mx::array& bhn,
-                                   const mx::array& h0, mx::StreamOrDevice s) {
+std::vector<mx::array> gru_forward(const mx::array& gx, const mx::array& Wh,
+                                   const std::optional<mx::array>& bhn,
+                                   const std::optional<mx::array>& h0, mx::StreamOrDevice s) {
   if (gx.ndim() != 3 || gx.shape(2) % 3 != 0)
-    throw std::invalid_argument("gru: gx has shape " + shape_str(gx) +
+    throw std::invalid_argument("gru: gx has shape " + shape_str(gx.shape()) +
                                 ", needs (batch, time, 3*hidden)");
   const int B = gx.shape(0), T = gx.shape(1), H = gx.shape(2) / 3;
   expect_shape("Wh", Wh, {3 * H, H});
-  expect_shape("bhn", bhn, {H});
-  expect_shape("h0", h0, {B, H});
+  if (bhn) expect_shape("bhn", *bhn, {H});
+  if (h0) expect_shape("h0", *h0, {B, H});
   auto dt = gx.dtype();
   if (dt != mx::float32 && dt != mx::float64)
     throw std::invalid_argument("gru: the recurrence computes in float32 or float64");
-  for (auto* a : {&Wh, &bhn, &h0})
-    if (a->dtype() != dt) throw std::invalid_argument("gru: all inputs need gx's dtype");
   auto st = mx::to_stream(s);
-  std::vector<mx::array> in = {mx::contiguous(gx, false, st), mx::contiguous(Wh, false, st),
-                               mx::contiguous(bhn, false, st), mx::contiguous(h0, false, st)};
+  std::vector<mx::array> in = {mx::contiguous(gx, false, st)};
+  for (const mx::array* a : {&Wh, bhn ? &*bhn : nullptr, h0 ? &*h0 : nullptr}) {
+    if (a == nullptr) continue;
+    if (a->dtype() != dt) throw std::invalid_argument("gru: all inputs need gx's dtype");
+    in.push_back(mx::contiguous(*a, false, st));
+  }
   return mx::array::make_arrays({{B, T, H}, {B, T, 4 * H}}, {dt, dt},
-                                std::make_shared<GruForward>(st), in);
+                                std::make_shared<GruForward>(st, bhn.has_value(), h0.has_value()),
+                                in);
 }
 
 std::vector<mx::array> gru_backward(const mx::array& dhs, const mx::array& gates,
-                                    const mx::array& hs, const mx::array& h0, const mx::array& Wh,
-                                    mx::StreamOrDevice s) {
+                                    const mx::array& hs, const mx::array& Wh,
+                                    const std::optional<mx::array>& h0, mx::StreamOrDevice s) {
   if (hs.ndim() != 3) throw std::invalid_argument("gru_backward: hs needs (batch, time, hidden)");
   const int B = hs.shape(0), T = hs.shape(1), H = hs.shape(2);
   expect_shape("dhs", dhs, {B, T, H});
   expect_shape("gates", gates, {B, T, 4 * H});
-  expect_shape("h0", h0, {B, H});
   expect_shape("Wh", Wh, {3 * H, H});
+  if (h0) expect_shape("h0", *h0, {B, H});
   auto dt = hs.dtype();
   auto st = mx::to_stream(s);
   std::vector<mx::array> in;
-  for (auto* a : {&dhs, &gates, &hs, &h0, &Wh}) in.push_back(mx::contiguous(mx::astype(*a, dt, st), false, st));
+  for (const mx::array* a : {&dhs, &gates, &hs, &Wh, h0 ? &*h0 : nullptr})
+    if (a) in.push_back(mx::contiguous(mx::astype(*a, dt, st), false, st));
   return mx::array::make_arrays({{B, T, 3 * H}, {B, T, 3 * H}, {B, H}}, {dt, dt, dt},
-                                std::make_shared<GruBackward>(st), in);
+                                std::make_shared<GruBackward>(st, h0.has_value()), in);
 }
+
+namespace {
+
+// Under shapeless compilation a graph is replayed with new input shapes without re-running the
+// builders above; refuse (rather than read out of bounds) if the inputs no longer agree.
+void check_sizes(const char* who, const std::vector<mx::array>& in,
+                 const std::vector<size_t>& want) {
+  for (size_t i = 0; i < want.size(); ++i)
+    if (in[i].size() != want[i])
+      throw std::runtime_error(std::string(who) +
+                               ": input sizes no longer agree (a shapeless-compiled graph replayed "
+                               "with a new hidden size?); recompile for the new shapes");
+}
+
+// Absent bhn / h0: a zero buffer owned by the dispatched task.
+template <typename T>
+std::shared_ptr<std::vector<T>> zeros_if(bool absent, size_t n) {
+  return std::make_shared<std::vector<T>>(absent ? n : 0, T(0));
+}
+
+}  // namespace
 
 void GruForward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   check_contiguous(in, "GruForward");
+  GruDims d = dims_of(out[0], out[0].shape(2));
+  const size_t B = d.B, T = d.T, H = d.H;
+  std::vector<size_t> want = {B * T * 3 * H, 3 * H * H};
+  if (has_bhn_) want.push_back(H);
+  if (has_h0_) want.push_back(B * H);
+  check_sizes("GruForward", in, want);
   alloc(out);
   auto& enc = mx::cpu::get_command_encoder(stream());
   for (auto& a : in) enc.set_input_array(a);
   for (auto& a : out) enc.set_output_array(a);
-  GruDims d = dims_of(out[0], out[0].shape(2));
   auto launch = [&](auto tag) {
-    using T = decltype(tag);
-    enc.dispatch([d, gx = in[0].data<T>(), Wh = in[1].data<T>(), bhn = in[2].data<T>(),
-                  h0 = in[3].data<T>(), hs = out[0].data<T>(), gates = out[1].data<T>()] {
-      gru_forward_cpu<T>(d, gx, Wh, bhn, h0, hs, gates);
+    using T_ = decltype(tag);
+    auto zb = zeros_if<T_>(!has_bhn_, H), zh = zeros_if<T_>(!has_h0_, B * H);
+    const T_* bhn = has_bhn_ ? in[2].data<T_>() : zb->data();
+    const T_* h0 = has_h0_ ? in[has_bhn_ ? 3 : 2].data<T_>() : zh->data();
+    enc.dispatch([d, gx = in[0].data<T_>(), Wh = in[1].data<T_>(), bhn, h0, zb, zh,
+                  hs = out[0].data<T_>(), gates = out[1].data<T_>()] {
+      gru_forward_cpu<T_>(d, gx, Wh, bhn, h0, hs, gates);
     });
   };
   if (in[0].dtype() == mx::float64) launch(double{}); else launch(float{});
@@ -107,17 +139,23 @@ void GruForward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::arra
 
 void GruBackward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   check_contiguous(in, "GruBackward");
+  GruDims d = dims_of(in[2], in[2].shape(2));
+  const size_t B = d.B, T = d.T, H = d.H;
+  std::vector<size_t> want = {B * T * H, B * T * 4 * H, B * T * H, 3 * H * H};
+  if (has_h0_) want.push_back(B * H);
+  check_sizes("GruBackward", in, want);
   alloc(out);
   auto& enc = mx::cpu::get_command_encoder(stream());
   for (auto& a : in) enc.set_input_array(a);
   for (auto& a : out) enc.set_output_array(a);
-  GruDims d = dims_of(in[2], in[2].shape(2));
   auto launch = [&](auto tag) {
-    using T = decltype(tag);
-    enc.dispatch([d, dhs = in[0].data<T>(), gates = in[1].data<T>(), hs = in[2].data<T>(),
-                  h0 = in[3].data<T>(), Wh = in[4].data<T>(), dgx = out[0].data<T>(),
-                  dgh = out[1].data<T>(), dh0 = out[2].data<T>()] {
-      gru_backward_cpu<T>(d, dhs, gates, hs, h0, Wh, dgx, dgh, dh0);
+    using T_ = decltype(tag);
+    auto zh = zeros_if<T_>(!has_h0_, B * H);
+    const T_* h0 = has_h0_ ? in[4].data<T_>() : zh->data();
+    enc.dispatch([d, dhs = in[0].data<T_>(), gates = in[1].data<T_>(), hs = in[2].data<T_>(),
+                  Wh = in[3].data<T_>(), h0, zh, dgx = out[0].data<T_>(), dgh = out[1].data<T_>(),
+                  dh0 = out[2].data<T_>()] {
+      gru_backward_cpu<T_>(d, dhs, gates, hs, h0, Wh, dgx, dgh, dh0);
     });
   };
   if (in[0].dtype() == mx::float64) launch(double{}); else launch(float{});
@@ -130,24 +168,31 @@ std::vector<mx::array> GruForward::vjp(const std::vector<mx::array>& primals,
                                        const std::vector<mx::array>& cotangents,
                                        const std::vector<int>& argnums,
                                        const std::vector<mx::array>& outputs) {
-  const auto &Wh = primals[1], &h0 = primals[3], &hs = outputs[0], &gates = outputs[1];
+  const int bhn_idx = has_bhn_ ? 2 : -1, h0_idx = has_h0_ ? (has_bhn_ ? 3 : 2) : -1;
+  const auto &Wh = primals[1], &hs = outputs[0], &gates = outputs[1];
+  std::optional<mx::array> h0;
+  if (has_h0_) h0 = primals[h0_idx];
   const int B = hs.shape(0), T = hs.shape(1), H = hs.shape(2);
   auto s = stream();
-  auto g = gru_backward(cotangents[0], gates, hs, h0, Wh, s);
+  auto g = gru_backward(cotangents[0], gates, hs, Wh, h0, s);
   std::vector<mx::array> result;
   for (int arg : argnums) {
     if (arg == 0) {
       result.push_back(g[0]);
     } else if (arg == 1) {
-      // dWh = sum over (b, t) of dgh_t^T h_{t-1}
-      auto h_prev = mx::concatenate(
-          {mx::reshape(h0, {B, 1, H}, s), mx::slice(hs, {0, 0, 0}, {B, T - 1, H}, s)}, 1, s);
+      // dWh = sum over (b, t) of dgh_t^T h_{t-1}, h_{-1} = h0 (zeros when absent)
+      auto shifted = mx::slice(hs, {0, 0, 0}, {B, T - 1, H}, s);
+      auto h_prev = has_h0_ ? mx::concatenate({mx::reshape(*h0, {B, 1, H}, s), shifted}, 1, s)
+                            : mx::pad(shifted, {{0, 0}, {1, 0}, {0, 0}}, mx::array(0, hs.dtype()),
+                                      "constant", s);
       result.push_back(mx::matmul(mx::transpose(mx::reshape(g[1], {B * T, 3 * H}, s), s),
                                   mx::reshape(h_prev, {B * T, H}, s), s));
-    } else if (arg == 2) {
+    } else if (arg == bhn_idx) {
       result.push_back(mx::sum(mx::slice(g[1], {0, 0, 2 * H}, {B, T, 3 * H}, s), {0, 1}, false, s));
-    } else {
+    } else if (arg == h0_idx) {
       result.push_back(g[2]);
+    } else {
+      throw std::logic_error("GruForward::vjp: unexpected argnum");
     }
   }
   return result;
@@ -180,10 +225,12 @@ std::vector<mx::Shape> GruBackward::output_shapes(const std::vector<mx::array>& 
 }
 
 bool GruForward::is_equivalent(const mx::Primitive& other) const {
-  return dynamic_cast<const GruForward*>(&other) != nullptr;
+  auto* o = dynamic_cast<const GruForward*>(&other);
+  return o && o->has_bhn_ == has_bhn_ && o->has_h0_ == has_h0_;
 }
 bool GruBackward::is_equivalent(const mx::Primitive& other) const {
-  return dynamic_cast<const GruBackward*>(&other) != nullptr;
+  auto* o = dynamic_cast<const GruBackward*>(&other);
+  return o && o->has_h0_ == has_h0_;
 }
 
 namespace {
@@ -192,23 +239,24 @@ namespace nb = nanobind;
 void bind_gru(nb::module_& m) {
   m.def(
       "gru_forward",
-      [](const mx::array& gx, const mx::array& Wh, const mx::array& bhn, const mx::array& h0,
-         mx::StreamOrDevice s) {
+      [](const mx::array& gx, const mx::array& Wh, const std::optional<mx::array>& bhn,
+         const std::optional<mx::array>& h0, mx::StreamOrDevice s) {
         auto r = gru_forward(gx, Wh, bhn, h0, s);
         return std::make_tuple(r[0], r[1]);
       },
-      nb::arg("gx"), nb::arg("Wh"), nb::arg("bhn"), nb::arg("h0"), nb::kw_only(),
+      nb::arg("gx"), nb::arg("Wh"), nb::arg("bhn").none() = nb::none(),
+      nb::arg("h0").none() = nb::none(), nb::kw_only(),
       nb::arg("stream") = nb::none(),
       "GRU recurrence primitive: (hs, gates) from gx = x Wx^T + b. Use dfnet4.ops.gru instead.");
   m.def(
       "gru_backward",
-      [](const mx::array& dhs, const mx::array& gates, const mx::array& hs, const mx::array& h0,
-         const mx::array& Wh, mx::StreamOrDevice s) {
-        auto r = gru_backward(dhs, gates, hs, h0, Wh, s);
+      [](const mx::array& dhs, const mx::array& gates, const mx::array& hs, const mx::array& Wh,
+         const std::optional<mx::array>& h0, mx::StreamOrDevice s) {
+        auto r = gru_backward(dhs, gates, hs, Wh, h0, s);
         return std::make_tuple(r[0], r[1], r[2]);
       },
-      nb::arg("dhs"), nb::arg("gates"), nb::arg("hs"), nb::arg("h0"), nb::arg("Wh"),
-      nb::kw_only(), nb::arg("stream") = nb::none(),
+      nb::arg("dhs"), nb::arg("gates"), nb::arg("hs"), nb::arg("Wh"),
+      nb::arg("h0").none() = nb::none(), nb::kw_only(), nb::arg("stream") = nb::none(),
       "Reverse GRU recurrence primitive: (dgx, dgh, dh0).");
 }
 DFNET4_REGISTER_BINDING(bind_gru);

@@ -1,5 +1,6 @@
-// CPU GRU recurrence. Per step every hidden unit needs the full previous state, so the step is
-// split across a team of threads by blocks of hidden units, with one barrier per step.
+// CPU GRU recurrence. Per step every hidden unit needs the full previous state, so each step is
+// split into tasks (blocks of hidden units) that a team of threads claims in order; a step starts
+// when the previous one is complete (StepTasks, gru_team.h).
 // The hidden-to-hidden products run as a register-blocked micro-kernel over a packed copy of Wh
 // whose inner loop is a contiguous axpy (vectorises without reassociating a reduction); the gate
 // math is the shared body from kernels/gru.h.
@@ -92,7 +93,7 @@ std::vector<T> pack_forward(const T* Wh, int H, int blocks) {
 }
 
 // Copies the nj <= kUnits units of a block; full blocks take the fixed-size path (a few vector
-// moves) instead of a variable-length memcpy, which was a tenth of the forward's time.
+// moves) instead of a variable-length memcpy call, which showed up in profiles.
 template <typename T>
 DFNET4_ALWAYS_INLINE void copy_units(T* __restrict dst, const T* __restrict src, int nj) {
   if (nj == kUnits) {
@@ -177,18 +178,16 @@ DFNET4_ALWAYS_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, i
   }
 }
 
-// Worker w of n: all steps for its blocks of hidden units, BB batch rows at a time.
+// One thread of the team: claims (step, block) tasks until none are left, BB batch rows at a time.
 template <typename T, int BB, int VB>
-DFNET4_ALWAYS_INLINE void forward_worker_body(const ForwardCtx<T>& c, StepBarrier& barrier, int w,
-                                              int n) {
-  const int blk0 = (int)((long)c.blocks * w / n), blk1 = (int)((long)c.blocks * (w + 1) / n);
-  for (int t = 0; t < c.d.T; ++t) {
-    for (int blk = blk0; blk < blk1; ++blk) {
-      int b = 0;
-      for (; b + BB <= c.d.B; b += BB) forward_tile<T, BB, VB>(c, t, blk, b);
-      for (; b < c.d.B; ++b) forward_tile<T, 1, VB>(c, t, blk, b);
-    }
-    barrier.wait();
+DFNET4_ALWAYS_INLINE void forward_worker_body(const ForwardCtx<T>& c, StepTasks& tasks) {
+  for (long k = tasks.claim(); k >= 0; k = tasks.claim()) {
+    const int t = (int)(k / tasks.per_step()), blk = (int)(k % tasks.per_step());
+    tasks.wait_for_step(t);
+    int b = 0;
+    for (; b + BB <= c.d.B; b += BB) forward_tile<T, BB, VB>(c, t, blk, b);
+    for (; b < c.d.B; ++b) forward_tile<T, 1, VB>(c, t, blk, b);
+    tasks.finish();
   }
 }
 
@@ -232,50 +231,46 @@ DFNET4_ALWAYS_INLINE void backward_tile(const BackwardCtx<T>& c, int t, int blk,
     }
 }
 
+// Steps s = 0..T run t = T-1-s; the last step (t = -1) computes dh0.
 template <typename T, int BB, int VB>
-DFNET4_ALWAYS_INLINE void backward_worker_body(const BackwardCtx<T>& c, StepBarrier& barrier,
-                                               int w, int n) {
-  const int blk0 = (int)((long)c.blocks * w / n), blk1 = (int)((long)c.blocks * (w + 1) / n);
-  for (int t = c.d.T - 1; t >= -1; --t) {
-    for (int blk = blk0; blk < blk1; ++blk) {
-      int b = 0;
-      for (; b + BB <= c.d.B; b += BB) backward_tile<T, BB, VB>(c, t, blk, b);
-      for (; b < c.d.B; ++b) backward_tile<T, 1, VB>(c, t, blk, b);
-    }
-    if (t >= 0) barrier.wait();
+DFNET4_ALWAYS_INLINE void backward_worker_body(const BackwardCtx<T>& c, StepTasks& tasks) {
+  for (long k = tasks.claim(); k >= 0; k = tasks.claim()) {
+    const int s = (int)(k / tasks.per_step()), blk = (int)(k % tasks.per_step());
+    const int t = c.d.T - 1 - s;
+    tasks.wait_for_step(s);
+    int b = 0;
+    for (; b + BB <= c.d.B; b += BB) backward_tile<T, BB, VB>(c, t, blk, b);
+    for (; b < c.d.B; ++b) backward_tile<T, 1, VB>(c, t, blk, b);
+    tasks.finish();
   }
 }
 
 // ISA variants of the workers (x86: runtime dispatch, so a generic build still uses AVX2/AVX-512).
 template <typename T>
-void forward_worker_generic(const ForwardCtx<T>& c, StepBarrier& b, int w, int n) {
-  forward_worker_body<T, 1, 16>(c, b, w, n);
+void forward_worker_generic(const ForwardCtx<T>& c, StepTasks& q) {
+  forward_worker_body<T, 1, 16>(c, q);
 }
 template <typename T>
-void backward_worker_generic(const BackwardCtx<T>& c, StepBarrier& b, int w, int n) {
-  backward_worker_body<T, 1, 16>(c, b, w, n);
+void backward_worker_generic(const BackwardCtx<T>& c, StepTasks& q) {
+  backward_worker_body<T, 1, 16>(c, q);
 }
 #ifdef DFNET4_X86_DISPATCH
-DFNET4_TARGET_AVX2 void forward_worker_avx2(const ForwardCtx<float>& c, StepBarrier& b, int w,
-                                            int n) {
-  forward_worker_body<float, 2, 32>(c, b, w, n);
+DFNET4_TARGET_AVX2 void forward_worker_avx2(const ForwardCtx<float>& c, StepTasks& q) {
+  forward_worker_body<float, 2, 32>(c, q);
 }
-DFNET4_TARGET_AVX2 void backward_worker_avx2(const BackwardCtx<float>& c, StepBarrier& b, int w,
-                                             int n) {
-  backward_worker_body<float, 2, 32>(c, b, w, n);
+DFNET4_TARGET_AVX2 void backward_worker_avx2(const BackwardCtx<float>& c, StepTasks& q) {
+  backward_worker_body<float, 2, 32>(c, q);
 }
-DFNET4_TARGET_AVX512 void forward_worker_avx512(const ForwardCtx<float>& c, StepBarrier& b, int w,
-                                                int n) {
-  forward_worker_body<float, 4, 64>(c, b, w, n);
+DFNET4_TARGET_AVX512 void forward_worker_avx512(const ForwardCtx<float>& c, StepTasks& q) {
+  forward_worker_body<float, 4, 64>(c, q);
 }
-DFNET4_TARGET_AVX512 void backward_worker_avx512(const BackwardCtx<float>& c, StepBarrier& b,
-                                                 int w, int n) {
-  backward_worker_body<float, 4, 64>(c, b, w, n);
+DFNET4_TARGET_AVX512 void backward_worker_avx512(const BackwardCtx<float>& c, StepTasks& q) {
+  backward_worker_body<float, 4, 64>(c, q);
 }
 #endif
 
 template <typename Ctx>
-using WorkerFn = void (*)(const Ctx&, StepBarrier&, int, int);
+using WorkerFn = void (*)(const Ctx&, StepTasks&);
 
 enum class Isa { Generic, Avx2, Avx512 };
 
@@ -322,7 +317,7 @@ WorkerFn<BackwardCtx<T>> pick_backward() {
 }
 
 // Threads worth using: at most one per block, and none that would get less than ~64k
-// multiply-adds per step (below that the per-step barrier costs more than it saves).
+// multiply-adds per step (below that, handing steps between threads costs more than it saves).
 int team_size(const GruDims& d, int blocks) {
   long work = (long)d.B * 3 * d.H * d.H;
   long by_work = std::max(1L, work / 65536);
@@ -338,9 +333,9 @@ void gru_forward_cpu(const GruDims& d, const T* gx, const T* Wh, const T* bhn, c
   std::vector<T> Wp = pack_forward(Wh, d.H, blocks);
   ForwardCtx<T> c{d, gx, bhn, h0, Wp.data(), (long)blocks * kCols, blocks, hs, gates};
   const int n = team_size(d, blocks);
-  StepBarrier barrier(n);
+  StepTasks tasks(d.T, blocks);
   auto fn = pick_forward<T>();
-  run_team(n, [&](int w) { fn(c, barrier, w, n); });
+  run_team(n, [&](int) { fn(c, tasks); });
 }
 
 template <typename T>
@@ -352,9 +347,9 @@ void gru_backward_cpu(const GruDims& d, const T* dhs, const T* gates, const T* h
   BackwardCtx<T> c{d,   dhs, gates, hs,  h0, Wp.data(), (long)blocks * kCols, blocks,
                    dgx, dgh, dh0,   dh_direct.data()};
   const int n = team_size(d, blocks);
-  StepBarrier barrier(n);
+  StepTasks tasks(d.T + 1, blocks);  // T reverse steps, then dh0
   auto fn = pick_backward<T>();
-  run_team(n, [&](int w) { fn(c, barrier, w, n); });
+  run_team(n, [&](int) { fn(c, tasks); });
 }
 
 template void gru_forward_cpu<float>(const GruDims&, const float*, const float*, const float*,

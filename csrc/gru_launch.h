@@ -2,9 +2,12 @@
 // order of the per-step dispatches. Shared by eval_gpu (gru_metal.cpp) and the emulated harness
 // (metal_emu/gru_emu.cpp), so the tests run exactly the plan the GPU runs.
 //
-// One 32-lane SIMD group per (batch row b, hidden unit j); a threadgroup holds kSimdsPerGroup of
-// them along j. Steps depend on each other, so every step is its own dispatch; MLX inserts a
-// memory barrier between them because each reads an array the previous one wrote.
+// Forward: one 32-lane SIMD group per (hidden unit j, chunk of kGruBatchPerSimd batch rows);
+// lanes split the dot products over k (contiguous rows of Wh) and reuse the rows across the chunk.
+// Backward: one thread per (batch row b, hidden unit j), summing over the 3H gate gradients, so
+// neighbouring threads read neighbouring columns of Wh. Steps depend on each other, so every step
+// is its own dispatch; MLX inserts a memory barrier between them because each reads an array the
+// previous one wrote.
 #pragma once
 #include <string>
 
@@ -26,16 +29,21 @@ struct Dispatch {
   Size3 threads;  // threads per threadgroup
 };
 
-inline Size3 threads_per_group() { return {kSimdWidth * kSimdsPerGroup, 1, 1}; }
-inline Size3 groups(int B, int H) {
-  return {(unsigned)((H + kSimdsPerGroup - 1) / kSimdsPerGroup), (unsigned)B, 1};
+inline Size3 forward_threads() { return {kSimdWidth * kSimdsPerGroup, 1, 1}; }
+inline Size3 forward_groups(int B, int H) {
+  return {(unsigned)((H + kSimdsPerGroup - 1) / kSimdsPerGroup),
+          (unsigned)((B + dfk::kGruBatchPerSimd - 1) / dfk::kGruBatchPerSimd), 1};
+}
+inline Size3 backward_threads() { return {(unsigned)dfk::kGruBackwardThreads, 1, 1}; }
+inline Size3 backward_groups(int B, int H) {
+  return {(unsigned)((H + dfk::kGruBackwardThreads - 1) / dfk::kGruBackwardThreads), (unsigned)B, 1};
 }
 
 // Buffers of gru_forward_step: 0 gx, 1 Wh, 2 bhn, 3 h0, 4 hs (out), 5 gates (out), 6 params.
 template <typename F>
 void forward(int B, int T, int H, F&& dispatch) {
   for (int t = 0; t < T; ++t)
-    dispatch(Dispatch{"gru_forward_step", {B, T, H, t}, groups(B, H), threads_per_group()});
+    dispatch(Dispatch{"gru_forward_step", {B, T, H, t}, forward_groups(B, H), forward_threads()});
 }
 
 // Buffers of gru_backward_step: 0 dhs, 1 gates, 2 hs, 3 h0, 4 Wh, 5 dgx (out), 6 dgh (out),
@@ -44,8 +52,8 @@ void forward(int B, int T, int H, F&& dispatch) {
 template <typename F>
 void backward(int B, int T, int H, F&& dispatch) {
   for (int t = T - 1; t >= 0; --t)
-    dispatch(Dispatch{"gru_backward_step", {B, T, H, t}, groups(B, H), threads_per_group()});
-  dispatch(Dispatch{"gru_backward_dh0", {B, T, H, 0}, groups(B, H), threads_per_group()});
+    dispatch(Dispatch{"gru_backward_step", {B, T, H, t}, backward_groups(B, H), backward_threads()});
+  dispatch(Dispatch{"gru_backward_dh0", {B, T, H, 0}, backward_groups(B, H), backward_threads()});
 }
 
 }  // namespace dfnet4::gru_launch

@@ -7,6 +7,7 @@
 #ifdef _METAL_
 #include <dlfcn.h>
 
+#include <cstring>
 #include <filesystem>
 
 #include "gru_launch.h"
@@ -30,6 +31,16 @@ std::string extension_dir() {
 
 MTL::Size to_mtl(gru_launch::Size3 s) { return MTL::Size(s.x, s.y, s.z); }
 
+// A zeroed float32 buffer standing in for an absent bhn / h0 (Apple GPUs share memory with the
+// CPU, so it is cleared from the host), kept alive until the command buffer completes.
+mx::array zeros_buffer(mx::Shape shape, mx::metal::CommandEncoder& enc) {
+  mx::array z(std::move(shape), mx::float32, nullptr, {});
+  z.set_data(mx::allocator::malloc(z.nbytes()));
+  std::memset(z.data<float>(), 0, z.nbytes());
+  enc.add_temporary(z);
+  return z;
+}
+
 void require_float32(const std::vector<mx::array>& in) {
   for (auto& a : in)
     if (a.dtype() != mx::float32)
@@ -46,9 +57,14 @@ void GruForward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::arra
   auto* lib = d.get_library("dfnet4", extension_dir());
   auto& enc = mx::metal::get_command_encoder(s);
   const int B = out[0].shape(0), T = out[0].shape(1), H = out[0].shape(2);
+  const mx::array bhn = has_bhn_ ? in[2] : zeros_buffer({H}, enc);
+  const mx::array h0 = has_h0_ ? in[has_bhn_ ? 3 : 2] : zeros_buffer({B, H}, enc);
   gru_launch::forward(B, T, H, [&](const gru_launch::Dispatch& disp) {
     enc.set_compute_pipeline_state(d.get_kernel(disp.name + "_float32", lib));
-    for (int i = 0; i < 4; ++i) enc.set_input_array(in[i], i);
+    enc.set_input_array(in[0], 0);
+    enc.set_input_array(in[1], 1);
+    enc.set_input_array(bhn, 2);
+    enc.set_input_array(h0, 3);
     enc.set_output_array(out[0], 4);  // read (previous step) and written: orders the dispatches
     enc.set_output_array(out[1], 5);
     enc.set_bytes(disp.params, 6);
@@ -64,6 +80,7 @@ void GruBackward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::arr
   auto* lib = d.get_library("dfnet4", extension_dir());
   auto& enc = mx::metal::get_command_encoder(s);
   const int B = in[2].shape(0), T = in[2].shape(1), H = in[2].shape(2);
+  const mx::array h0 = has_h0_ ? in[4] : zeros_buffer({B, H}, enc);
   // Scratch: the part of dL/dh_t that bypasses Wh, carried from one step's dispatch to the next.
   mx::array dh_direct(mx::Shape{B, H}, mx::float32, nullptr, {});
   dh_direct.set_data(mx::allocator::malloc(dh_direct.nbytes()));
@@ -71,14 +88,18 @@ void GruBackward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::arr
   gru_launch::backward(B, T, H, [&](const gru_launch::Dispatch& disp) {
     enc.set_compute_pipeline_state(d.get_kernel(disp.name + "_float32", lib));
     if (disp.name == "gru_backward_step") {
-      for (int i = 0; i < 5; ++i) enc.set_input_array(in[i], i);
+      enc.set_input_array(in[0], 0);  // dhs
+      enc.set_input_array(in[1], 1);  // gates
+      enc.set_input_array(in[2], 2);  // hs
+      enc.set_input_array(h0, 3);
+      enc.set_input_array(in[3], 4);  // Wh
       enc.set_output_array(out[0], 5);
       enc.set_output_array(out[1], 6);
       enc.set_output_array(dh_direct, 7);
       enc.set_bytes(disp.params, 8);
     } else {  // gru_backward_dh0
       enc.set_input_array(out[1], 0);
-      enc.set_input_array(in[4], 1);
+      enc.set_input_array(in[3], 1);
       enc.set_input_array(dh_direct, 2);
       enc.set_output_array(out[2], 3);
       enc.set_bytes(disp.params, 4);

@@ -1,7 +1,8 @@
 // Metal wrappers of the GRU recurrence kernel bodies (csrc/kernels/gru.h). Launch plan and buffer
-// indices: csrc/gru_launch.h. One SIMD group per (batch row, hidden unit): lanes split the dot
-// product, simd_sum reduces it, lane 0 applies the gate math. Lanes of a SIMD group past the last
-// hidden unit compute on unit 0 and write nothing, so every lane reaches the collective.
+// indices: csrc/gru_launch.h. Forward: one SIMD group per (hidden unit, chunk of batch rows):
+// lanes split each dot product, simd_sum reduces it, lane 0 applies the gate math; SIMD groups
+// past the last hidden unit compute on unit 0 and write nothing, so every lane reaches the
+// collectives. Backward: one thread per (batch row, hidden unit), no collectives.
 #include <metal_stdlib>
 
 #include "kernels/gru.h"
@@ -22,17 +23,22 @@ template <typename T>
     uint sg [[simdgroup_index_in_threadgroup]],
     uint simds [[simdgroups_per_threadgroup]],
     uint lanes [[threads_per_simdgroup]]) {
-  const int j_raw = (int)(group.x * simds + sg), b = (int)group.y;
+  const int j_raw = (int)(group.x * simds + sg);
   const bool active = j_raw < p.H;
   const int j = active ? j_raw : 0;
-  device const T* h_prev = p.t == 0 ? h0 + (long)b * p.H : hs + ((long)b * p.T + p.t - 1) * p.H;
-  T pr, pz, pn;
-  dfk::gru_forward_partials<T>(h_prev, Wh, p.H, j, (int)lane, (int)lanes, pr, pz, pn);
-  pr = simd_sum(pr);
-  pz = simd_sum(pz);
-  pn = simd_sum(pn);
-  if (active && lane == 0)
-    dfk::gru_forward_finish<T>(gx, bhn, h_prev, hs, gates, p.T, p.H, b, p.t, j, pr, pz, pn);
+  const int b0 = (int)group.y * dfk::kGruBatchPerSimd;
+  const int b1 = b0 + dfk::kGruBatchPerSimd < p.B ? b0 + dfk::kGruBatchPerSimd : p.B;
+  for (int b = b0; b < b1; ++b) {  // same trip count for every lane of the SIMD group
+    device const T* h_prev =
+        p.t == 0 ? h0 + (long)b * p.H : hs + ((long)b * p.T + p.t - 1) * p.H;
+    T pr, pz, pn;
+    dfk::gru_forward_partials<T>(h_prev, Wh, p.H, j, (int)lane, (int)lanes, pr, pz, pn);
+    pr = simd_sum(pr);
+    pz = simd_sum(pz);
+    pn = simd_sum(pn);
+    if (active && lane == 0)
+      dfk::gru_forward_finish<T>(gx, bhn, h_prev, hs, gates, p.T, p.H, b, p.t, j, pr, pz, pn);
+  }
 }
 
 template <typename T>
@@ -46,23 +52,15 @@ template <typename T>
     device T* dgh [[buffer(6)]],
     device T* dh_direct [[buffer(7)]],
     constant dfk::GruStepParams& p [[buffer(8)]],
-    uint3 group [[threadgroup_position_in_grid]],
-    uint lane [[thread_index_in_simdgroup]],
-    uint sg [[simdgroup_index_in_threadgroup]],
-    uint simds [[simdgroups_per_threadgroup]],
-    uint lanes [[threads_per_simdgroup]]) {
-  const int j_raw = (int)(group.x * simds + sg), b = (int)group.y;
-  const bool active = j_raw < p.H;
-  const int j = active ? j_raw : 0;
+    uint3 gid [[thread_position_in_grid]]) {
+  const int j = (int)gid.x, b = (int)gid.y;
+  if (j >= p.H) return;
   const bool last = p.t == p.T - 1;
-  T part = T(0);
-  if (!last)  // uniform across the SIMD group
-    part = dfk::gru_backward_partial<T>(dgh + ((long)b * p.T + p.t + 1) * 3 * p.H, Wh, p.H, j,
-                                        (int)lane, (int)lanes);
-  part = simd_sum(part);
-  if (active && lane == 0)
-    dfk::gru_backward_finish<T>(dhs, gates, hs, h0, dgx, dgh, dh_direct, p.T, p.H, b, p.t, j,
-                                last, part);
+  const T wh_sum = last ? T(0)
+                        : dfk::gru_backward_wh_sum<T>(dgh + ((long)b * p.T + p.t + 1) * 3 * p.H,
+                                                      Wh, p.H, j);
+  dfk::gru_backward_finish<T>(dhs, gates, hs, h0, dgx, dgh, dh_direct, p.T, p.H, b, p.t, j, last,
+                              wh_sum);
 }
 
 template <typename T>
@@ -72,18 +70,11 @@ template <typename T>
     device const T* dh_direct [[buffer(2)]],
     device T* dh0 [[buffer(3)]],
     constant dfk::GruStepParams& p [[buffer(4)]],
-    uint3 group [[threadgroup_position_in_grid]],
-    uint lane [[thread_index_in_simdgroup]],
-    uint sg [[simdgroup_index_in_threadgroup]],
-    uint simds [[simdgroups_per_threadgroup]],
-    uint lanes [[threads_per_simdgroup]]) {
-  const int j_raw = (int)(group.x * simds + sg), b = (int)group.y;
-  const bool active = j_raw < p.H;
-  const int j = active ? j_raw : 0;
-  T part = dfk::gru_backward_partial<T>(dgh + (long)b * p.T * 3 * p.H, Wh, p.H, j, (int)lane,
-                                        (int)lanes);
-  part = simd_sum(part);
-  if (active && lane == 0) dfk::gru_backward_dh0_finish<T>(dh_direct, dh0, p.H, b, j, part);
+    uint3 gid [[thread_position_in_grid]]) {
+  const int j = (int)gid.x, b = (int)gid.y;
+  if (j >= p.H) return;
+  const T wh_sum = dfk::gru_backward_wh_sum<T>(dgh + (long)b * p.T * 3 * p.H, Wh, p.H, j);
+  dfk::gru_backward_dh0_finish<T>(dh_direct, dh0, p.H, b, j, wh_sum);
 }
 
 #define DFNET4_GRU_INSTANTIATE(name, T, suffix) \

@@ -24,8 +24,9 @@ pytestmark = [
 
 ORDERS = [("forward", 0), ("reverse", 0), ("shuffled", 1), ("shuffled", 2)]
 # (batch, time, hidden): hidden 7 leaves SIMD groups of a threadgroup without a unit, 33 makes
-# lanes loop over more than one element of each dot product, 1 is the degenerate unit.
-SHAPES = [(2, 3, 7), (1, 2, 33), (3, 2, 1)]
+# lanes loop over more than one element of each dot product, 1 is the degenerate unit; batch 10
+# spans two forward batch chunks (the second partial) and hidden 70 two backward threadgroups.
+SHAPES = [(2, 3, 7), (1, 2, 33), (3, 2, 1), (10, 2, 70)]
 
 
 def _inputs(B, T, H, seed):
@@ -53,7 +54,7 @@ def test_metal_forward_and_backward_match_cpu(B, T, H, order, seed):
     assert hs_m.shape == hs.shape and gates_m.shape == gates.shape
     assert _close(hs_m, hs) and _close(gates_m, gates)
 
-    grads = ext.gru_backward(a["dhs"], gates, hs, a["h0"], a["Wh"])
+    grads = ext.gru_backward(a["dhs"], gates, hs, a["Wh"], a["h0"])
     grads_m = emu.gru_backward(a["dhs"], gates, hs, a["h0"], a["Wh"], order=order, seed=seed)
     for name, g, g_m in zip(("dgx", "dgh", "dh0"), grads, grads_m):
         assert g_m.shape == g.shape, name

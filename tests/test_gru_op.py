@@ -56,14 +56,33 @@ def test_compile_and_grad_of_compiled():
             assert max_scaled_error(g, grads_ref[name]) < 1e-6, name
 
 
-def test_shapeless_compile_follows_new_shapes():
-    """output_shapes lets a shapeless-compiled graph be reused at other batch/time sizes."""
-    compiled = mx.compile(lambda x, Wx, Wh, h0: gru(x, Wx, Wh, h0=h0), shapeless=True)
-    for B, T in [(2, 5), (3, 9)]:
-        inputs = make_inputs(B, T, 4, 6, bias=False, seed=B)
+@pytest.mark.parametrize("with_h0", [True, False])
+def test_shapeless_compile_follows_new_shapes(with_h0):
+    """output_shapes lets a shapeless-compiled graph be reused at other batch/time sizes; an
+    absent h0/bhn must not leave a constant of the first call's shape in the graph."""
+    if with_h0:
+        compiled = mx.compile(lambda x, Wx, Wh, h0: gru(x, Wx, Wh, h0=h0), shapeless=True)
+    else:
+        compiled = mx.compile(lambda x, Wx, Wh, h0: gru(x, Wx, Wh), shapeless=True)
+    for B, T in [(2, 5), (3, 9), (1, 4)]:
+        inputs = make_inputs(B, T, 4, 6, bias=False, h0=with_h0, seed=B)
+        mx.eval(inputs["x"], inputs["Wx"], inputs["Wh"])
         out = compiled(inputs["x"], inputs["Wx"], inputs["Wh"], inputs["h0"])
         assert out.shape == (B, T, 6)
         assert max_scaled_error(out, gru_reference(**inputs)) < 1e-6
+
+
+def test_shapeless_replay_checks_sizes_at_eval():
+    """A shapeless graph skips the Python validation on replay: a new hidden size is followed,
+    and inputs that no longer agree raise an error instead of being read out of bounds."""
+    compiled = mx.compile(lambda x, Wx, Wh, bhn: gru(x, Wx, Wh, bhn=bhn), shapeless=True)
+    a = make_inputs(2, 3, 4, 6, seed=1)
+    mx.eval(compiled(a["x"], a["Wx"], a["Wh"], a["bhn"]))
+    b = make_inputs(2, 3, 4, 8, seed=2)
+    out = compiled(b["x"], b["Wx"], b["Wh"], b["bhn"])
+    assert max_scaled_error(out, gru_reference(**{**b, "b": None, "h0": None})) < 1e-6
+    with pytest.raises(RuntimeError, match="no longer agree"):
+        mx.eval(compiled(b["x"], b["Wx"], b["Wh"], mx.zeros((9,))))
 
 
 def test_non_contiguous_inputs():
@@ -154,9 +173,10 @@ def test_unsupported_transforms_say_so():
         mx.grad(lambda x: first(x).sum())(inputs["x"])
 
 
-@pytest.mark.parametrize("threads", ["1", "3"])
+@pytest.mark.parametrize("threads", ["1", "3", "8"])
 def test_thread_count_does_not_change_results(monkeypatch, threads):
-    """Threads split hidden-unit blocks without changing any summation order: bitwise equal."""
+    """Threads split hidden-unit blocks without changing any summation order: bitwise equal
+    (8 threads on this 2-core machine also exercises waiting on descheduled threads)."""
     inputs = make_inputs(5, 7, 4, 200, seed=6)  # 200 units: blocks split unevenly over 3 threads
     cot = cotangent((5, 7, 200))
     monkeypatch.setenv("DFNET4_NUM_THREADS", "2")

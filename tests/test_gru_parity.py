@@ -44,7 +44,7 @@ NN_CASES = [
     (16, 2, 5, 7, False, False),
     (16, 2, 16, 64, True, False),
     (1, 2, 32, 256, True, True),
-    (16, 1, 8, 256, False, True),
+    (16, 1, 8, 256, False, False),
     (1, 2, 8, 512, True, False),
     (16, 2, 6, 512, False, True),
     (16, 24, 12, 64, True, True),

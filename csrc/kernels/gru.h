@@ -96,9 +96,9 @@ DFK_GRU_INLINE GruCellGrad<T> gru_cell_backward(T dh, T r, T z, T n, T hn, T h_p
   return g;
 }
 
-// ---- Per-SIMD-group step bodies (Metal: one 32-lane SIMD group per (batch b, hidden unit j)) ----
-// Each lane sums a strided slice of the length-H (forward) or length-3H (backward) product; the
-// caller reduces the partial sums across the SIMD group and lane 0 calls the *_finish body.
+// ---- Step bodies of the Metal kernels (launch plan: csrc/gru_launch.h) ----
+// Forward: each lane of a SIMD group sums a strided slice of the three length-H products of unit
+// j; the caller reduces them across the group and lane 0 calls gru_forward_finish.
 // Layouts (all row-major, contiguous): gx, gates (B, T, 3H / 4H), hs (B, T, H), Wh (3H, H),
 // h0 (B, H), dgx/dgh (B, T, 3H), dhs (B, T, H), dh_direct (B, H) scratch.
 
@@ -138,12 +138,12 @@ DF_INLINE void gru_forward_finish(
   s[3 * H + j] = hn;
 }
 
-// Lane partial sum of (dgh_{t+1}[b] . Wh[:, j]): the part of dL/dh_t[b, j] that goes through Wh.
+// dgh_{t+1}[b] . Wh[:, j]: the part of dL/dh_t[b, j] that goes through Wh (one thread per (b, j):
+// neighbouring j read neighbouring addresses of each row of Wh).
 template <typename T>
-DF_INLINE T gru_backward_partial(
-    DF_DEVICE const T* dgh_next, DF_DEVICE const T* Wh, int H, int j, int lane, int lanes) {
+DF_INLINE T gru_backward_wh_sum(DF_DEVICE const T* dgh_next, DF_DEVICE const T* Wh, int H, int j) {
   T p = T(0);
-  for (int c = lane; c < 3 * H; c += lanes) p += dgh_next[c] * Wh[(long)c * H + j];
+  for (int c = 0; c < 3 * H; ++c) p += dgh_next[c] * Wh[(long)c * H + j];
   return p;
 }
 

@@ -4,6 +4,12 @@
 
 namespace dfk {
 
+// Metal work split (an enum: usable by host C++ and MSL alike, no address space needed).
+enum GruMetalShape {
+  kGruBatchPerSimd = 8,     // forward: a SIMD group does up to 8 batch rows of one hidden unit
+  kGruBackwardThreads = 64  // backward: threads per threadgroup, one per hidden unit
+};
+
 struct GruStepParams {
   int B;  // batch
   int T;  // time steps

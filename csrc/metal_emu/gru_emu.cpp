@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "emu_buffer.h"
 #include "gru_launch.h"
 #include "registry.h"
 
@@ -30,7 +31,13 @@ std::vector<float> host(const mx::array& a) {
   return std::vector<float>(c.data<float>(), c.data<float>() + c.size());
 }
 
-mx::array to_mx(const std::vector<float>& v, mx::Shape shape) {
+using Buffer = metal_emu::DeviceBuffer<float>;
+
+// An output after the launches: no write outside it, every element written.
+mx::array to_mx(const Buffer& b, mx::Shape shape) {
+  b.check_bounds();
+  b.check_written();
+  auto v = b.to_vector();
   return mx::array(v.begin(), std::move(shape), mx::float32);
 }
 
@@ -57,7 +64,7 @@ std::tuple<mx::array, mx::array> forward(const mx::array& gx_a, const mx::array&
                                          const std::string& order, uint64_t seed) {
   const int B = gx_a.shape(0), T = gx_a.shape(1), H = gx_a.shape(2) / 3;
   auto gx = host(gx_a), Wh = host(Wh_a), bhn = host(bhn_a), h0 = host(h0_a);
-  std::vector<float> hs((size_t)B * T * H, NAN), gates((size_t)B * T * 4 * H, NAN);
+  Buffer hs("hs", (size_t)B * T * H), gates("gates", (size_t)B * T * 4 * H);
   auto opts = options(order, seed);
   dfnet4::gru_launch::forward(B, T, H, [&](const dfnet4::gru_launch::Dispatch& d) {
     if (d.name != "gru_forward_step") throw std::logic_error(std::string("unexpected kernel ").append(d.name));
@@ -81,8 +88,9 @@ std::tuple<mx::array, mx::array, mx::array> backward(const mx::array& dhs_a,
   const int B = hs_a.shape(0), T = hs_a.shape(1), H = hs_a.shape(2);
   auto dhs = host(dhs_a), gates = host(gates_a), hs = host(hs_a), h0 = host(h0_a),
        Wh = host(Wh_a);
-  std::vector<float> dgx((size_t)B * T * 3 * H, NAN), dgh((size_t)B * T * 3 * H, NAN),
-      dh0((size_t)B * H, NAN), dh_direct((size_t)B * H, NAN);  // NaN: unwritten reads show up
+  // Poisoned (NaN) until written: a read of something no thread wrote shows up in the results.
+  Buffer dgx("dgx", (size_t)B * T * 3 * H), dgh("dgh", (size_t)B * T * 3 * H),
+      dh0("dh0", (size_t)B * H), dh_direct("dh_direct", (size_t)B * H);
   auto opts = options(order, seed);
   dfnet4::gru_launch::backward(B, T, H, [&](const dfnet4::gru_launch::Dispatch& d) {
     dfk::GruStepParams p = d.params;  // `constant` is empty in C++: non-const
@@ -91,22 +99,19 @@ std::tuple<mx::array, mx::array, mx::array> backward(const mx::array& dhs_a,
           u3(d.groups), u3(d.threads), opts, [&](const ThreadPos& tp, void* const*) {
             gru_backward_step<float>(dhs.data(), gates.data(), hs.data(), h0.data(), Wh.data(),
                                      dgx.data(), dgh.data(), dh_direct.data(), p,
-                                     tp.threadgroup_position_in_grid, tp.thread_index_in_simdgroup,
-                                     tp.simdgroup_index_in_threadgroup,
-                                     tp.simdgroups_per_threadgroup, tp.threads_per_simdgroup);
+                                     tp.thread_position_in_grid);
           });
     } else if (d.name == "gru_backward_dh0") {
       metal_emu::dispatch_threadgroups(
           u3(d.groups), u3(d.threads), opts, [&](const ThreadPos& tp, void* const*) {
             gru_backward_dh0<float>(dgh.data(), Wh.data(), dh_direct.data(), dh0.data(), p,
-                                    tp.threadgroup_position_in_grid, tp.thread_index_in_simdgroup,
-                                    tp.simdgroup_index_in_threadgroup,
-                                    tp.simdgroups_per_threadgroup, tp.threads_per_simdgroup);
+                                    tp.thread_position_in_grid);
           });
     } else {
       throw std::logic_error(std::string("unexpected kernel ").append(d.name));
     }
   });
+  dh_direct.check_bounds();
   return {to_mx(dgx, {B, T, 3 * H}), to_mx(dgh, {B, T, 3 * H}), to_mx(dh0, {B, H})};
 }
 

@@ -62,12 +62,12 @@ def gru(x, Wx, Wh, b=None, bhn=None, h0=None):
     given = [a for a in (x, Wx, Wh, b, bhn, h0) if a is not None]
     out_dtype = mx.result_type(*given)
     cdt = mx.float64 if out_dtype == mx.float64 else mx.float32
-    batch, H = x.shape[0], Wh.shape[1]
-
     x, Wx, Wh = x.astype(cdt), Wx.astype(cdt), Wh.astype(cdt)
     # The input projection of every step at once: one matmul done by MLX.
     gx = mx.addmm(b.astype(cdt), x, Wx.T) if b is not None else x @ Wx.T
-    bhn = bhn.astype(cdt) if bhn is not None else mx.zeros((H,), dtype=cdt)
-    h0 = h0.astype(cdt) if h0 is not None else mx.zeros((batch, H), dtype=cdt)
+    # Absent bhn / h0 stay absent (zeros inside the primitive): no shape-fixed constants in the
+    # graph, so shapeless compilation can change batch and time.
+    bhn = bhn.astype(cdt) if bhn is not None else None
+    h0 = h0.astype(cdt) if h0 is not None else None
     hs, _gates = ext.gru_forward(gx, Wh, bhn, h0)
     return hs.astype(out_dtype)
