@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import dfnet4
 
 from dfnet4.train.config import RunConfig
 
@@ -46,6 +49,14 @@ def cli_args(cfg: RunConfig, config_path: Path) -> list[str]:
     """Write `cfg` as TOML and return the dfnet4-train arguments that run it."""
     config_path.write_text(cfg.to_toml())
     return ["--config", str(config_path), "--no-progress"]
+
+
+def subprocess_env(**extra) -> dict:
+    """Environment for a child `python -m dfnet4.cli.train`: it imports the same dfnet4 as this
+    process (the installed package in CI, the source tree with PYTHONPATH=python in development)."""
+    root = str(Path(dfnet4.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
 
 
 def read_metrics(run_dir: Path, kind: str = "train") -> list[dict]:

@@ -3,23 +3,19 @@ and exact resume of an interrupted run with the real DfNet4."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
 import pytest
 
-from _train_helpers import cli_args, read_metrics, tiny_config
+from _train_helpers import cli_args, read_metrics, subprocess_env, tiny_config
 from dfnet4.train import checkpoint as ckpt
 from dfnet4.train.loop import Trainer, TrainingInterrupted
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _save(root, step, value, keep=3):
@@ -111,7 +107,7 @@ def test_resume_refuses_to_overwrite_and_sigterm_saves(tmp_path, tmp_path_factor
     data = tmp_path_factory.getbasetemp() / "builtin"
     cfg = tiny_config(tmp_path / "run", data, steps=500, validate_at_start=False)
     args = cli_args(cfg, tmp_path / "run.toml")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "python"), os.environ.get("PYTHONPATH", "")])}
+    env = subprocess_env()
     proc = subprocess.Popen([sys.executable, "-m", "dfnet4.cli.train", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

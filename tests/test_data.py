@@ -118,6 +118,24 @@ def test_prepare_bad_arguments(tmp_path, audio_dirs, capsys):
     assert "none of the 1 files could be read" in capsys.readouterr().err
 
 
+def test_damaged_cache_is_a_clear_error(tmp_path, audio_dirs, capsys):
+    speech, noise, _ = audio_dirs
+    prepare(tmp_path / "c", speech, noise, files_per_shard=2, progress=False)
+    with open(tmp_path / "c" / "speech" / "shard-00001.npy", "r+b") as f:
+        f.truncate(64)
+    with pytest.raises(CacheError, match="shard-00001.npy has 64 bytes.*re-run dfnet4-prepare"):
+        AudioCache(tmp_path / "c")
+    from dfnet4.cli.train import main
+
+    assert main(["--cache-dir", str(tmp_path / "c"), "--steps", "1"]) == 2
+    assert "re-run dfnet4-prepare" in capsys.readouterr().err
+    prepare(tmp_path / "c", speech, noise, files_per_shard=2, progress=False)  # rebuilds the cut shard
+    AudioCache(tmp_path / "c")
+    (tmp_path / "c" / "noise" / "shard-00000.npy").unlink()
+    with pytest.raises(CacheError, match="is missing"):
+        AudioCache(tmp_path / "c")
+
+
 def test_audio_cache_errors(tmp_path):
     with pytest.raises(CacheError, match="does not exist"):
         AudioCache(tmp_path / "missing")

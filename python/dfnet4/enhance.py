@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import mlx.core as mx
+from mlx.utils import tree_flatten
 import numpy as np
 import soundfile as sf
 
@@ -23,11 +24,15 @@ def load_checkpoint_model(path: str | os.PathLike, log=print):
 
     ckpt_path, state = ckpt.resolve(path, log)
     Config, Model = model_classes()
-    model_cfg = dict(state["model_config"])
+    # the expanded config pins every size even if DfNet4Config's defaults change later
+    model_cfg = dict(state.get("model_config_full") or state["model_config"])
     model_cfg["fused_scan"] = model_cfg["fused_gru"] = None
     model = Model(Config.from_dict(model_cfg))
     params, _ = ckpt.load_arrays(ckpt_path)
-    model.update(params)
+    try:
+        model.load_weights(tree_flatten(params), strict=True)
+    except ValueError as exc:
+        raise ckpt.CheckpointError(f"{ckpt_path}: the weights do not fit the model: {exc}") from exc
     model.eval()
     return model, {"checkpoint": str(ckpt_path), **state}
 
@@ -64,14 +69,39 @@ def collect_inputs(paths: list[str]) -> list[tuple[Path, Path]]:
     return out
 
 
-def enhance_array(model, audio: np.ndarray) -> np.ndarray:
-    """(channels, samples) at 48 kHz -> enhanced (channels, samples); channels run as one batch."""
-    return np.array(model.enhance(mx.array(np.ascontiguousarray(audio, dtype=np.float32))))
+def enhance_array(model, audio: np.ndarray, chunk_frames: int = 3000) -> np.ndarray:
+    """(channels, samples) at 48 kHz -> enhanced (channels, samples); channels run as one batch.
+
+    Signals longer than `chunk_frames` STFT frames (30 s by default) go through the model's
+    streaming API chunk by chunk, which gives the offline output (the model is tested for that)
+    while the activations of only one chunk are alive at a time.
+    """
+    from dfnet4 import dsp
+
+    x = mx.array(np.ascontiguousarray(audio, dtype=np.float32))
+    cfg = model.config
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames: got {chunk_frames}, need >= 1")
+    if dsp.num_frames(x.shape[1] + cfg.conv_lookahead * cfg.hop_size, cfg.fft_size, cfg.hop_size) <= chunk_frames:
+        return np.array(model.enhance(x))
+    n = x.shape[1]
+    pad = cfg.conv_lookahead * cfg.hop_size  # as model.enhance: the last frames get their lookahead
+    spec = dsp.stft(mx.pad(x, [(0, 0), (0, pad)]), cfg.fft_size, cfg.hop_size)
+    state = model.init_state(x.shape[0])
+    pieces = []
+    for start in range(0, spec.shape[1], chunk_frames):
+        out, state = model.step(spec[:, start : start + chunk_frames], state)
+        mx.eval(out, state)
+        pieces.append(out)
+    out, _ = model.flush(state)
+    pieces.append(out)
+    enh = mx.concatenate(pieces, axis=1)
+    return np.array(dsp.istft(enh, n + pad, cfg.fft_size, cfg.hop_size)[:, :n])
 
 
-def enhance_file(model, src: Path, dst: Path, keep_rate: bool = False) -> dict:
+def enhance_file(model, src: Path, dst: Path, keep_rate: bool = False, chunk_frames: int = 3000) -> dict:
     audio, rate = read_audio(src, SAMPLE_RATE, mono=False)
-    enhanced = enhance_array(model, np.atleast_2d(audio))
+    enhanced = enhance_array(model, np.atleast_2d(audio), chunk_frames)
     out_rate = rate if keep_rate else SAMPLE_RATE
     if out_rate != SAMPLE_RATE:
         enhanced = resample(enhanced, SAMPLE_RATE, out_rate)

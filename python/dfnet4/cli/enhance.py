@@ -17,6 +17,8 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="checkpoint dir, run dir or its checkpoints/ dir (latest valid one)")
     src.add_argument("--dfn3", action="store_true", help="use the official DeepFilterNet3 weights (needs the dfn3 extra)")
+    p.add_argument("--chunk-seconds", type=float, default=30.0,
+                   help="longer inputs are processed in streaming chunks of this length (default 30)")
     p.add_argument("--keep-rate", action="store_true", help="write at each input's own sample rate")
     return p
 
@@ -31,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     from dfnet4.train.checkpoint import CheckpointError
 
     try:
+        if not args.chunk_seconds > 0:
+            raise ValueError(f"--chunk-seconds: got {args.chunk_seconds}, need > 0")
         jobs = collect_inputs(args.inputs)
         if args.dfn3:
             model, what = load_dfn3_model(), "DeepFilterNet3 (official weights)"
@@ -44,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for src, rel in jobs:
         try:
-            r = enhance_file(model, src, out_dir / rel, keep_rate=args.keep_rate)
+            r = enhance_file(model, src, out_dir / rel, keep_rate=args.keep_rate,
+                             chunk_frames=max(1, int(args.chunk_seconds * 100)))  # 100 frames/s at hop 480
         except Exception as exc:  # one bad file must not stop the batch, but it is reported and counted
             failures += 1
             print(f"{PROG}: could not enhance {src}: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -75,6 +75,14 @@ class AudioCache:
         self.index = index
         self.sample_rate = int(index["sample_rate"])
         self._shards: dict[tuple[str, int], np.ndarray] = {}
+        for kind, info in index["kinds"].items():  # a missing or cut shard fails here, not mid-training
+            for shard in info["shards"]:
+                path = self.directory / shard["file"]
+                size = path.stat().st_size if path.is_file() else None
+                if size is None or ("bytes" in shard and size != shard["bytes"]):
+                    state = "is missing" if size is None else f"has {size} bytes, the index recorded {shard['bytes']}"
+                    raise CacheError(f"cache shard {path} {state}; re-run dfnet4-prepare with the same "
+                                     "arguments to rebuild it")
 
     def num_clips(self, kind: str) -> int:
         return len(self.index["kinds"].get(kind, {}).get("clips", []))
@@ -88,8 +96,11 @@ class AudioCache:
     def _shard(self, kind: str, shard: int) -> np.ndarray:
         key = (kind, shard)
         if key not in self._shards:
-            rel = self.index["kinds"][kind]["shards"][shard]["file"]
-            self._shards[key] = np.load(self.directory / rel, mmap_mode="r")
+            path = self.directory / self.index["kinds"][kind]["shards"][shard]["file"]
+            try:
+                self._shards[key] = np.load(path, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise CacheError(f"cache shard {path} is unreadable ({exc}); re-run dfnet4-prepare to rebuild it") from exc
         return self._shards[key]
 
     def clip(self, kind: str, i: int) -> np.ndarray:

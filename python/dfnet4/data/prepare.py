@@ -82,7 +82,8 @@ def write_kind(
             for f in manifest["failed"]:  # never silent, also when resuming
                 tqdm.write(f"dfnet4-prepare: skipped unreadable {kind} file {f['source']}: {f['error']}")
             bar.update(len(group))
-        shards.append({"file": f"{kind}/{npy_path.name}", "samples": sum(c["length"] for c in manifest["clips"])})
+        shards.append({"file": f"{kind}/{npy_path.name}", "samples": sum(c["length"] for c in manifest["clips"]),
+                       "bytes": manifest["npy_bytes"]})
         clips.extend({"shard": shard_id, **c} for c in manifest["clips"])
         failed.extend(manifest["failed"])
     bar.close()

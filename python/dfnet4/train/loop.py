@@ -139,7 +139,10 @@ class Trainer:
 
     def _restore(self, path: Path, state: dict) -> None:
         params, opt_state = ckpt.load_arrays(path)
-        self.model.update(params)
+        try:  # strict: every parameter present, nothing extra, same shapes
+            self.model.load_weights(tree_flatten(params), strict=True)
+        except ValueError as exc:
+            raise ckpt.CheckpointError(f"{path}: the weights do not fit the model: {exc}") from exc
         self.optimizer.state = opt_state
         self.optimizer.init(self.model.trainable_parameters())  # marks it initialised; keeps loaded values
         self.step = state["step"]
