@@ -1,0 +1,149 @@
+"""dfnet4-bench: the backbone table (default) or the sequence-length scaling run (--scaling).
+
+Prints a markdown table and writes <out>/<name>.{md,json,png}. See docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def _positive_int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="dfnet4-bench",
+        description="Benchmark the dfnet4 backbones: forward, forward+backward, full model, compiled "
+        "training step, peak memory; or (--scaling) time and memory versus sequence length.",
+    )
+    p.add_argument("--batch", type=int, default=8, help="batch size (default 8, as the user's table)")
+    p.add_argument("--frames", type=int, default=500, help="sequence length in frames (default 500)")
+    p.add_argument("--hidden", type=int, default=256, help="backbone input = hidden = output size (default 256)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (default 5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed warm-up runs per measurement (default 2)")
+    p.add_argument("--only", default=None,
+                   help="comma-separated implementations or backbones, e.g. 'mamba/fused,attention' or 'gru'")
+    p.add_argument("--measures", default=None,
+                   help="comma-separated subset of backbone_forward, backbone_fwd_bwd, model_forward, "
+                   "model_fwd_bwd, train_step (default: all)")
+    p.add_argument("--model-config", default="{}",
+                   help="JSON object of extra DfNet4Config fields for the model-level measurements")
+    p.add_argument("--lr", type=float, default=5e-4, help="AdamW learning rate of the train step (dfnet4-train default)")
+    p.add_argument("--threads", type=int, default=None, help="set DFNET4_NUM_THREADS for the fused kernels")
+    p.add_argument("--blas-threads", type=int, default=None,
+                   help="OpenBLAS threads for MLX's matmuls (Linux; default: dfnet4's, see docs/blas.md)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="bench/results", help="directory for the result files (default bench/results)")
+    p.add_argument("--name", default=None, help="result file stem (default 'backbones' or 'scaling')")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG chart")
+    p.add_argument("--quiet", action="store_true", help="no per-measurement progress lines")
+    g = p.add_argument_group("scaling run")
+    g.add_argument("--scaling", action="store_true", help="run time/memory versus sequence length instead")
+    g.add_argument("--scaling-frames", type=_positive_int_list, default=[125, 250, 500, 1000, 2000, 4000],
+                   help="comma-separated lengths (default 125,250,500,1000,2000,4000)")
+    g.add_argument("--scaling-measure", default="backbone_fwd_bwd",
+                   help="what is timed per length (default backbone_fwd_bwd; e.g. train_step)")
+    g.add_argument("--reference-max-frames", type=int, default=1000,
+                   help="longest length for the slow reference implementations (default 1000; 0 = leave them out)")
+    g.add_argument("--step-limit", type=float, default=60.0,
+                   help="skip the longer lengths of a backbone once a step is predicted to take longer "
+                   "than this many seconds (default 60)")
+    g.add_argument("--memory-limit-gib", type=float, default=None,
+                   help="skip the longer lengths once the peak memory is predicted to exceed this "
+                   "(default: 70%% of physical memory)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry (argv None: sys.argv). Called with an explicit argv (tests, scripts that
+    add flags) it runs in this process as it is; as a program it first makes sure MLX got the
+    optimised BLAS, re-executing itself if mlx.core was loaded too early (docs/blas.md)."""
+    if argv is None:
+        from dfnet4 import _blas
+
+        _blas.ensure_for_entrypoint()
+    args = parser().parse_args(argv)
+    if args.threads is not None:
+        if args.threads < 1:
+            print(f"dfnet4-bench: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+            return 2
+        os.environ["DFNET4_NUM_THREADS"] = str(args.threads)  # read by the kernels at each call
+    if args.blas_threads is not None:
+        from dfnet4 import _blas
+
+        try:
+            _blas.set_threads(args.blas_threads)
+        except (ValueError, RuntimeError) as exc:
+            print(f"dfnet4-bench: --blas-threads: {exc}", file=sys.stderr)
+            return 2
+
+    from dfnet4.bench import plot, report
+    from dfnet4.bench.backbones import run_backbones
+    from dfnet4.bench.runner import Settings
+    from dfnet4.bench.scaling import run_scaling
+    from dfnet4.bench.suite import DEFAULT_IMPLS, select, select_measures
+
+    try:
+        model_config = json.loads(args.model_config)
+        if not isinstance(model_config, dict):
+            raise ValueError(f"--model-config must be a JSON object, got {args.model_config!r}")
+        impls = select(DEFAULT_IMPLS, args.only)
+        measures = select_measures(args.measures)
+        settings = Settings(batch=args.batch, frames=args.frames, hidden=args.hidden, repeats=args.repeats,
+                            warmup=args.warmup, measures=measures, lr=args.lr, seed=args.seed,
+                            model_config=model_config)
+    except (ValueError, json.JSONDecodeError) as exc:
+        print(f"dfnet4-bench: {exc}", file=sys.stderr)
+        return 2
+    log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = args.name or ("scaling" if args.scaling else "backbones")
+
+    def save_partial(result: dict) -> None:  # a crash or kill late in a long run keeps what was measured
+        report.write_json(result, out / f"{stem}.json")
+
+    if args.scaling:
+        if args.scaling_measure not in select_measures(None):
+            print(f"dfnet4-bench: --scaling-measure must be one of {select_measures(None)}", file=sys.stderr)
+            return 2
+        if args.reference_max_frames == 0:
+            impls = [i for i in impls if not i.reference]
+        limit = None if args.memory_limit_gib is None else args.memory_limit_gib * 1024
+        result = run_scaling(impls, settings, frames_list=args.scaling_frames, measure=args.scaling_measure,
+                             reference_max_frames=args.reference_max_frames, step_limit_s=args.step_limit,
+                             memory_limit_mib=limit, log=log, on_update=save_partial)
+        text = report.scaling_markdown(result)
+        extra = ["", "Fitted exponents:", *report.exponent_lines(result)]
+        chart = plot.scaling_chart
+    else:
+        result = run_backbones(impls, settings, log=log, on_update=save_partial)
+        text = report.backbones_markdown(result)
+        extra = ["", "Target ratios:", *report.ratio_lines(result)]
+        chart = plot.backbones_chart
+
+    (out / f"{stem}.md").write_text(text)
+    report.write_json(result, out / f"{stem}.json")
+    if not args.no_plot:
+        chart(result, out / f"{stem}.png")
+    print(text)
+    print("\n".join(extra))
+    written = [f"{stem}.md", f"{stem}.json"] + ([] if args.no_plot else [f"{stem}.png"])
+    print(f"\nwritten: {', '.join(str(out / w) for w in written)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
