@@ -11,6 +11,7 @@ Only the core differs, so each backbone module implements a core and `Squeezed` 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import mlx.core as mx
@@ -72,9 +73,12 @@ class GroupedLinear(nn.Module):
 
     def __call__(self, x: mx.array) -> mx.array:
         lead = x.shape[:-1]
-        xg = x.reshape(*lead, self.groups, self.input_size // self.groups)
-        # (..., g, i) x (g, i, h) -> (..., g, h): one batched matmul over groups
-        y = (mx.expand_dims(xg, -2) @ self.weight).squeeze(-2)
+        rows = math.prod(lead)
+        # (g, rows, i) @ (g, i, h): one GEMM per group. Broadcasting (..., g, 1, i) @ (g, i, h)
+        # instead runs rows*g tiny products and its weight gradient materialises (..., g, i, h):
+        # 2.5-4x slower and 3x the memory (measured at (8, 500, 256) and (8, 500, 3072)).
+        xg = x.reshape(rows, self.groups, self.input_size // self.groups).transpose(1, 0, 2)
+        y = (xg @ self.weight).transpose(1, 0, 2)
         return y.reshape(*lead, self.output_size)
 
 
