@@ -20,35 +20,67 @@
 namespace dfnet4::scan_cpu {
 namespace {
 
-// Channels [begin, end) of the flattened (batch, channel) grid.
+// Channels [begin, end) of the flattened (batch, channel) grid (at most kScanBlock of them), walked
+// chunk by chunk with the channels inside: neighbouring channels share the cache lines of the
+// (batch, time, channels) arrays, so each line is used fully while it is hot instead of being
+// fetched again by every channel (which made the op super-linear in time).
+template <typename T, int MAXN, int NFIX>
+DFK_SCAN_INLINE void forward_range_impl(const dfk::ScanParams& p, const ForwardBuffers<T>& f,
+                                        long begin, long end) {
+  dfk::ScanFwdCarry<T, MAXN> cy[dfk::kScanBlock];
+  for (long j = begin; j < end; ++j) {
+    const int b = static_cast<int>(j / p.channels), d = static_cast<int>(j % p.channels);
+    dfk::scan_forward_init<T, MAXN, NFIX>(p, b, d, f.h0, cy[j - begin]);
+  }
+  for (int c = 0; c < p.n_chunks; ++c) {
+    for (long j = begin; j < end; ++j) {
+      const int b = static_cast<int>(j / p.channels), d = static_cast<int>(j % p.channels);
+      dfk::scan_forward_chunk<T, MAXN, NFIX>(p, b, d, c, f.u, f.delta, f.A, f.B, f.C, f.D, f.z, f.bias,
+                                             f.out, f.ckpt, cy[j - begin]);
+    }
+  }
+  for (long j = begin; j < end; ++j) {
+    const int b = static_cast<int>(j / p.channels), d = static_cast<int>(j % p.channels);
+    dfk::scan_forward_finish<T, MAXN, NFIX>(p, b, d, f.last, cy[j - begin]);
+  }
+}
+
 template <typename T, int MAXN, int NFIX>
 DFNET4_SCAN_CLONES void forward_range(const dfk::ScanParams& p, const ForwardBuffers<T>& f,
                                       long begin, long end) {
-  for (long j = begin; j < end; ++j) {
-    const int b = static_cast<int>(j / p.channels), d = static_cast<int>(j % p.channels);
-    dfk::scan_forward_channel<T, MAXN, NFIX>(p, b, d, f.u, f.delta, f.A, f.B, f.C, f.D, f.z, f.bias,
-                                             f.h0, f.out, f.last, f.ckpt);
+  for (long s = begin; s < end; s += dfk::kScanBlock) {
+    forward_range_impl<T, MAXN, NFIX>(p, f, s, std::min<long>(end, s + dfk::kScanBlock));
   }
 }
 
 // Channel blocks [begin, end) of the flattened (batch, block) grid. One worker owns a block, so it
-// can sum the block's channels into the dB/dC partials without atomics.
+// can sum the block's channels into the dB/dC partials without atomics. Chunks outside, the block's
+// channels inside (as in the forward): the chunk's rows of the partials stay in L1 across channels,
+// and channels are still added in order, so the sums are the same as channel by channel.
 template <typename T, int MAXN, int NFIX>
 DFNET4_SCAN_CLONES void backward_range(const dfk::ScanParams& p, const BackwardBuffers<T>& g,
                                        long begin, long end) {
   T sah[dfk::kScanChunk * MAXN], sa[dfk::kScanChunk * MAXN];
+  dfk::ScanBwdCarry<T, MAXN> cy[dfk::kScanBlock];
   const dfk::ScanCpuLane<MAXN> lane;
   const long part = static_cast<long>(p.length) * p.state;  // one block's partial, in elements
   for (long j = begin; j < end; ++j) {
     const int b = static_cast<int>(j / p.n_blocks), blk = static_cast<int>(j % p.n_blocks);
     std::memset(g.dB_part + j * part, 0, sizeof(T) * part);
     std::memset(g.dC_part + j * part, 0, sizeof(T) * part);
-    const int d_end = std::min(p.channels, (blk + 1) * static_cast<int>(dfk::kScanBlock));
-    for (int d = blk * dfk::kScanBlock; d < d_end; ++d) {
-      dfk::scan_backward_channel<T, MAXN, NFIX>(
-          p, b, d, lane, g.u, g.delta, g.A, g.B, g.C, g.D, g.z, g.bias, g.ckpt, g.dout, g.dlast,
-          g.du, g.ddelta, g.dz, g.dA_part, g.dB_part, g.dC_part, g.dD_part, g.dbias_part, g.dh0,
-          sah, sa);
+    const int d0 = blk * dfk::kScanBlock;
+    const int d_end = std::min(p.channels, d0 + static_cast<int>(dfk::kScanBlock));
+    for (int d = d0; d < d_end; ++d) dfk::scan_backward_init<T, MAXN, NFIX>(p, b, d, g.dlast, cy[d - d0]);
+    for (int c = p.n_chunks - 1; c >= 0; --c) {
+      for (int d = d0; d < d_end; ++d) {
+        dfk::scan_backward_chunk<T, MAXN, NFIX>(p, b, d, c, lane, g.u, g.delta, g.A, g.B, g.C, g.D, g.z,
+                                                g.bias, g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part,
+                                                g.dC_part, sah, sa, cy[d - d0]);
+      }
+    }
+    for (int d = d0; d < d_end; ++d) {
+      dfk::scan_backward_finish<T, MAXN, NFIX>(p, b, d, lane, g.dA_part, g.dD_part, g.dbias_part, g.dh0,
+                                               cy[d - d0]);
     }
   }
 }

@@ -238,15 +238,30 @@ struct ScanGpuLane {
 // state loop only does the exp/fma work. NFIX > 0 means state == NFIX is known at compile time;
 // otherwise the runtime state count (<= MAXN) is used. Optional pointers may be null/dummy when
 // their flag is off. Outputs: out[b,t,d], last[b,d,:], ckpt[b,c,d,:] = state entering chunk c.
+// The forward's per-(b, d) state between chunks, so a caller may interleave channels chunk by chunk
+// (the CPU walks a block's channels inside each chunk, for locality); scan_forward_channel runs one
+// channel's chunks in order.
+template <typename T, int MAXN>
+struct ScanFwdCarry {
+  T h[MAXN];
+};
+
 template <typename T, int MAXN, int NFIX>
-DFK_SCAN_INLINE void scan_forward_channel(
-    ScanParams p, int b, int d,
+DFK_SCAN_INLINE void scan_forward_init(ScanParams p, int b, int d, const DF_DEVICE T* DFK_RESTRICT h0,
+                                       DF_THREAD ScanFwdCarry<T, MAXN>& cy) {
+  const int N = NFIX > 0 ? NFIX : p.state;
+  for (int n = 0; n < N; ++n) cy.h[n] = (p.flags & kScanHasH0) ? h0[((long)b * p.channels + d) * N + n] : T(0);
+}
+
+// Chunk c of one (b, d).
+template <typename T, int MAXN, int NFIX>
+DFK_SCAN_INLINE void scan_forward_chunk(
+    ScanParams p, int b, int d, int c,
     const DF_DEVICE T* DFK_RESTRICT u, const DF_DEVICE T* DFK_RESTRICT delta,
     const DF_DEVICE T* DFK_RESTRICT A, const DF_DEVICE T* DFK_RESTRICT B,
     const DF_DEVICE T* DFK_RESTRICT C, const DF_DEVICE T* DFK_RESTRICT D,
     const DF_DEVICE T* DFK_RESTRICT z, const DF_DEVICE T* DFK_RESTRICT bias,
-    const DF_DEVICE T* DFK_RESTRICT h0,
-    DF_DEVICE T* DFK_RESTRICT out, DF_DEVICE T* DFK_RESTRICT last, DF_DEVICE T* DFK_RESTRICT ckpt) {
+    DF_DEVICE T* DFK_RESTRICT out, DF_DEVICE T* DFK_RESTRICT ckpt, DF_THREAD ScanFwdCarry<T, MAXN>& cy) {
   const int N = NFIX > 0 ? NFIX : p.state;
   const int L = p.length, DC = p.channels;
   const bool has_z = (p.flags & kScanHasZ) != 0, softplus = (p.flags & kScanSoftplus) != 0;
@@ -254,7 +269,7 @@ DFK_SCAN_INLINE void scan_forward_channel(
   for (int n = 0; n < MAXN; ++n) ch[n] = T(0);
   for (int n = 0; n < N; ++n) {
     a_row[n] = A[(long)d * N + n];
-    h[n] = (p.flags & kScanHasH0) ? h0[((long)b * DC + d) * N + n] : T(0);
+    h[n] = cy.h[n];
   }
   const T dd = (p.flags & kScanHasD) ? D[d] : T(0);
   const T bb = (p.flags & kScanHasBias) ? bias[d] : T(0);
@@ -262,7 +277,7 @@ DFK_SCAN_INLINE void scan_forward_channel(
   T k_dt[kScanChunk], k_u[kScanChunk], k_y[kScanChunk], k_z[kScanChunk];
   for (int k = 0; k < kScanChunk; ++k) k_y[k] = T(0);  // the tail chunk leaves some unset
 
-  for (int c = 0; c < p.n_chunks; ++c) {
+  {
     const int t0 = c * kScanChunk;
     const int len = L - t0 < kScanChunk ? L - t0 : kScanChunk;
     DF_DEVICE T* cp = ckpt + (((long)b * p.n_chunks + c) * DC + d) * N;
@@ -295,7 +310,31 @@ DFK_SCAN_INLINE void scan_forward_channel(
     }
     for (int k = 0; k < len; ++k) out[row + (long)(t0 + k) * DC] = k_y[k];
   }
-  for (int n = 0; n < N; ++n) last[((long)b * DC + d) * N + n] = h[n];
+  for (int n = 0; n < N; ++n) cy.h[n] = h[n];
+}
+
+template <typename T, int MAXN, int NFIX>
+DFK_SCAN_INLINE void scan_forward_finish(ScanParams p, int b, int d, DF_DEVICE T* DFK_RESTRICT last,
+                                         DF_THREAD ScanFwdCarry<T, MAXN>& cy) {
+  const int N = NFIX > 0 ? NFIX : p.state;
+  for (int n = 0; n < N; ++n) last[((long)b * p.channels + d) * N + n] = cy.h[n];
+}
+
+template <typename T, int MAXN, int NFIX>
+DFK_SCAN_INLINE void scan_forward_channel(
+    ScanParams p, int b, int d,
+    const DF_DEVICE T* DFK_RESTRICT u, const DF_DEVICE T* DFK_RESTRICT delta,
+    const DF_DEVICE T* DFK_RESTRICT A, const DF_DEVICE T* DFK_RESTRICT B,
+    const DF_DEVICE T* DFK_RESTRICT C, const DF_DEVICE T* DFK_RESTRICT D,
+    const DF_DEVICE T* DFK_RESTRICT z, const DF_DEVICE T* DFK_RESTRICT bias,
+    const DF_DEVICE T* DFK_RESTRICT h0,
+    DF_DEVICE T* DFK_RESTRICT out, DF_DEVICE T* DFK_RESTRICT last, DF_DEVICE T* DFK_RESTRICT ckpt) {
+  ScanFwdCarry<T, MAXN> cy;
+  scan_forward_init<T, MAXN, NFIX>(p, b, d, h0, cy);
+  for (int c = 0; c < p.n_chunks; ++c) {
+    scan_forward_chunk<T, MAXN, NFIX>(p, b, d, c, u, delta, A, B, C, D, z, bias, out, ckpt, cy);
+  }
+  scan_forward_finish<T, MAXN, NFIX>(p, b, d, last, cy);
 }
 
 // ---- backward -------------------------------------------------------------------------------------
@@ -305,20 +344,37 @@ DFK_SCAN_INLINE void scan_forward_channel(
 // sah/sa: recompute scratch for one chunk, addressed by lane.slot(k, n): exp(dt A) h_{t-1} and exp(dt A).
 // Chunks run last to first: recompute the chunk's states from its checkpoint (forwards), then the
 // adjoint lam = dL/dh_t backwards over it, carried into the previous chunk.
+// The backward's per-(b, d) state between chunks (see ScanFwdCarry).
+template <typename T, int MAXN>
+struct ScanBwdCarry {
+  T lam[MAXN], dA_acc[MAXN];
+  T dD_acc, dbias_acc;
+};
+
+template <typename T, int MAXN, int NFIX>
+DFK_SCAN_INLINE void scan_backward_init(ScanParams p, int b, int d, const DF_DEVICE T* DFK_RESTRICT dlast,
+                                        DF_THREAD ScanBwdCarry<T, MAXN>& cy) {
+  const int N = NFIX > 0 ? NFIX : p.state;
+  for (int n = 0; n < N; ++n) {
+    cy.lam[n] = dlast[((long)b * p.channels + d) * N + n];  // dL/dh_{L-1}, from last_state's cotangent
+    cy.dA_acc[n] = T(0);
+  }
+  cy.dD_acc = T(0);
+  cy.dbias_acc = T(0);
+}
+
+// Chunk c of one (b, d); chunks must come last to first.
 template <typename T, int MAXN, int NFIX, typename Lane>
-DFK_SCAN_INLINE void scan_backward_channel(
-    ScanParams p, int b, int d, Lane lane,
+DFK_SCAN_INLINE void scan_backward_chunk(
+    ScanParams p, int b, int d, int c, Lane lane,
     const DF_DEVICE T* DFK_RESTRICT u, const DF_DEVICE T* DFK_RESTRICT delta,
     const DF_DEVICE T* DFK_RESTRICT A, const DF_DEVICE T* DFK_RESTRICT B,
     const DF_DEVICE T* DFK_RESTRICT C, const DF_DEVICE T* DFK_RESTRICT D,
     const DF_DEVICE T* DFK_RESTRICT z, const DF_DEVICE T* DFK_RESTRICT bias,
     const DF_DEVICE T* DFK_RESTRICT ckpt, const DF_DEVICE T* DFK_RESTRICT dout,
-    const DF_DEVICE T* DFK_RESTRICT dlast,
     DF_DEVICE T* DFK_RESTRICT du, DF_DEVICE T* DFK_RESTRICT ddelta, DF_DEVICE T* DFK_RESTRICT dz,
-    DF_DEVICE T* DFK_RESTRICT dA_part, DF_DEVICE T* DFK_RESTRICT dB_part,
-    DF_DEVICE T* DFK_RESTRICT dC_part, DF_DEVICE T* DFK_RESTRICT dD_part,
-    DF_DEVICE T* DFK_RESTRICT dbias_part, DF_DEVICE T* DFK_RESTRICT dh0,
-    DF_DEVICE T* DFK_RESTRICT sah, DF_DEVICE T* DFK_RESTRICT sa) {
+    DF_DEVICE T* DFK_RESTRICT dB_part, DF_DEVICE T* DFK_RESTRICT dC_part,
+    DF_DEVICE T* DFK_RESTRICT sah, DF_DEVICE T* DFK_RESTRICT sa, DF_THREAD ScanBwdCarry<T, MAXN>& cy) {
   const int N = NFIX > 0 ? NFIX : p.state;
   const int L = p.length, DC = p.channels;
   const bool has_z = (p.flags & kScanHasZ) != 0, softplus = (p.flags & kScanSoftplus) != 0;
@@ -327,19 +383,19 @@ DFK_SCAN_INLINE void scan_backward_channel(
   for (int n = 0; n < MAXN; ++n) v1[n] = v2[n] = T(0);
   for (int n = 0; n < N; ++n) {
     a_row[n] = A[(long)d * N + n];
-    lam[n] = dlast[((long)b * DC + d) * N + n];  // dL/dh_{L-1}, from last_state's cotangent
-    dA_acc[n] = T(0);
+    lam[n] = cy.lam[n];
+    dA_acc[n] = cy.dA_acc[n];
   }
   const T dd = (p.flags & kScanHasD) ? D[d] : T(0);
   const T bb = (p.flags & kScanHasBias) ? bias[d] : T(0);
   const long row = (long)b * L * DC + d;
   const long part_row = ((long)b * p.n_blocks + d / kScanBlock) * L;  // partial row (b, block, 0)
-  T dD_acc = T(0), dbias_acc = T(0);
+  T dD_acc = cy.dD_acc, dbias_acc = cy.dbias_acc;
   // Per-step scalars of the current chunk: dt, softplus', u, dL/dy, dz/dy... and results.
   T k_dt[kScanChunk], k_dsp[kScanChunk], k_u[kScanChunk], k_gy[kScanChunk], k_zf[kScanChunk];
   T k_y[kScanChunk], k_la[kScanChunk], k_lb[kScanChunk];
 
-  for (int c = p.n_chunks - 1; c >= 0; --c) {
+  {
     const int t0 = c * kScanChunk;
     const int len = L - t0 < kScanChunk ? L - t0 : kScanChunk;
 
@@ -427,15 +483,52 @@ DFK_SCAN_INLINE void scan_backward_channel(
     }
   }
 
-  if (on) {
-    const long bd = (long)b * DC + d;
-    for (int n = 0; n < N; ++n) {
-      dh0[bd * N + n] = lam[n];
-      dA_part[bd * N + n] = dA_acc[n];
-    }
-    if (p.flags & kScanHasD) dD_part[bd] = dD_acc;
-    if (p.flags & kScanHasBias) dbias_part[bd] = dbias_acc;
+  for (int n = 0; n < N; ++n) {
+    cy.lam[n] = lam[n];
+    cy.dA_acc[n] = dA_acc[n];
   }
+  cy.dD_acc = dD_acc;
+  cy.dbias_acc = dbias_acc;
+}
+
+template <typename T, int MAXN, int NFIX, typename Lane>
+DFK_SCAN_INLINE void scan_backward_finish(ScanParams p, int b, int d, Lane lane,
+                                          DF_DEVICE T* DFK_RESTRICT dA_part, DF_DEVICE T* DFK_RESTRICT dD_part,
+                                          DF_DEVICE T* DFK_RESTRICT dbias_part, DF_DEVICE T* DFK_RESTRICT dh0,
+                                          DF_THREAD ScanBwdCarry<T, MAXN>& cy) {
+  const int N = NFIX > 0 ? NFIX : p.state;
+  if (lane.active()) {
+    const long bd = (long)b * p.channels + d;
+    for (int n = 0; n < N; ++n) {
+      dh0[bd * N + n] = cy.lam[n];
+      dA_part[bd * N + n] = cy.dA_acc[n];
+    }
+    if (p.flags & kScanHasD) dD_part[bd] = cy.dD_acc;
+    if (p.flags & kScanHasBias) dbias_part[bd] = cy.dbias_acc;
+  }
+}
+
+template <typename T, int MAXN, int NFIX, typename Lane>
+DFK_SCAN_INLINE void scan_backward_channel(
+    ScanParams p, int b, int d, Lane lane,
+    const DF_DEVICE T* DFK_RESTRICT u, const DF_DEVICE T* DFK_RESTRICT delta,
+    const DF_DEVICE T* DFK_RESTRICT A, const DF_DEVICE T* DFK_RESTRICT B,
+    const DF_DEVICE T* DFK_RESTRICT C, const DF_DEVICE T* DFK_RESTRICT D,
+    const DF_DEVICE T* DFK_RESTRICT z, const DF_DEVICE T* DFK_RESTRICT bias,
+    const DF_DEVICE T* DFK_RESTRICT ckpt, const DF_DEVICE T* DFK_RESTRICT dout,
+    const DF_DEVICE T* DFK_RESTRICT dlast,
+    DF_DEVICE T* DFK_RESTRICT du, DF_DEVICE T* DFK_RESTRICT ddelta, DF_DEVICE T* DFK_RESTRICT dz,
+    DF_DEVICE T* DFK_RESTRICT dA_part, DF_DEVICE T* DFK_RESTRICT dB_part,
+    DF_DEVICE T* DFK_RESTRICT dC_part, DF_DEVICE T* DFK_RESTRICT dD_part,
+    DF_DEVICE T* DFK_RESTRICT dbias_part, DF_DEVICE T* DFK_RESTRICT dh0,
+    DF_DEVICE T* DFK_RESTRICT sah, DF_DEVICE T* DFK_RESTRICT sa) {
+  ScanBwdCarry<T, MAXN> cy;
+  scan_backward_init<T, MAXN, NFIX>(p, b, d, dlast, cy);
+  for (int c = p.n_chunks - 1; c >= 0; --c) {
+    scan_backward_chunk<T, MAXN, NFIX, Lane>(p, b, d, c, lane, u, delta, A, B, C, D, z, bias, ckpt, dout, du,
+                                             ddelta, dz, dB_part, dC_part, sah, sa, cy);
+  }
+  scan_backward_finish<T, MAXN, NFIX, Lane>(p, b, d, lane, dA_part, dD_part, dbias_part, dh0, cy);
 }
 
 // dst[o, j] = sum over k < count of src[o, k, j], k in order: folds the backward's partials
