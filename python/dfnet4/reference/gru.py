@@ -13,20 +13,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-
-@mx.custom_function
-def _unstack_time(a):
-    """Split (batch, time, F) into per-step (batch, F) arrays.
-
-    Plain slicing inside a differentiated loop makes every step's VJP a full-size scatter, so the
-    backward becomes quadratic in time; this VJP is one mx.stack instead.
-    """
-    return tuple(a[:, t] for t in range(a.shape[1]))
-
-
-@_unstack_time.vjp
-def _unstack_time_vjp(primals, cotangents, outputs):
-    return mx.stack(list(cotangents), axis=1)
+from dfnet4.reference._unstack import unstack_time
 
 
 def gru(x, Wx, Wh, b=None, bhn=None, h0=None):
@@ -36,7 +23,7 @@ def gru(x, Wx, Wh, b=None, bhn=None, h0=None):
         gx = gx + b
     h = h0 if h0 is not None else mx.zeros((x.shape[0], H), dtype=gx.dtype)
     hidden = []
-    for gx_t in _unstack_time(gx):
+    for gx_t in unstack_time(gx):
         gh = h @ Wh.T
         gh_n = gh[:, 2 * H :]
         if bhn is not None:

@@ -16,20 +16,7 @@ from __future__ import annotations
 
 import mlx.core as mx
 
-
-@mx.custom_function
-def _unstack_time(x):
-    """Split (batch, time, ...) into `time` arrays (batch, ...).
-
-    Indexing a length-L array once per step inside a differentiated loop makes the backward
-    O(L x size) (each slice's VJP is a full-size scatter); this VJP is one stack instead.
-    """
-    return [x[:, t] for t in range(x.shape[1])]
-
-
-@_unstack_time.vjp
-def _unstack_time_vjp(primals, cotangents, outputs):
-    return mx.stack(cotangents, axis=1)
+from dfnet4.reference._unstack import unstack_time
 
 
 def _compute_dtype(*arrays):
@@ -68,7 +55,7 @@ def selective_scan(
         dt = mx.logaddexp(dt, mx.array(0.0, dtype=ct))  # softplus
 
     h = mx.zeros((batch, channels, state), dtype=ct) if h0 is None else h0
-    dts, us, Bs, Cs = (_unstack_time(x) for x in (dt, u, B, C))
+    dts, us, Bs, Cs = (unstack_time(x) for x in (dt, u, B, C))
     ys = []
     for t in range(length):
         decay = mx.exp(dts[t][:, :, None] * A)  # (batch, channels, state)
