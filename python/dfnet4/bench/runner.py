@@ -18,6 +18,7 @@ from mlx.utils import tree_flatten
 from dfnet4.bench import objective, workloads
 from dfnet4.bench.suite import MEASURES, Impl
 from dfnet4.bench.timing import measure
+from dfnet4.memory import configure_buffer_cache, parse_cache_limit
 
 BACKBONE_MEASURES = ("backbone_forward", "backbone_fwd_bwd")
 MODEL_MEASURES = ("model_forward", "model_fwd_bwd", "train_step")
@@ -35,6 +36,8 @@ class Settings:
     seed: int = 0
     freq_bins: int = 481  # used when the model has no config to derive it from
     model_config: dict = field(default_factory=dict)  # extra DfNet4Config fields for every model
+    # MLX buffer-cache limit (GiB) while measuring; None = MLX's memory limit, as dfnet4-train sets it
+    buffer_cache_gib: float | None = None
 
     def __post_init__(self):
         for name in ("batch", "frames", "hidden", "repeats"):
@@ -43,6 +46,7 @@ class Settings:
                 raise ValueError(f"Settings: {name} must be a positive integer, got {value!r}")
         if not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"Settings: warmup must be an integer >= 0, got {self.warmup!r}")
+        parse_cache_limit(self.buffer_cache_gib, "Settings: buffer_cache_gib")
         unknown = [m for m in self.measures if m not in MEASURES]
         if unknown:
             raise ValueError(f"Settings: unknown measures {unknown}; choose from {list(MEASURES)}")
@@ -98,6 +102,7 @@ class Runner:
         log: Callable[[str], None] = print,
     ):
         self.settings = settings
+        configure_buffer_cache(settings.buffer_cache_gib)
         self.backbone_factory = backbone_factory
         self.model_factory = model_factory
         self.log = log

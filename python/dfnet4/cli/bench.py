@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="set DFNET4_NUM_THREADS for the fused kernels")
     p.add_argument("--blas-threads", type=int, default=None,
                    help="OpenBLAS threads for MLX's matmuls (Linux; default: dfnet4's, see docs/blas.md)")
+    p.add_argument("--buffer-cache-gib", default="auto",
+                   help="MLX buffer-cache limit while measuring, in GiB, or 'auto' = MLX's memory limit "
+                   "(as dfnet4-train sets it; default auto)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="bench/results", help="directory for the result files (default bench/results)")
     p.add_argument("--name", default=None, help="result file stem (default 'backbones' or 'scaling')")
@@ -96,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     from dfnet4.bench.suite import DEFAULT_IMPLS, select, select_measures
 
     try:
+        from dfnet4.memory import parse_cache_limit
+
+        cache_gib = parse_cache_limit(args.buffer_cache_gib, "--buffer-cache-gib")
         model_config = json.loads(args.model_config)
         if not isinstance(model_config, dict):
             raise ValueError(f"--model-config must be a JSON object, got {args.model_config!r}")
@@ -103,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         measures = select_measures(args.measures)
         settings = Settings(batch=args.batch, frames=args.frames, hidden=args.hidden, repeats=args.repeats,
                             warmup=args.warmup, measures=measures, lr=args.lr, seed=args.seed,
-                            model_config=model_config)
+                            model_config=model_config, buffer_cache_gib=cache_gib)
     except (ValueError, json.JSONDecodeError) as exc:
         print(f"dfnet4-bench: {exc}", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ _FLAG_TARGETS = {
     "checkpoint_every": ("train", "checkpoint_every"),
     "keep_checkpoints": ("train", "keep_checkpoints"),
     "compile": ("train", "compile"),
+    "buffer_cache_gib": ("train", "buffer_cache_gib"),
     "backbone": ("model", "backbone"),
     "fused_scan": ("model", "fused_scan"),
     "fused_gru": ("model", "fused_gru"),
@@ -66,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--val-every", type=int, help="also validate every N steps (always at epoch ends)")
     t.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps (always at epoch ends)")
     t.add_argument("--keep-checkpoints", type=int, help="how many checkpoints to keep")
-    t.add_argument("--compile", action=argparse.BooleanOptionalAction, help="mx.compile the train step (default on)")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction,
+                   help="mx.compile the train step (default: on a GPU only; see docs/training.md)")
+    t.add_argument("--buffer-cache-gib", help="MLX buffer-cache limit in GiB, or 'auto' = MLX's memory limit "
+                   "(default auto; MLX's CPU default of 32 MiB re-faults every large activation each step)")
     r = p.add_argument_group("run")
     r.add_argument("--out", help="run directory: config.toml, metrics.jsonl, curves.png, checkpoints/")
     r.add_argument("--config", help="TOML run config (flags given here override it)")

@@ -20,6 +20,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from dfnet4.data.mixer import MixConfig
+from dfnet4.memory import parse_cache_limit
 from dfnet4.train.losses import LossConfig
 
 
@@ -58,6 +59,9 @@ class TrainConfig:
     # every fused kernel with the system C++ compiler on first use (cached in $TMPDIR/mlx), which costs
     # minutes for the recurrent backbones' reference paths on a small CPU, so auto skips it there.
     compile: bool | str = "auto"
+    # MLX buffer-cache limit in GiB, or "auto" = MLX's memory limit (dfnet4.memory: the CPU default
+    # of 32 MiB turns every large activation into fresh page faults on every step)
+    buffer_cache_gib: float | str = "auto"
     metrics_clips: int = 4  # validation clips scored with PESQ/STOI (slow) when the packages exist
 
 
@@ -98,6 +102,7 @@ class RunConfig:
             raise ValueError(f"--clip-grad: got {t.clip_grad}, need > 0")
         if t.compile not in (True, False, "auto"):
             raise ValueError(f"train.compile: got {t.compile!r}, need true, false or \"auto\"")
+        parse_cache_limit(t.buffer_cache_gib, "train.buffer_cache_gib")
         if self.data.valid_samples < 1:
             raise ValueError(f"data.valid_samples: got {self.data.valid_samples}, need >= 1")
         self.data.mix.validate()

@@ -20,6 +20,7 @@ from dfnet4.data.builtin import ensure_builtin
 from dfnet4.data.cache import AudioCache
 from dfnet4.data.loader import BatchLoader, validation_set
 from dfnet4.data.mixer import Mixer
+from dfnet4.memory import configure_buffer_cache, parse_cache_limit
 from dfnet4.train import checkpoint as ckpt
 from dfnet4.train import distributed
 from dfnet4.train.config import RunConfig
@@ -106,6 +107,7 @@ class Trainer:
             raise ValueError(f"--out: {str(self.out)!r} already holds checkpoints; pass --resume to continue "
                              "that run or choose another --out")
 
+        self.buffer_cache_bytes = configure_buffer_cache(parse_cache_limit(t.buffer_cache_gib))
         mx.random.seed(t.seed)
         self.model = build_model(cfg.model)
         self.model.train()
@@ -267,7 +269,7 @@ class Trainer:
     def _loop(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
         header = runtime_header(cfg.model, self.dist.size)
-        header.update(compiled_step=self.compiled, total_steps=self.total_steps, batches_per_epoch=self.loader.batches_per_epoch,
+        header.update(compiled_step=self.compiled, buffer_cache_bytes=self.buffer_cache_bytes, total_steps=self.total_steps, batches_per_epoch=self.loader.batches_per_epoch,
                       batch_size=t.batch_size, segment_seconds=cfg.data.mix.segment_seconds,
                       parameters=sum(v.size for _, v in tree_flatten(self.model.trainable_parameters())),
                       start_step=self.step, data=str(self.cache.directory))
