@@ -14,6 +14,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
+from dfnet4.model.batchnorm import BatchNorm
 from dfnet4.model.conv_ops import im2col, tap_sum
 
 
@@ -131,7 +132,7 @@ class ConvNormAct(nn.Module):
         else:
             self.conv = GroupedConv(in_ch, out_ch, kernel, fstride, groups)
         self.pointwise = GroupedConv(out_ch, out_ch, (1, 1)) if pointwise else None
-        self.norm = nn.BatchNorm(out_ch)
+        self.norm = BatchNorm(out_ch)
         self.activation = activation
 
     def __call__(self, x: mx.array, history: mx.array | None = None) -> tuple[mx.array, mx.array | None]:
