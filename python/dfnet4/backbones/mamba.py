@@ -82,7 +82,11 @@ class MambaBlock(nn.Module):
 
     def __call__(self, h: mx.array, state: dict | None) -> tuple[mx.array, dict]:
         b = h.shape[0]
-        x, z = mx.split(self.in_proj(self.norm(h)), 2, axis=-1)
+        # in_proj as two GEMMs on its weight's halves: splitting one (..., 2*d_inner) product makes
+        # each half's gradient a full-width scatter, two extra (batch, time, 2*d_inner) arrays
+        hn = self.norm(h)
+        w = self.in_proj.weight
+        x, z = hn @ w[: self.d_inner].T, hn @ w[self.d_inner :].T
         if state is None:
             window = mx.zeros((b, self.d_conv - 1, self.d_inner), dtype=x.dtype)
             ssm = None
