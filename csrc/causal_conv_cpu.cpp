@@ -47,8 +47,14 @@ DFNET4_CONV_CLONES void forward_range(const dfk::ConvParams& p, const ForwardBuf
                                       long end) {
   for (long e = begin; e < end; ++e) {
     const Item it = item(p, e);
-    dfk::conv_forward_item<T, K, W>(p, it.b, it.chunk, it.c0, it.n, f.x, f.window, f.weight, f.bias, f.y,
-                                    f.new_window);
+    // Full blocks with a compile-time count: fully unrolled vector loops, sums kept in registers.
+    if (it.n == W) {
+      dfk::conv_forward_item<T, K, W, W>(p, it.b, it.chunk, it.c0, W, f.x, f.window, f.weight, f.bias, f.y,
+                                         f.new_window);
+    } else {
+      dfk::conv_forward_item<T, K, W, 0>(p, it.b, it.chunk, it.c0, it.n, f.x, f.window, f.weight, f.bias,
+                                         f.y, f.new_window);
+    }
   }
 }
 
@@ -57,8 +63,13 @@ DFNET4_CONV_CLONES void backward_range(const dfk::ConvParams& p, const BackwardB
                                        long end) {
   for (long e = begin; e < end; ++e) {
     const Item it = item(p, e);
-    dfk::conv_backward_item<T, K, W>(p, it.b, it.chunk, it.c0, it.n, g.x, g.window, g.weight, g.bias, g.dy,
-                                     g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
+    if (it.n == W) {
+      dfk::conv_backward_item<T, K, W, W>(p, it.b, it.chunk, it.c0, W, g.x, g.window, g.weight, g.bias, g.dy,
+                                          g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
+    } else {
+      dfk::conv_backward_item<T, K, W, 0>(p, it.b, it.chunk, it.c0, it.n, g.x, g.window, g.weight, g.bias,
+                                          g.dy, g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
+    }
   }
 }
 
@@ -90,8 +101,10 @@ void with_width(int width, F&& f) {
 static_assert(dfk::kConvMaxWidth == 8, "with_width covers widths 1 to 8");
 
 template <typename T>
-void fold(const T* src, T* dst, int count, long inner) {
-  for (long j = 0; j < inner; ++j) dfk::conv_sum_partials<T>(src, dst, count, inner, j);
+DFNET4_CONV_CLONES void fold(const T* src, T* dst, int count, long inner) {
+  for (long j0 = 0; j0 < inner; j0 += W) {
+    dfk::conv_sum_partials<T, W>(src, dst, count, inner, j0, static_cast<int>(std::min<long>(W, inner - j0)));
+  }
 }
 
 template <typename T>

@@ -16,7 +16,7 @@ template <int K>
     constant dfk::ConvParams& params [[buffer(6)]], uint3 gid [[thread_position_in_grid]]) {
   const dfk::ConvParams p = params;
   if ((int)gid.x >= p.channels) return;
-  dfk::conv_forward_item<float, K, 1>(p, (int)gid.z, (int)gid.y, (int)gid.x, 1, x, window, weight, bias,
+  dfk::conv_forward_item<float, K, 1, 1>(p, (int)gid.z, (int)gid.y, (int)gid.x, 1, x, window, weight, bias,
                                       y, new_window);
 }
 
@@ -30,7 +30,7 @@ template <int K>
     constant dfk::ConvParams& params [[buffer(10)]], uint3 gid [[thread_position_in_grid]]) {
   const dfk::ConvParams p = params;
   if ((int)gid.x >= p.channels) return;
-  dfk::conv_backward_item<float, K, 1>(p, (int)gid.z, (int)gid.y, (int)gid.x, 1, x, window, weight, bias,
+  dfk::conv_backward_item<float, K, 1, 1>(p, (int)gid.z, (int)gid.y, (int)gid.x, 1, x, window, weight, bias,
                                        dy, dnew_window, dx, dwindow, dw_part, db_part);
 }
 
@@ -40,7 +40,7 @@ template <int K>
     constant int& count [[buffer(2)]], constant int& inner [[buffer(3)]],
     uint gid [[thread_position_in_grid]]) {
   if ((int)gid >= inner) return;
-  dfk::conv_sum_partials<float>(src, dst, count, inner, (long)gid);
+  dfk::conv_sum_partials<float, 1>(src, dst, count, inner, (long)gid, 1);
 }
 
 #define DFNET4_CONV_INSTANTIATE(K)                                                          \

@@ -13,7 +13,7 @@
 // Backward, with g = dy * silu'(pre) recomputed from x (nothing is saved by the forward):
 //   dxp[i] = sum_j weight[j] * g[i-j] (+ dnew_window[i-T] for i >= T);  dx = dxp[K-1:], dwindow = dxp[:K-1]
 //   dweight[j] = sum_{b,t} g[b,t] * xp[b,t+j],  dbias = sum_{b,t} g[b,t]
-// An item walks its chunk once, forwards in time, keeping the last K values of g in a ring, and
+// An item walks its chunk once, forwards in time, keeping the last K values of g, and
 // runs K-1 steps into the next chunk (recomputing its g) to finish its own dxp rows. Its sums over
 // time go to its own slot of the partials (batch * n_chunks, ...), which a second pass folds in a
 // fixed order: results do not depend on how items are spread over threads.
@@ -25,9 +25,11 @@
 #if defined(__METAL_VERSION__)
 #define DFK_CONV_INLINE inline
 #define DFK_CONV_RESTRICT
+#define DFK_CONV_PREFETCH(ptr)
 #else
 #define DFK_CONV_INLINE inline __attribute__((always_inline))
 #define DFK_CONV_RESTRICT __restrict__
+#define DFK_CONV_PREFETCH(ptr) __builtin_prefetch(ptr)
 #endif
 
 namespace dfk {
@@ -36,6 +38,7 @@ enum ConvConstants {
   kConvChunk = 64,    // time steps per work item (and per partial-sum slot)
   kConvBlock = 64,    // channels per CPU work item
   kConvMaxWidth = 8,  // largest K with a compiled kernel
+  kConvPrefetch = 8,  // CPU: rows of x (and dy) requested this many steps ahead
 };
 
 enum ConvFlags {
@@ -67,11 +70,20 @@ DFK_CONV_INLINE const DF_DEVICE T* conv_xp_row(ConvParams p, const DF_DEVICE T* 
 // acc[l] = bias + sum_j w[j][l] * xp[t + j][l] for the n channels of the span, j ascending. Each
 // loop over l reads one contiguous row and local arrays only, so it vectorises without alias checks.
 // A zero row still multiplies (w * 0), so a NaN/inf weight poisons the result as in the reference.
-template <typename T, int K, int W>
-DFK_CONV_INLINE void conv_preact(ConvParams p, int b, int t, int c0, int n, const DF_DEVICE T* x,
+template <typename T, int K, int W, int NF>
+DFK_CONV_INLINE void conv_preact(ConvParams p, int b, int t, int c0, int n_, const DF_DEVICE T* x,
                                  const DF_DEVICE T* window, const DF_THREAD T* w, const DF_THREAD T* bb,
                                  DF_THREAD T* acc) {
+  const int n = NF > 0 ? NF : n_;  // channels in the span
   for (int l = 0; l < n; ++l) acc[l] = bb[l];
+  if (t >= K - 1) {  // every tap reads x (all but the first K-1 steps): straight-line code
+    const DF_DEVICE T* r = x + ((long)b * p.length + (t - (K - 1))) * p.channels + c0;
+    for (int j = 0; j < K; ++j) {
+      const DF_THREAD T* wj = w + j * W;
+      for (int l = 0; l < n; ++l) acc[l] += wj[l] * r[(long)j * p.channels + l];
+    }
+    return;
+  }
   for (int j = 0; j < K; ++j) {
     const DF_DEVICE T* r = conv_xp_row(p, x, window, b, t + j, c0);
     const DF_THREAD T* wj = w + j * W;
@@ -83,6 +95,16 @@ DFK_CONV_INLINE void conv_preact(ConvParams p, int b, int t, int c0, int n, cons
   }
 }
 
+// CPU only (a no-op on Metal): asks for row `row` of a (batch, time, channels) array at the span's
+// channels before it is needed. One item's rows are C floats apart, too far for the hardware
+// prefetchers to follow, so without this every new row waits for memory.
+template <typename T, int W>
+DFK_CONV_INLINE void conv_prefetch_row(const DF_DEVICE T* a, ConvParams p, int b, int row, int c0, int n) {
+  if (row >= p.length) return;
+  const DF_DEVICE T* r = a + ((long)b * p.length + row) * p.channels + c0;
+  for (int l = 0; l < n; l += 64 / (int)sizeof(T)) DFK_CONV_PREFETCH(r + l);
+}
+
 // Time steps [t0, t1) of chunk `chunk`.
 DFK_CONV_INLINE int conv_chunk_end(ConvParams p, int chunk) {
   const int t1 = (chunk + 1) * (int)kConvChunk;
@@ -90,9 +112,10 @@ DFK_CONV_INLINE int conv_chunk_end(ConvParams p, int chunk) {
 }
 
 // The span's weights (w[j * W + l]) and bias.
-template <typename T, int K, int W>
-DFK_CONV_INLINE void conv_load_params(ConvParams p, int c0, int n, const DF_DEVICE T* weight,
+template <typename T, int K, int W, int NF>
+DFK_CONV_INLINE void conv_load_params(ConvParams p, int c0, int n_, const DF_DEVICE T* weight,
                                       const DF_DEVICE T* bias, DF_THREAD T* w, DF_THREAD T* bb) {
+  const int n = NF > 0 ? NF : n_;  // channels in the span
   for (int j = 0; j < K; ++j) {
     for (int l = 0; l < n; ++l) w[j * W + l] = weight[(long)j * p.channels + c0 + l];
   }
@@ -102,19 +125,21 @@ DFK_CONV_INLINE void conv_load_params(ConvParams p, int c0, int n, const DF_DEVI
 
 // ---- forward --------------------------------------------------------------------------------------
 // y[b, t, c0 + l] for t in the chunk; the last chunk also writes the span's new window.
-template <typename T, int K, int W>
-DFK_CONV_INLINE void conv_forward_item(ConvParams p, int b, int chunk, int c0, int n,
+template <typename T, int K, int W, int NF>
+DFK_CONV_INLINE void conv_forward_item(ConvParams p, int b, int chunk, int c0, int n_,
                                        const DF_DEVICE T* DFK_CONV_RESTRICT x,
                                        const DF_DEVICE T* DFK_CONV_RESTRICT window,
                                        const DF_DEVICE T* DFK_CONV_RESTRICT weight,
                                        const DF_DEVICE T* DFK_CONV_RESTRICT bias, DF_DEVICE T* DFK_CONV_RESTRICT y,
                                        DF_DEVICE T* DFK_CONV_RESTRICT new_window) {
+  const int n = NF > 0 ? NF : n_;  // channels in the span
   T w[K * W], bb[W], acc[W];
-  conv_load_params<T, K, W>(p, c0, n, weight, bias, w, bb);
+  conv_load_params<T, K, W, NF>(p, c0, n, weight, bias, w, bb);
   const bool silu = (p.flags & kConvSilu) != 0;
   const int t1 = conv_chunk_end(p, chunk);
   for (int t = chunk * (int)kConvChunk; t < t1; ++t) {
-    conv_preact<T, K, W>(p, b, t, c0, n, x, window, w, bb, acc);
+    conv_prefetch_row<T, W>(x, p, b, t + kConvPrefetch, c0, n);
+    conv_preact<T, K, W, NF>(p, b, t, c0, n, x, window, w, bb, acc);
     DF_DEVICE T* yr = y + ((long)b * p.length + t) * p.channels + c0;
     if (silu) {
       for (int l = 0; l < n; ++l) yr[l] = acc[l] * gate_sigmoid(acc[l]);
@@ -134,19 +159,20 @@ DFK_CONV_INLINE void conv_forward_item(ConvParams p, int b, int chunk, int c0, i
 // ---- backward -------------------------------------------------------------------------------------
 // Writes dx rows [t0, t1) (chunk 0 also dwindow) for the span, and the chunk's partial sums
 // dw_part[q, j, c], db_part[q, c] with q = b * n_chunks + chunk (db_part only with a bias).
-template <typename T, int K, int W>
+template <typename T, int K, int W, int NF>
 DFK_CONV_INLINE void conv_backward_item(
-    ConvParams p, int b, int chunk, int c0, int n, const DF_DEVICE T* DFK_CONV_RESTRICT x,
+    ConvParams p, int b, int chunk, int c0, int n_, const DF_DEVICE T* DFK_CONV_RESTRICT x,
     const DF_DEVICE T* DFK_CONV_RESTRICT window, const DF_DEVICE T* DFK_CONV_RESTRICT weight,
     const DF_DEVICE T* DFK_CONV_RESTRICT bias, const DF_DEVICE T* DFK_CONV_RESTRICT dy,
     const DF_DEVICE T* DFK_CONV_RESTRICT dnew_window, DF_DEVICE T* DFK_CONV_RESTRICT dx,
     DF_DEVICE T* DFK_CONV_RESTRICT dwindow, DF_DEVICE T* DFK_CONV_RESTRICT dw_part,
     DF_DEVICE T* DFK_CONV_RESTRICT db_part) {
-  T w[K * W], bb[W], acc[W], g[W];
-  T ring[K * W];  // g at steps s, s-1, ..., s-K+1, in slot s % K (zero before step 0 and from T on)
+  const int n = NF > 0 ? NF : n_;  // channels in the span
+  T w[K * W], bb[W], acc[W];
+  T hist[K * W];  // g at steps s, s-1, ..., s-K+1 (zero before step 0 and from T on)
   T sw[K * W], sb[W];  // this chunk's sums of g * xp[t + j] and of g
-  conv_load_params<T, K, W>(p, c0, n, weight, bias, w, bb);
-  for (int e = 0; e < K * W; ++e) ring[e] = sw[e] = T(0);
+  conv_load_params<T, K, W, NF>(p, c0, n, weight, bias, w, bb);
+  for (int e = 0; e < K * W; ++e) hist[e] = sw[e] = T(0);
   for (int l = 0; l < W; ++l) sb[l] = T(0);
   const bool silu = (p.flags & kConvSilu) != 0;
   const int L = p.length, C = p.channels, t0 = chunk * (int)kConvChunk, t1 = conv_chunk_end(p, chunk);
@@ -154,11 +180,18 @@ DFK_CONV_INLINE void conv_backward_item(
   // first x row (xp row t0 + K-1), after K-1 steps of warm-up.
   const int emit_from = chunk == 0 ? 0 : t0 + K - 1;
   for (int s = t0; s < t1 + K - 1; ++s) {
-    DF_THREAD T* gs = ring + (s % K) * W;
+    // Shift the history by one step (compile-time indices: registers on the GPU, vector moves on
+    // the CPU), then hist[0] = g[s].
+    for (int j = K - 1; j > 0; --j) {
+      for (int l = 0; l < n; ++l) hist[j * W + l] = hist[(j - 1) * W + l];
+    }
+    DF_THREAD T* g = hist;
+    conv_prefetch_row<T, W>(x, p, b, s + kConvPrefetch, c0, n);
+    conv_prefetch_row<T, W>(dy, p, b, s + kConvPrefetch, c0, n);
     if (s < L) {
       const DF_DEVICE T* dyr = dy + ((long)b * L + s) * C + c0;
       if (silu) {
-        conv_preact<T, K, W>(p, b, s, c0, n, x, window, w, bb, acc);
+        conv_preact<T, K, W, NF>(p, b, s, c0, n, x, window, w, bb, acc);
         for (int l = 0; l < n; ++l) {
           const T a = acc[l], sg = gate_sigmoid(a);
           g[l] = dyr[l] * (sg * (T(1) + a * (T(1) - sg)));
@@ -166,26 +199,33 @@ DFK_CONV_INLINE void conv_backward_item(
       } else {
         for (int l = 0; l < n; ++l) g[l] = dyr[l];
       }
-      for (int l = 0; l < n; ++l) gs[l] = g[l];
       if (s < t1) {
         for (int l = 0; l < n; ++l) sb[l] += g[l];
-        for (int j = 0; j < K; ++j) {
-          const DF_DEVICE T* r = conv_xp_row(p, x, window, b, s + j, c0);
-          DF_THREAD T* swj = sw + j * W;
-          if (r) {
-            for (int l = 0; l < n; ++l) swj[l] += g[l] * r[l];
-          } else {
-            for (int l = 0; l < n; ++l) swj[l] += g[l] * T(0);
+        if (s >= K - 1) {  // as in conv_preact: every tap reads x
+          const DF_DEVICE T* r = x + ((long)b * L + (s - (K - 1))) * C + c0;
+          for (int j = 0; j < K; ++j) {
+            DF_THREAD T* swj = sw + j * W;
+            for (int l = 0; l < n; ++l) swj[l] += g[l] * r[(long)j * C + l];
+          }
+        } else {
+          for (int j = 0; j < K; ++j) {
+            const DF_DEVICE T* r = conv_xp_row(p, x, window, b, s + j, c0);
+            DF_THREAD T* swj = sw + j * W;
+            if (r) {
+              for (int l = 0; l < n; ++l) swj[l] += g[l] * r[l];
+            } else {
+              for (int l = 0; l < n; ++l) swj[l] += g[l] * T(0);
+            }
           }
         }
       }
     } else {
-      for (int l = 0; l < n; ++l) gs[l] = T(0);
+      for (int l = 0; l < n; ++l) g[l] = T(0);
     }
     if (s < emit_from) continue;
     for (int l = 0; l < n; ++l) acc[l] = T(0);
     for (int j = 0; j < K; ++j) {
-      const DF_THREAD T* gj = ring + ((s + K - j) % K) * W;  // g[s - j]
+      const DF_THREAD T* gj = hist + j * W;  // g[s - j]
       const DF_THREAD T* wj = w + j * W;
       for (int l = 0; l < n; ++l) acc[l] += wj[l] * gj[l];
     }
@@ -213,14 +253,19 @@ DFK_CONV_INLINE void conv_backward_item(
   }
 }
 
-// dst[j] = sum over k < count of src[k * inner + j], k in order: folds the partials of dweight
-// (inner = K * C) and dbias (inner = C) over (batch, chunk). One thread per j.
-template <typename T>
+// dst[j] = sum over k < count of src[k * inner + j], k in order, for j in [j0, j0 + n): folds the
+// partials of dweight (inner = K * C) and dbias (inner = C) over (batch, chunk). The GPU runs one j
+// per thread (n = 1), the CPU spans of W contiguous j.
+template <typename T, int W>
 DFK_CONV_INLINE void conv_sum_partials(const DF_DEVICE T* DFK_CONV_RESTRICT src, DF_DEVICE T* DFK_CONV_RESTRICT dst,
-                                       int count, long inner, long j) {
-  T s = T(0);
-  for (int k = 0; k < count; ++k) s += src[(long)k * inner + j];
-  dst[j] = s;
+                                       int count, long inner, long j0, int n) {
+  T s[W];
+  for (int l = 0; l < n; ++l) s[l] = T(0);
+  for (int k = 0; k < count; ++k) {
+    const DF_DEVICE T* row = src + (long)k * inner + j0;
+    for (int l = 0; l < n; ++l) s[l] += row[l];
+  }
+  for (int l = 0; l < n; ++l) dst[j0 + l] = s[l];
 }
 
 }  // namespace dfk
