@@ -8,7 +8,9 @@
 // One work item is (batch, chunk of kConvChunk time steps, span of `n` channels starting at c0).
 // The CPU runs spans of up to kConvBlock channels (the inner loops over the span are contiguous and
 // vectorise), the GPU one channel per thread (n = 1). Only the per-item loops are shared; the
-// drivers decide the spans.
+// drivers decide the spans. Template arguments: K taps, W the span arrays' size, NF > 0 when the
+// span has exactly NF channels known at compile time (the CPU's full blocks: the loops unroll
+// completely and the sums stay in vector registers), NF = 0 for a run-time count n <= W.
 //
 // Backward, with g = dy * silu'(pre) recomputed from x (nothing is saved by the forward):
 //   dxp[i] = sum_j weight[j] * g[i-j] (+ dnew_window[i-T] for i >= T);  dx = dxp[K-1:], dwindow = dxp[:K-1]
@@ -96,9 +98,9 @@ DFK_CONV_INLINE void conv_preact(ConvParams p, int b, int t, int c0, int n_, con
 }
 
 // CPU only (a no-op on Metal): asks for row `row` of a (batch, time, channels) array at the span's
-// channels before it is needed. One item's rows are C floats apart, too far for the hardware
-// prefetchers to follow, so without this every new row waits for memory.
-template <typename T, int W>
+// channels before it is needed. One item's rows are C floats apart; without this the loops spent
+// half their time waiting for each new row of x (measured with perf).
+template <typename T>
 DFK_CONV_INLINE void conv_prefetch_row(const DF_DEVICE T* a, ConvParams p, int b, int row, int c0, int n) {
   if (row >= p.length) return;
   const DF_DEVICE T* r = a + ((long)b * p.length + row) * p.channels + c0;
@@ -138,7 +140,7 @@ DFK_CONV_INLINE void conv_forward_item(ConvParams p, int b, int chunk, int c0, i
   const bool silu = (p.flags & kConvSilu) != 0;
   const int t1 = conv_chunk_end(p, chunk);
   for (int t = chunk * (int)kConvChunk; t < t1; ++t) {
-    conv_prefetch_row<T, W>(x, p, b, t + kConvPrefetch, c0, n);
+    conv_prefetch_row<T>(x, p, b, t + kConvPrefetch, c0, n);
     conv_preact<T, K, W, NF>(p, b, t, c0, n, x, window, w, bb, acc);
     DF_DEVICE T* yr = y + ((long)b * p.length + t) * p.channels + c0;
     if (silu) {
@@ -186,8 +188,8 @@ DFK_CONV_INLINE void conv_backward_item(
       for (int l = 0; l < n; ++l) hist[j * W + l] = hist[(j - 1) * W + l];
     }
     DF_THREAD T* g = hist;
-    conv_prefetch_row<T, W>(x, p, b, s + kConvPrefetch, c0, n);
-    conv_prefetch_row<T, W>(dy, p, b, s + kConvPrefetch, c0, n);
+    conv_prefetch_row<T>(x, p, b, s + kConvPrefetch, c0, n);
+    conv_prefetch_row<T>(dy, p, b, s + kConvPrefetch, c0, n);
     if (s < L) {
       const DF_DEVICE T* dyr = dy + ((long)b * L + s) * C + c0;
       if (silu) {
