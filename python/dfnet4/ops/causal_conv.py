@@ -12,7 +12,7 @@ import mlx.core as mx
 from dfnet4 import _extension
 
 _FLOATS = (mx.float16, mx.bfloat16, mx.float32, mx.float64)
-_MAX_WIDTH = 8  # dfk::kConvMaxWidth; checked again in C++
+MAX_WIDTH = 8  # dfk::kConvMaxWidth, the widest K with kernels; checked again in C++
 _ACTIVATIONS = ("silu", None)
 
 
@@ -46,9 +46,9 @@ def _validate(x, weight, bias, window, activation):
     width = weight.shape[0]
     if min(batch, time, channels) < 1:
         raise ValueError(f"causal_conv1d: x needs batch, time and channels >= 1, got {_describe(x)}")
-    if not 1 <= width <= _MAX_WIDTH:
+    if not 1 <= width <= MAX_WIDTH:
         raise ValueError(
-            f"causal_conv1d: weight must have 1 to {_MAX_WIDTH} taps (weight.shape[0] = K), got {_describe(weight)}"
+            f"causal_conv1d: weight must have 1 to {MAX_WIDTH} taps (weight.shape[0] = K), got {_describe(weight)}"
         )
     _check_shape("weight", weight, (width, channels), f"(K, channels) with x's channels ({channels})")
     if bias is not None:
