@@ -82,7 +82,33 @@ def test_fused_false_never_calls_the_fused_op(monkeypatch):
         raise AssertionError("fused op called with fused=False")
 
     monkeypatch.setattr(dfnet4.ops, "selective_scan", boom)
+    monkeypatch.setattr(dfnet4.ops, "causal_conv1d", boom)
     build(fused=False)(mx.zeros((1, 3, IN)))
+
+
+def test_fused_runs_the_fused_conv_with_the_streaming_window(monkeypatch):
+    import dfnet4.ops
+
+    calls = []
+    real = dfnet4.ops.causal_conv1d
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dfnet4.ops, "causal_conv1d", spy)
+    m = build(fused=True, num_layers=2)
+    _, state = m(mx.zeros((1, 3, IN)))
+    m(mx.zeros((1, 2, IN)), state)
+    assert len(calls) == 4  # two layers, two calls
+    assert all(c["activation"] == "silu" and c["return_window"] for c in calls)
+    assert calls[0]["window"] is None and calls[2]["window"] is state[0]["conv"]
+
+
+def test_fused_conv_wider_than_its_kernels_is_a_value_error():
+    with pytest.raises(ValueError, match="d_conv must be <= 8"):
+        SqueezedMamba(IN, HIDDEN, IN, linear_groups=2, fused=True, d_conv=9)
+    SqueezedMamba(IN, HIDDEN, IN, linear_groups=2, fused=False, d_conv=9)  # the reference has no limit
 
 
 @pytest.mark.parametrize("opts", [dict(d_state=0), dict(d_conv=0), dict(expand=0), dict(num_layers=0), dict(d_state=2.0)])

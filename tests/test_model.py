@@ -114,6 +114,8 @@ def test_gru_streaming_matches_offline(chunks, warmup):
 
 
 OTHER_STREAMING_CASES = [("mamba", {}), ("attention", {}), ("attention", {"attention_window": 6})]
+if _extension.available():  # the fused scan and conv, fed one frame at a time too
+    OTHER_STREAMING_CASES.append(("mamba", {"fused_scan": True}))
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,9 @@
 """The mamba backbone: pre-norm residual Mamba blocks inside DeepFilterNet's squeezed shape.
 
-One block (Gu & Dao 2023): RMSNorm -> in_proj to (x, z) -> causal depthwise conv on x -> silu ->
-x_proj to (dt, B, C) -> dt_proj -> selective scan (softplus(dt + dt_bias), A = -exp(A_log), D skip,
-output gated by silu(z), all inside the scan op) -> out_proj -> + residual.
+One block (Gu & Dao 2023): RMSNorm -> in_proj to (x, z) -> causal depthwise conv on x, silu (one
+causal_conv1d op) -> x_proj to (dt, B, C) -> dt_proj -> selective scan (softplus(dt + dt_bias),
+A = -exp(A_log), D skip, output gated by silu(z), all inside the scan op) -> out_proj -> + residual.
+fused blocks run both ops from dfnet4.ops, the others the pure-MLX dfnet4.reference versions.
 
 State (per layer): `conv`, the last d_conv - 1 conv inputs (batch, d_conv - 1, d_inner), and `ssm`,
 the scan state (batch, d_inner, d_state). With them a sequence fed in pieces gives the same output
@@ -18,6 +19,7 @@ import mlx.nn as nn
 
 from dfnet4 import _extension
 from dfnet4.backbones.base import Squeezed, State, register
+from dfnet4.ops.causal_conv import MAX_WIDTH as CONV_MAX_WIDTH
 
 
 def resolve_fused(fused: bool | None, who: str) -> bool:
@@ -71,29 +73,24 @@ class MambaBlock(nn.Module):
             from dfnet4.reference import selective_scan
         return selective_scan
 
-    def _conv(self, x: mx.array, window: mx.array) -> tuple[mx.array, mx.array]:
-        """Causal depthwise conv of x (B, T, C), preceded by the previous inputs `window` (B, K-1, C)."""
-        t, k = x.shape[1], self.d_conv
-        xp = mx.concatenate([window, x], axis=1)  # (B, K-1+T, C)
-        y = self.conv_bias
-        for j in range(k):  # K is tiny (4): K shifted multiply-adds beat a general grouped conv
-            y = y + xp[:, j : j + t] * self.conv_weight[j]
-        return y, xp[:, xp.shape[1] - (k - 1) :]
+    def _conv(self):
+        if self.fused:
+            from dfnet4.ops import causal_conv1d
+        else:
+            from dfnet4.reference import causal_conv1d
+        return causal_conv1d
 
     def __call__(self, h: mx.array, state: dict | None) -> tuple[mx.array, dict]:
-        b = h.shape[0]
         # in_proj as two GEMMs on its weight's halves: splitting one (..., 2*d_inner) product makes
         # each half's gradient a full-width scatter, two extra (batch, time, 2*d_inner) arrays
         hn = self.norm(h)
         w = self.in_proj.weight
         x, z = hn @ w[: self.d_inner].T, hn @ w[self.d_inner :].T
-        if state is None:
-            window = mx.zeros((b, self.d_conv - 1, self.d_inner), dtype=x.dtype)
-            ssm = None
-        else:
-            window, ssm = state["conv"], state["ssm"]
-        x, window = self._conv(x, window)
-        x = nn.silu(x)
+        # window: the previous d_conv - 1 conv inputs (zeros when None, i.e. a fresh sequence)
+        window, ssm = (None, None) if state is None else (state["conv"], state["ssm"])
+        x, window = self._conv()(
+            x, self.conv_weight, self.conv_bias, window=window, activation="silu", return_window=True
+        )
         dt, B, C = mx.split(self.x_proj(x), [self.dt_rank, self.dt_rank + self.d_state], axis=-1)
         delta = self.dt_proj(dt)
         A = -mx.exp(self.A_log)
@@ -150,8 +147,9 @@ class MambaCore(nn.Module):
 class SqueezedMamba(Squeezed):
     """Grouped linear in -> Mamba blocks -> grouped linear out (+ skip).
 
-    fused=None uses dfnet4.ops.selective_scan when the extension is importable, else
-    dfnet4.reference.selective_scan; fused=True without the extension raises RuntimeError.
+    fused=None uses dfnet4.ops (selective_scan, causal_conv1d) when the extension is importable,
+    else dfnet4.reference; fused=True without the extension raises RuntimeError. The fused conv
+    takes d_conv <= 8.
     """
 
     def __init__(
@@ -173,6 +171,11 @@ class SqueezedMamba(Squeezed):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SqueezedMamba: {name} must be an int >= 1, got {value!r}")
         self_fused = resolve_fused(fused, "SqueezedMamba")
+        if self_fused and d_conv > CONV_MAX_WIDTH:
+            raise ValueError(
+                f"SqueezedMamba: d_conv must be <= {CONV_MAX_WIDTH} with the fused kernels "
+                f"(dfnet4.ops.causal_conv1d), got {d_conv}; pass fused=False for a wider conv"
+            )
         core = MambaCore(hidden_size, num_layers, d_state, d_conv, expand, self_fused)
         super().__init__(
             input_size, hidden_size, output_size, core, linear_groups=linear_groups, skip=skip, activation=activation

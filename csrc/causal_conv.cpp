@@ -1,0 +1,288 @@
+// Causal conv1d primitives: op builder, shapes, vjp and the CPU evaluation. eval_gpu lives in
+// causal_conv_metal.cpp, the CPU loops in causal_conv_cpu.cpp, the math in kernels/causal_conv.h.
+#include "causal_conv.h"
+
+#include <nanobind/nanobind.h>
+#include <nanobind/stl/optional.h>
+#include <nanobind/stl/variant.h>
+#include <nanobind/stl/vector.h>
+
+#include <sstream>
+#include <stdexcept>
+
+#include "causal_conv_cpu.h"
+#include "mlx/backend/cpu/encoder.h"
+#include "registry.h"
+
+namespace dfnet4 {
+
+namespace {
+
+std::string shape_str(const mx::array& a) {
+  std::ostringstream os;
+  os << "(";
+  for (int i = 0; i < static_cast<int>(a.ndim()); ++i) os << (i ? ", " : "") << a.shape(i);
+  os << (a.ndim() == 1 ? ",)" : ")");
+  return os.str();
+}
+
+[[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument("causal_conv1d: " + msg); }
+
+void expect_shape(const char* name, const mx::array& a, const mx::Shape& want, const char* what) {
+  if (a.shape() != want) {
+    std::ostringstream os;
+    os << name << " must have shape " << what << " = (";
+    for (size_t i = 0; i < want.size(); ++i) os << (i ? ", " : "") << want[i];
+    os << (want.size() == 1 ? ",)" : ")") << ", got " << shape_str(a);
+    bad(os.str());
+  }
+}
+
+template <typename T>
+const T* ptr(const mx::array& a) { return a.data<T>(); }
+template <typename T>
+const T* opt_ptr(const std::vector<mx::array>& in, int idx) {
+  return idx >= 0 ? in[idx].data<T>() : nullptr;
+}
+
+void alloc(mx::array& a) { a.set_data(mx::allocator::malloc(a.nbytes())); }
+
+void check_contiguous(const std::vector<mx::array>& inputs, const char* prim) {
+  for (const auto& a : inputs) {
+    if (!a.flags().row_contiguous) {
+      throw std::runtime_error(std::string(prim) + ": inputs must be row-contiguous (the op makes them so)");
+    }
+  }
+}
+
+}  // namespace
+
+ConvInputs::ConvInputs(int flags) {
+  if (flags & dfk::kConvHasWindow) window = next++;
+  if (flags & dfk::kConvHasBias) bias = next++;
+}
+
+dfk::ConvParams conv_params(const mx::array& x, const mx::array& weight, int flags) {
+  dfk::ConvParams p;
+  p.batch = x.shape(0);
+  p.length = x.shape(1);
+  p.channels = x.shape(2);
+  p.width = weight.shape(0);
+  p.n_chunks = (p.length + dfk::kConvChunk - 1) / dfk::kConvChunk;
+  p.flags = flags;
+  return p;
+}
+
+// ---- forward primitive ------------------------------------------------------------------------------
+
+std::vector<mx::Shape> CausalConv1d::output_shapes(const std::vector<mx::array>& inputs) {
+  const auto& x = inputs[0];
+  return {x.shape(), {x.shape(0), inputs[1].shape(0) - 1, x.shape(2)}};
+}
+
+bool CausalConv1d::is_equivalent(const mx::Primitive& other) const {
+  return flags_ == static_cast<const CausalConv1d&>(other).flags_;
+}
+
+void CausalConv1d::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
+  check_contiguous(inputs, "CausalConv1d");
+  for (auto& o : outputs) alloc(o);
+  const auto p = conv_params(inputs[0], inputs[1], flags_);
+  const ConvInputs at(flags_);
+  auto& enc = mx::cpu::get_command_encoder(stream());
+  for (const auto& a : inputs) enc.set_input_array(a);
+  for (auto& o : outputs) enc.set_output_array(o);
+
+  auto launch = [&](auto zero) {
+    using T = decltype(zero);
+    conv_cpu::ForwardBuffers<T> f{ptr<T>(inputs[0]), opt_ptr<T>(inputs, at.window), ptr<T>(inputs[1]),
+                                  opt_ptr<T>(inputs, at.bias), outputs[0].data<T>(), outputs[1].data<T>()};
+    enc.dispatch([p, f]() { conv_cpu::forward(p, f); });
+  };
+  if (inputs[0].dtype() == mx::float64) {
+    launch(double(0));
+  } else if (inputs[0].dtype() == mx::float32) {
+    launch(float(0));
+  } else {
+    throw std::runtime_error("CausalConv1d: inputs must be float32 or float64");
+  }
+}
+
+std::vector<mx::array> CausalConv1d::vjp(const std::vector<mx::array>& primals,
+                                         const std::vector<mx::array>& cotangents,
+                                         const std::vector<int>& argnums,
+                                         const std::vector<mx::array>&) {
+  const ConvInputs at(flags_);
+  const auto s = stream();
+  const auto dtype = primals[0].dtype();
+  // Backward inputs: the forward's inputs, then the cotangents of y and new_window (zeros when
+  // unused; the latter is tiny).
+  std::vector<mx::array> inputs(primals.begin(), primals.end());
+  for (int k = 0; k < 2; ++k) {
+    inputs.push_back(mx::contiguous(mx::astype(cotangents[k], dtype, s), false, s));
+  }
+  auto prim = std::make_shared<CausalConv1dGrad>(s, flags_);
+  auto shapes = prim->output_shapes(inputs);
+  auto grads = mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(shapes.size(), dtype),
+                                      prim, inputs);
+  const CausalConv1dGrad::Outputs out_at(flags_);
+  std::vector<mx::array> result;
+  for (int arg : argnums) {
+    if (arg == 0 || arg == 1) result.push_back(grads[arg]);  // dx, dweight
+    else if (arg == at.window) result.push_back(grads[out_at.dwindow]);
+    else if (arg == at.bias) result.push_back(grads[out_at.dbias]);
+    else throw std::logic_error("CausalConv1d::vjp: unknown argument index");
+  }
+  return result;
+}
+
+std::vector<mx::array> CausalConv1d::jvp(const std::vector<mx::array>&, const std::vector<mx::array>&,
+                                         const std::vector<int>&) {
+  throw std::runtime_error(
+      "dfnet4.ops.causal_conv1d does not support forward-mode differentiation (jvp); "
+      "use mx.grad/mx.vjp, or dfnet4.reference.causal_conv1d");
+}
+
+std::pair<std::vector<mx::array>, std::vector<int>> CausalConv1d::vmap(const std::vector<mx::array>&,
+                                                                       const std::vector<int>&) {
+  throw std::runtime_error(
+      "dfnet4.ops.causal_conv1d does not support mx.vmap; it is already batched over its first "
+      "axis (fold extra axes into the batch)");
+}
+
+// ---- backward primitive -----------------------------------------------------------------------------
+
+CausalConv1dGrad::Outputs::Outputs(int flags) {
+  int next = 2;
+  if (flags & dfk::kConvHasWindow) dwindow = next++;
+  if (flags & dfk::kConvHasBias) dbias = next++;
+}
+
+std::vector<mx::Shape> CausalConv1dGrad::output_shapes(const std::vector<mx::array>& inputs) {
+  const ConvInputs at(flags_);
+  std::vector<mx::Shape> shapes = {inputs[0].shape(), inputs[1].shape()};
+  if (at.window >= 0) shapes.push_back(inputs[at.window].shape());
+  if (at.bias >= 0) shapes.push_back(inputs[at.bias].shape());
+  return shapes;
+}
+
+bool CausalConv1dGrad::is_equivalent(const mx::Primitive& other) const {
+  return flags_ == static_cast<const CausalConv1dGrad&>(other).flags_;
+}
+
+std::vector<mx::array> conv_grad_partials(const dfk::ConvParams& p, mx::Dtype dtype) {
+  const int q = p.batch * p.n_chunks;
+  std::vector<mx::array> parts;
+  parts.emplace_back(mx::Shape{q, p.width, p.channels}, dtype, nullptr, std::vector<mx::array>{});
+  if (p.flags & dfk::kConvHasBias) {
+    parts.emplace_back(mx::Shape{q, p.channels}, dtype, nullptr, std::vector<mx::array>{});
+  }
+  for (auto& a : parts) alloc(a);
+  return parts;
+}
+
+void CausalConv1dGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
+  check_contiguous(inputs, "CausalConv1dGrad");
+  for (auto& o : outputs) alloc(o);
+  const auto p = conv_params(inputs[0], inputs[1], flags_);
+  const ConvInputs at(flags_);
+  const Outputs out_at(flags_);
+  const int dy = at.next, dnw = at.next + 1;
+  auto parts = conv_grad_partials(p, inputs[0].dtype());  // held until the dispatched task has run
+  auto& enc = mx::cpu::get_command_encoder(stream());
+  for (const auto& a : inputs) enc.set_input_array(a);
+  for (auto& o : outputs) enc.set_output_array(o);
+
+  auto launch = [&](auto zero) {
+    using T = decltype(zero);
+    auto out_ptr = [&](int idx) { return idx >= 0 ? outputs[idx].data<T>() : nullptr; };
+    conv_cpu::BackwardBuffers<T> g{ptr<T>(inputs[0]), opt_ptr<T>(inputs, at.window), ptr<T>(inputs[1]),
+                                   opt_ptr<T>(inputs, at.bias), ptr<T>(inputs[dy]), ptr<T>(inputs[dnw]),
+                                   out_ptr(0), out_ptr(out_at.dwindow), out_ptr(1), out_ptr(out_at.dbias),
+                                   parts[0].data<T>(), parts.size() > 1 ? parts[1].data<T>() : nullptr};
+    enc.dispatch([p, g]() { conv_cpu::backward(p, g); });
+  };
+  if (inputs[0].dtype() == mx::float64) {
+    launch(double(0));
+  } else if (inputs[0].dtype() == mx::float32) {
+    launch(float(0));
+  } else {
+    throw std::runtime_error("CausalConv1dGrad: inputs must be float32 or float64");
+  }
+  enc.add_temporaries(std::move(parts));
+}
+
+std::vector<mx::array> CausalConv1dGrad::vjp(const std::vector<mx::array>&, const std::vector<mx::array>&,
+                                             const std::vector<int>&, const std::vector<mx::array>&) {
+  throw std::runtime_error(
+      "dfnet4.ops.causal_conv1d: second-order gradients are not supported (the backward primitive "
+      "has no vjp); use dfnet4.reference.causal_conv1d for higher-order derivatives");
+}
+
+std::vector<mx::array> CausalConv1dGrad::jvp(const std::vector<mx::array>&, const std::vector<mx::array>&,
+                                             const std::vector<int>&) {
+  throw std::runtime_error("dfnet4.ops.causal_conv1d: the backward primitive has no jvp");
+}
+
+std::pair<std::vector<mx::array>, std::vector<int>> CausalConv1dGrad::vmap(const std::vector<mx::array>&,
+                                                                           const std::vector<int>&) {
+  throw std::runtime_error("dfnet4.ops.causal_conv1d: the backward primitive does not support mx.vmap");
+}
+
+// ---- the op -----------------------------------------------------------------------------------------
+
+std::vector<mx::array> causal_conv1d(const mx::array& x, const mx::array& weight,
+                                     const std::optional<mx::array>& bias,
+                                     const std::optional<mx::array>& window, bool silu,
+                                     mx::StreamOrDevice s_) {
+  const auto s = mx::to_stream(s_);
+  if (x.ndim() != 3) bad("x must have shape (batch, time, channels), got " + shape_str(x));
+  if (weight.ndim() != 2) bad("weight must have shape (K, channels), got " + shape_str(weight));
+  const int b = x.shape(0), l = x.shape(1), c = x.shape(2), k = weight.shape(0);
+  if (b < 1 || l < 1 || c < 1) bad("x must have batch, time and channels >= 1, got " + shape_str(x));
+  if (k < 1 || k > dfk::kConvMaxWidth) {
+    bad("weight must have 1 to " + std::to_string(dfk::kConvMaxWidth) + " taps (weight.shape[0]), got " +
+        shape_str(weight));
+  }
+  expect_shape("weight", weight, {k, c}, "(K, channels) with x's channels");
+  if (bias) expect_shape("bias", *bias, {c}, "(channels,)");
+  if (window) expect_shape("window", *window, {b, k - 1, c}, "(batch, K-1, channels)");
+
+  const auto dtype = x.dtype();
+  if (dtype != mx::float32 && dtype != mx::float64) {
+    bad("the fused kernels take float32 (or float64 on the CPU); dfnet4.ops.causal_conv1d casts");
+  }
+  if (dtype == mx::float64 && s.device.type != mx::Device::cpu) {
+    bad("float64 is only supported on the CPU stream");
+  }
+  int flags = silu ? dfk::kConvSilu : 0;
+  std::vector<mx::array> inputs;
+  auto add = [&](const char* name, const mx::array& a) {
+    if (a.dtype() != dtype) bad(std::string(name) + " must have the same dtype as x");
+    inputs.push_back(mx::contiguous(a, false, s));
+  };
+  add("x", x);
+  add("weight", weight);
+  if (window && k > 1) { flags |= dfk::kConvHasWindow; add("window", *window); }
+  if (bias) { flags |= dfk::kConvHasBias; add("bias", *bias); }
+
+  auto prim = std::make_shared<CausalConv1d>(s, flags);
+  auto shapes = prim->output_shapes(inputs);
+  return mx::array::make_arrays(std::move(shapes), {dtype, dtype}, prim, inputs);
+}
+
+// ---- bindings ---------------------------------------------------------------------------------------
+
+static void bind_causal_conv1d(nanobind::module_& m) {
+  namespace nb = nanobind;
+  using namespace nb::literals;
+  m.def("causal_conv1d", &causal_conv1d, "x"_a, "weight"_a, "bias"_a.none(), "window"_a.none(), "silu"_a,
+        nb::kw_only(), "stream"_a = nb::none(),
+        "Fused causal depthwise conv1d (+ SiLU) (low level: same-dtype float32/float64 arrays). "
+        "Returns [y, new_window]. Use dfnet4.ops.causal_conv1d.");
+  m.attr("CAUSAL_CONV_CHUNK") = static_cast<int>(dfk::kConvChunk);
+  m.attr("CAUSAL_CONV_MAX_WIDTH") = static_cast<int>(dfk::kConvMaxWidth);
+}
+DFNET4_REGISTER_BINDING(bind_causal_conv1d);
+
+}  // namespace dfnet4

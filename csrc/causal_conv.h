@@ -1,0 +1,96 @@
+// The fused causal depthwise conv1d (+ SiLU) as two MLX primitives: the forward (y, new_window) and
+// its backward, built by the forward's vjp. See docs/causal-conv.md.
+#pragma once
+
+#include <optional>
+#include <vector>
+
+#include "kernels/causal_conv.h"
+#include "mlx/mlx.h"
+#include "mlx/primitives.h"
+
+namespace dfnet4 {
+
+namespace mx = mlx::core;
+
+// Positions of the optional inputs in a primitive's input list, from the flags (dfk::kConv*).
+// The fixed ones are x, weight = 0, 1.
+struct ConvInputs {
+  int window = -1, bias = -1, next = 2;
+  explicit ConvInputs(int flags);
+};
+
+// Shape parameters of the kernel bodies from the (contiguous) x and weight.
+dfk::ConvParams conv_params(const mx::array& x, const mx::array& weight, int flags);
+
+// Inputs: x (batch, time, channels), weight (K, channels), then window (batch, K-1, channels) and
+// bias (channels,) when flagged. Outputs: y (batch, time, channels), new_window (batch, K-1, channels).
+// Nothing else is saved: the backward recomputes the pre-activation from x.
+class CausalConv1d : public mx::Primitive {
+ public:
+  CausalConv1d(mx::Stream stream, int flags) : mx::Primitive(stream), flags_(flags) {}
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& cotangents,
+                             const std::vector<int>& argnums,
+                             const std::vector<mx::array>& outputs) override;
+  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& tangents,
+                             const std::vector<int>& argnums) override;
+  std::pair<std::vector<mx::array>, std::vector<int>> vmap(const std::vector<mx::array>& inputs,
+                                                           const std::vector<int>& axes) override;
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
+  const char* name() const override { return "CausalConv1d"; }
+  bool is_equivalent(const mx::Primitive& other) const override;
+
+ private:
+  int flags_;
+};
+
+// Inputs: the forward's inputs, then dy (batch, time, channels) and dnew_window (batch, K-1,
+// channels). Outputs: dx, dweight, then dwindow and dbias when flagged (each shaped like its primal).
+// One pass over x per work item; dweight/dbias go through per-(batch, chunk) partials folded in a
+// fixed order inside the primitive (mx.sum would crash under mx.compile(shapeless=True) when a
+// summed axis turns to size 1 in MLX 0.32.4, see selective_scan.h).
+class CausalConv1dGrad : public mx::Primitive {
+ public:
+  CausalConv1dGrad(mx::Stream stream, int flags) : mx::Primitive(stream), flags_(flags) {}
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& cotangents,
+                             const std::vector<int>& argnums,
+                             const std::vector<mx::array>& outputs) override;
+  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& tangents,
+                             const std::vector<int>& argnums) override;
+  std::pair<std::vector<mx::array>, std::vector<int>> vmap(const std::vector<mx::array>& inputs,
+                                                           const std::vector<int>& axes) override;
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
+  const char* name() const override { return "CausalConv1dGrad"; }
+  bool is_equivalent(const mx::Primitive& other) const override;
+
+  // Output positions of the optional gradients (-1 when absent).
+  struct Outputs {
+    int dwindow = -1, dbias = -1;
+    explicit Outputs(int flags);
+  };
+
+ private:
+  int flags_;
+};
+
+// Allocated partials of the backward kernel: dweight (batch * n_chunks, K, C), then dbias
+// (batch * n_chunks, C) when flagged.
+std::vector<mx::array> conv_grad_partials(const dfk::ConvParams& p, mx::Dtype dtype);
+
+// The op: checks shapes/dtypes (std::invalid_argument, i.e. ValueError in Python), makes the inputs
+// contiguous and returns {y, new_window}. All arrays must share one floating dtype (float32, or
+// float64 on the CPU); the Python wrapper casts. A window of a K = 1 conv (no rows) is dropped.
+std::vector<mx::array> causal_conv1d(const mx::array& x, const mx::array& weight,
+                                     const std::optional<mx::array>& bias,
+                                     const std::optional<mx::array>& window, bool silu,
+                                     mx::StreamOrDevice s = {});
+
+}  // namespace dfnet4
