@@ -83,22 +83,26 @@ class MambaBlock(nn.Module):
     def __call__(self, h: mx.array, state: dict | None) -> tuple[mx.array, dict]:
         # in_proj as two GEMMs on its weight's halves: splitting one (..., 2*d_inner) product makes
         # each half's gradient a full-width scatter, two extra (batch, time, 2*d_inner) arrays
-        hn = self.norm(h)
+        bt = h.shape[:2]
+        # Projections on (batch*time, features) rows: on 3-D inputs MLX's matmul VJP forms one weight
+        # gradient per batch entry and sums them (a (batch, in, out) temporary per weight).
+        rows = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
+        hn = rows(self.norm(h))
         w = self.in_proj.weight
-        x, z = hn @ w[: self.d_inner].T, hn @ w[self.d_inner :].T
+        x, z = (hn @ w[: self.d_inner].T).reshape(*bt, -1), (hn @ w[self.d_inner :].T).reshape(*bt, -1)
         # window: the previous d_conv - 1 conv inputs (zeros when None, i.e. a fresh sequence)
         window, ssm = (None, None) if state is None else (state["conv"], state["ssm"])
         x, window = self._conv()(
             x, self.conv_weight, self.conv_bias, window=window, activation="silu", return_window=True
         )
-        dt, B, C = mx.split(self.x_proj(x), [self.dt_rank, self.dt_rank + self.d_state], axis=-1)
-        delta = self.dt_proj(dt)
+        dt, B, C = mx.split(self.x_proj(rows(x)), [self.dt_rank, self.dt_rank + self.d_state], axis=-1)
+        delta = self.dt_proj(dt).reshape(*bt, -1)
         A = -mx.exp(self.A_log)
         y, ssm = self._scan()(
-            x, delta, A, B, C, D=self.D, z=z, delta_bias=self.dt_bias, delta_softplus=True,
-            h0=ssm, return_last_state=True,
+            x, delta, A, B.reshape(*bt, -1), C.reshape(*bt, -1), D=self.D, z=z, delta_bias=self.dt_bias,
+            delta_softplus=True, h0=ssm, return_last_state=True,
         )
-        return h + self.out_proj(y), {"conv": window, "ssm": ssm}
+        return h + self.out_proj(rows(y)).reshape(h.shape), {"conv": window, "ssm": ssm}
 
 
 class MambaCore(nn.Module):
