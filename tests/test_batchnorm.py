@@ -94,3 +94,27 @@ def test_vjp_includes_the_mean_and_variance_outputs():
     _, ref = mx.vjp(plain, [x, weight, bias], cots)
     for a, b in zip(ours, ref):
         assert _rel(a, b) < RTOL
+
+
+def test_relu_variant_matches_batchnorm_then_relu():
+    mx.random.seed(12)
+    shape, c = (4, 30, 10, 8), 8
+    x = mx.random.normal(shape) * 2 + 1
+    weight, bias, cot = mx.random.normal((c,)), mx.random.normal((c,)), mx.random.normal(shape)
+    ours_mod, ref_mod = BatchNorm(c), nn.BatchNorm(c)
+    results = []
+    for fwd in (lambda w, b, x: ours_mod(x, relu=True), lambda w, b, x: nn.relu(ref_mod(x))):
+        mod = ours_mod if not results else ref_mod
+        mod.train()
+
+        def f(w, b, x, fwd=fwd, mod=mod):
+            mod.weight, mod.bias = w, b
+            return fwd(w, b, x)
+
+        (y,), grads = mx.vjp(f, [weight, bias, x], [cot])
+        results.append([y, *grads])
+    for name, a, b in zip(("y", "d_weight", "d_bias", "d_x"), *results):
+        assert _rel(a, b) < RTOL_SUM, name
+    ours_mod.eval()
+    ref_mod.eval()
+    assert _rel(ours_mod(x, relu=True), nn.relu(ref_mod(x))) == 0.0

@@ -20,10 +20,7 @@ def _stats_axes(x: mx.array) -> tuple[int, ...]:
     return tuple(range(x.ndim - 1))
 
 
-@mx.custom_function
-def batch_norm_train(x: mx.array, weight: mx.array, bias: mx.array, eps: mx.array):
-    """(y, mean, biased var) over every axis but the last; eps is a 0-d array (custom_function
-    arguments are arrays)."""
+def _forward(x, weight, bias, eps):
     axes = _stats_axes(x)
     mean = mx.mean(x, axis=axes)
     xc = x - mean
@@ -32,11 +29,7 @@ def batch_norm_train(x: mx.array, weight: mx.array, bias: mx.array, eps: mx.arra
     return xc * scale + bias, mean, var
 
 
-@batch_norm_train.vjp
-def _batch_norm_train_vjp(primals, cotangents, outputs):
-    x, weight, _, eps = primals
-    dy, dmean, dvar = cotangents
-    _, mean, var = outputs
+def _backward(x, weight, eps, dy, dmean, dvar, mean, var):
     axes = _stats_axes(x)
     n = math.prod(x.shape[:-1])
     inv = mx.rsqrt(var + eps)
@@ -50,16 +43,48 @@ def _batch_norm_train_vjp(primals, cotangents, outputs):
     return dx, dw, db, mx.zeros_like(eps)
 
 
-class BatchNorm(nn.BatchNorm):
-    """nn.BatchNorm (same fields and checkpoints); training mode uses `batch_norm_train`."""
+@mx.custom_function
+def batch_norm_train(x: mx.array, weight: mx.array, bias: mx.array, eps: mx.array):
+    """(y, mean, biased var) over every axis but the last; eps is a 0-d array (custom_function
+    arguments are arrays)."""
+    return _forward(x, weight, bias, eps)
 
-    def __call__(self, x: mx.array) -> mx.array:
+
+@batch_norm_train.vjp
+def _batch_norm_train_vjp(primals, cotangents, outputs):
+    x, weight, _, eps = primals
+    dy, dmean, dvar = cotangents
+    return _backward(x, weight, eps, dy, dmean, dvar, *outputs[1:])
+
+
+@mx.custom_function
+def batch_norm_relu_train(x: mx.array, weight: mx.array, bias: mx.array, eps: mx.array):
+    """(relu(y), mean, biased var): the normalised values before the ReLU are never kept."""
+    y, mean, var = _forward(x, weight, bias, eps)
+    return mx.maximum(y, 0), mean, var
+
+
+@batch_norm_relu_train.vjp
+def _batch_norm_relu_train_vjp(primals, cotangents, outputs):
+    x, weight, _, eps = primals
+    dy, dmean, dvar = cotangents
+    out, mean, var = outputs
+    return _backward(x, weight, eps, mx.where(out > 0, dy, 0), dmean, dvar, mean, var)
+
+
+class BatchNorm(nn.BatchNorm):
+    """nn.BatchNorm (same fields and checkpoints); training mode uses `batch_norm_train`.
+    `relu=True` returns relu(batchnorm(x)) through one custom VJP."""
+
+    def __call__(self, x: mx.array, relu: bool = False) -> mx.array:
         if not self.training or "weight" not in self or x.ndim < 2:
-            return super().__call__(x)
+            y = super().__call__(x)
+            return nn.relu(y) if relu else y
         n = math.prod(x.shape[:-1])
         if n < 2:
             raise ValueError("BatchNorm training requires more than one value per channel.")
-        y, mean, var = batch_norm_train(x, self.weight, self.bias, mx.array(self.eps, x.dtype))
+        fn = batch_norm_relu_train if relu else batch_norm_train
+        y, mean, var = fn(x, self.weight, self.bias, mx.array(self.eps, x.dtype))
         if self.track_running_stats:
             mu = self.momentum
             mean, var = mx.stop_gradient(mean), mx.stop_gradient(var)

@@ -145,6 +145,7 @@ class ConvNormAct(nn.Module):
             if self.pointwise is not None:  # 1x1, groups 1: weight (out, 1, 1, out) -> (in, out) matrix
                 pw = self.pointwise.weight.reshape(self.pointwise.out_ch, self.pointwise.in_ch).T
             x, history = self.conv(x, history, pointwise=pw)
-        x = self.norm(x)
-        x = nn.relu(x) if self.activation == "relu" else mx.sigmoid(x)
+        if self.activation == "relu":
+            return self.norm(x, relu=True), history
+        x = mx.sigmoid(self.norm(x))
         return x, history
