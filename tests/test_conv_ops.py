@@ -106,3 +106,26 @@ def test_gather_vjps_match_autodiff_of_slices(kt, kf, s):
     (g1,) = mx.vjp(lambda v: tap_sum(v, kt, kf, s), [y], [cot])[1]
     (g2,) = mx.vjp(plain_tap_sum, [y], [cot])[1]
     assert _rel(g1, g2) == 0.0  # pure data movement: bit-exact
+
+
+def test_transposed_conv_with_folded_pointwise_equals_conv_then_pointwise():
+    from dfnet4.model.layers import DepthwiseTransposedConv
+
+    mx.random.seed(6)
+    conv = DepthwiseTransposedConv(8)
+    x, pw = mx.random.normal((2, 5, 6, 8)), mx.random.normal((8, 8))
+
+    def folded(w, x, pw):
+        conv.weight = w
+        return conv(x, pointwise=pw)
+
+    def separate(w, x, pw):
+        conv.weight = w
+        return conv(x) @ pw
+
+    cot = mx.random.normal((2, 5, 12, 8))
+    (y1,), g1 = mx.vjp(folded, [conv.weight, x, pw], [cot])
+    (y2,), g2 = mx.vjp(separate, [conv.weight, x, pw], [cot])
+    assert _rel(y1, y2) < RTOL
+    for a, b in zip(g1, g2):
+        assert _rel(a, b) < RTOL

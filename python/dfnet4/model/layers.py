@@ -92,13 +92,19 @@ class DepthwiseTransposedConv(nn.Module):
         self.ch = ch
         self.weight = _uniform((ch, 1, 3, 1), 3)
 
-    def __call__(self, x: mx.array) -> mx.array:
+    def __call__(self, x: mx.array, pointwise: mx.array | None = None) -> mx.array:
+        """`pointwise` (ch, n): a following 1x1 conv, folded into one GEMM per tap."""
         w = self.weight[:, 0, :, 0]  # (ch, 3)
-        nxt = mx.pad(x[:, :, 1:], [(0, 0), (0, 0), (0, 1), (0, 0)])
-        even = x * w[:, 1]
-        odd = x * w[:, 2] + nxt * w[:, 0]
-        b, t, f, c = x.shape
-        return mx.stack([even, odd], axis=3).reshape(b, t, 2 * f, c)
+        b, t, f, _ = x.shape
+        shift = lambda v: mx.pad(v[:, :, 1:], [(0, 0), (0, 0), (0, 1), (0, 0)])  # noqa: E731  v[m + 1], 0 past the end
+        if pointwise is None:
+            even = x * w[:, 1]
+            odd = x * w[:, 2] + shift(x) * w[:, 0]
+        else:  # diag(w_k) @ pointwise per tap: three GEMMs at F instead of elementwise taps + a GEMM at 2F
+            taps = [w[:, k, None] * pointwise for k in range(3)]
+            even = x @ taps[1]
+            odd = x @ taps[2] + shift(x @ taps[0])
+        return mx.stack([even, odd], axis=3).reshape(b, t, 2 * f, even.shape[-1])
 
 
 class ConvNormAct(nn.Module):
@@ -136,14 +142,12 @@ class ConvNormAct(nn.Module):
         self.activation = activation
 
     def __call__(self, x: mx.array, history: mx.array | None = None) -> tuple[mx.array, mx.array | None]:
+        pw = None
+        if self.pointwise is not None:  # 1x1, groups 1: weight (out, 1, 1, out) -> (in, out) matrix
+            pw = self.pointwise.weight.reshape(self.pointwise.out_ch, self.pointwise.in_ch).T
         if isinstance(self.conv, DepthwiseTransposedConv):
-            x = self.conv(x)
-            if self.pointwise is not None:
-                x, _ = self.pointwise(x)
+            x = self.conv(x, pointwise=pw)
         else:
-            pw = None
-            if self.pointwise is not None:  # 1x1, groups 1: weight (out, 1, 1, out) -> (in, out) matrix
-                pw = self.pointwise.weight.reshape(self.pointwise.out_ch, self.pointwise.in_ch).T
             x, history = self.conv(x, history, pointwise=pw)
         if self.activation == "relu":
             return self.norm(x, relu=True), history
