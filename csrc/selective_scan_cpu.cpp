@@ -20,67 +20,92 @@
 namespace dfnet4::scan_cpu {
 namespace {
 
-// Channels [begin, end) of the flattened (batch, channel) grid (at most kScanBlock of them), walked
-// chunk by chunk with the channels inside: neighbouring channels share the cache lines of the
-// (batch, time, channels) arrays, so each line is used fully while it is hot instead of being
-// fetched again by every channel (which made the op super-linear in time).
-template <typename T, int MAXN, int NFIX>
-DFK_SCAN_INLINE void forward_range_impl(const dfk::ScanParams& p, const ForwardBuffers<T>& f,
-                                        long begin, long end) {
-  dfk::ScanFwdCarry<T, MAXN> cy[dfk::kScanBlock];
-  for (long j = begin; j < end; ++j) {
-    const int b = static_cast<int>(j / p.channels), d = static_cast<int>(j % p.channels);
-    dfk::scan_forward_init<T, MAXN, NFIX>(p, b, d, f.h0, cy[j - begin]);
+// The value type that runs `width` neighbouring channels at once, one per SIMD lane (channels-last
+// arrays make their elements contiguous), for buffers of element type S. Channels left over at the
+// end of a row (channels % width) run one at a time as S.
+template <typename S>
+struct Lanes {
+  typedef S Vec;
+  static constexpr int width = 1;
+};
+#if DFK_SCAN_LANES > 1
+template <>
+struct Lanes<float> {
+  typedef dfk::ScanF16 Vec;
+  static constexpr int width = DFK_SCAN_LANES;
+};
+#endif
+
+// Channels [d0, d0 + width) of batch row b, or the row's last channels when fewer are left.
+template <typename S, int MAXN, int NFIX>
+DFK_SCAN_INLINE void forward_group(const dfk::ScanParams& p, const ForwardBuffers<S>& f, int b, int d0) {
+  constexpr int W = Lanes<S>::width;
+  if (d0 + W <= p.channels) {
+    dfk::scan_forward_channel<typename Lanes<S>::Vec, MAXN, NFIX>(p, b, d0, f.u, f.delta, f.A, f.B, f.C, f.D,
+                                                                  f.z, f.bias, f.h0, f.out, f.last, f.ckpt);
+    return;
   }
-  for (int c = 0; c < p.n_chunks; ++c) {
-    for (long j = begin; j < end; ++j) {
-      const int b = static_cast<int>(j / p.channels), d = static_cast<int>(j % p.channels);
-      dfk::scan_forward_chunk<T, MAXN, NFIX>(p, b, d, c, f.u, f.delta, f.A, f.B, f.C, f.D, f.z, f.bias,
-                                             f.out, f.ckpt, cy[j - begin]);
-    }
-  }
-  for (long j = begin; j < end; ++j) {
-    const int b = static_cast<int>(j / p.channels), d = static_cast<int>(j % p.channels);
-    dfk::scan_forward_finish<T, MAXN, NFIX>(p, b, d, f.last, cy[j - begin]);
+  for (int d = d0; d < p.channels; ++d) {
+    dfk::scan_forward_channel<S, MAXN, NFIX>(p, b, d, f.u, f.delta, f.A, f.B, f.C, f.D, f.z, f.bias, f.h0,
+                                             f.out, f.last, f.ckpt);
   }
 }
 
-template <typename T, int MAXN, int NFIX>
-DFNET4_SCAN_CLONES void forward_range(const dfk::ScanParams& p, const ForwardBuffers<T>& f,
-                                      long begin, long end) {
-  for (long s = begin; s < end; s += dfk::kScanBlock) {
-    forward_range_impl<T, MAXN, NFIX>(p, f, s, std::min<long>(end, s + dfk::kScanBlock));
+// Items [begin, end) of the flattened (batch, channel group) grid, each group over all time steps
+// (a vector group reads whole cache lines of the (batch, time, channels) arrays).
+template <typename S, int MAXN, int NFIX>
+DFNET4_SCAN_CLONES void forward_range(const dfk::ScanParams& p, const ForwardBuffers<S>& f, long begin, long end) {
+  constexpr int W = Lanes<S>::width;
+  const long groups = (p.channels + W - 1) / W;
+  for (long j = begin; j < end; ++j) {
+    forward_group<S, MAXN, NFIX>(p, f, static_cast<int>(j / groups), static_cast<int>(j % groups) * W);
   }
 }
 
 // Channel blocks [begin, end) of the flattened (batch, block) grid. One worker owns a block, so it
 // can sum the block's channels into the dB/dC partials without atomics. Chunks outside, the block's
-// channels inside (as in the forward): the chunk's rows of the partials stay in L1 across channels,
-// and channels are still added in order, so the sums are the same as channel by channel.
-template <typename T, int MAXN, int NFIX>
-DFNET4_SCAN_CLONES void backward_range(const dfk::ScanParams& p, const BackwardBuffers<T>& g,
-                                       long begin, long end) {
-  T sah[dfk::kScanChunk * MAXN], sa[dfk::kScanChunk * MAXN];
-  dfk::ScanBwdCarry<T, MAXN> cy[dfk::kScanBlock];
+// channels inside: the chunk's rows of the partials stay in L1 across channels. The block's full
+// vector groups run first, then its leftover channels one by one, in a fixed order, so the sums do
+// not depend on the thread count.
+template <typename S, int MAXN, int NFIX>
+DFNET4_SCAN_CLONES void backward_range(const dfk::ScanParams& p, const BackwardBuffers<S>& g, long begin,
+                                       long end) {
+  typedef typename Lanes<S>::Vec V;
+  constexpr int W = Lanes<S>::width;
+  V sah[dfk::kScanChunk * MAXN], sa[dfk::kScanChunk * MAXN];
+  S sah1[dfk::kScanChunk * MAXN], sa1[dfk::kScanChunk * MAXN];
+  dfk::ScanBwdCarry<V, MAXN> cy[dfk::kScanBlock / W];
+  dfk::ScanBwdCarry<S, MAXN> cy1[W];
   const dfk::ScanCpuLane<MAXN> lane;
   const long part = static_cast<long>(p.length) * p.state;  // one block's partial, in elements
   for (long j = begin; j < end; ++j) {
     const int b = static_cast<int>(j / p.n_blocks), blk = static_cast<int>(j % p.n_blocks);
-    std::memset(g.dB_part + j * part, 0, sizeof(T) * part);
-    std::memset(g.dC_part + j * part, 0, sizeof(T) * part);
+    std::memset(g.dB_part + j * part, 0, sizeof(S) * part);
+    std::memset(g.dC_part + j * part, 0, sizeof(S) * part);
     const int d0 = blk * dfk::kScanBlock;
     const int d_end = std::min(p.channels, d0 + static_cast<int>(dfk::kScanBlock));
-    for (int d = d0; d < d_end; ++d) dfk::scan_backward_init<T, MAXN, NFIX>(p, b, d, g.dlast, cy[d - d0]);
+    const int groups = (d_end - d0) / W, d1 = d0 + groups * W;  // [d1, d_end): one at a time
+    for (int i = 0; i < groups; ++i) dfk::scan_backward_init<V, MAXN, NFIX>(p, b, d0 + i * W, g.A, g.dlast, cy[i]);
+    for (int d = d1; d < d_end; ++d) dfk::scan_backward_init<S, MAXN, NFIX>(p, b, d, g.A, g.dlast, cy1[d - d1]);
     for (int c = p.n_chunks - 1; c >= 0; --c) {
-      for (int d = d0; d < d_end; ++d) {
-        dfk::scan_backward_chunk<T, MAXN, NFIX>(p, b, d, c, lane, g.u, g.delta, g.A, g.B, g.C, g.D, g.z,
+      for (int i = 0; i < groups; ++i) {
+        dfk::scan_backward_chunk<V, MAXN, NFIX>(p, b, d0 + i * W, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z,
                                                 g.bias, g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part,
-                                                g.dC_part, sah, sa, cy[d - d0]);
+                                                g.dC_part, sah, sa, cy[i]);
+      }
+      for (int d = d1; d < d_end; ++d) {
+        dfk::scan_backward_chunk<S, MAXN, NFIX>(p, b, d, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z, g.bias,
+                                                g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part, g.dC_part,
+                                                sah1, sa1, cy1[d - d1]);
       }
     }
-    for (int d = d0; d < d_end; ++d) {
-      dfk::scan_backward_finish<T, MAXN, NFIX>(p, b, d, lane, g.dA_part, g.dD_part, g.dbias_part, g.dh0,
-                                               cy[d - d0]);
+    for (int i = 0; i < groups; ++i) {
+      dfk::scan_backward_finish<V, MAXN, NFIX>(p, b, d0 + i * W, lane, g.dA_part, g.dD_part, g.dbias_part,
+                                               g.dh0, cy[i]);
+    }
+    for (int d = d1; d < d_end; ++d) {
+      dfk::scan_backward_finish<S, MAXN, NFIX>(p, b, d, lane, g.dA_part, g.dD_part, g.dbias_part, g.dh0,
+                                               cy1[d - d1]);
     }
   }
 }
@@ -100,7 +125,9 @@ void dynamic_for(long n, long grain, Fn&& fn) {
 
 template <typename T, int MAXN, int NFIX>
 void run_forward(const dfk::ScanParams& p, const ForwardBuffers<T>& f) {
-  dynamic_for(static_cast<long>(p.batch) * p.channels, dfk::kScanBlock,
+  constexpr int W = Lanes<T>::width;
+  const long groups = (p.channels + W - 1) / W;
+  dynamic_for(p.batch * groups, dfk::kScanBlock / W,
               [&](long begin, long end) { forward_range<T, MAXN, NFIX>(p, f, begin, end); });
 }
 

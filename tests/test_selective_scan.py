@@ -68,10 +68,8 @@ def _case_id(case):
     return f"b{b}-t{t}-d{d}-n{n}-" + ("+".join(sorted(opts)) or "plain")
 
 
-@pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_forward_and_every_gradient_match_reference(case):
-    batch, time, channels, state, options = case
-    kwargs, softplus = make_inputs(batch, time, channels, state, options, seed=time + channels)
+def _check_against_reference(batch, time, channels, state, options, seed):
+    kwargs, softplus = make_inputs(batch, time, channels, state, options, seed=seed)
     cot = _cotangents(kwargs)
     (out, last), grads = _vjp(ops.selective_scan, kwargs, softplus, cot)
     (ref_out, ref_last), ref_grads = _vjp(reference.selective_scan, kwargs, softplus, cot)
@@ -83,6 +81,24 @@ def test_forward_and_every_gradient_match_reference(case):
     for name in grads:
         assert grads[name].dtype == kwargs[name].dtype
         assert_close(grads[name], ref_grads[name], f"d{name}")
+
+
+@pytest.mark.parametrize("case", CASES, ids=_case_id)
+def test_forward_and_every_gradient_match_reference(case):
+    batch, time, channels, state, options = case
+    _check_against_reference(batch, time, channels, state, options, seed=time + channels)
+
+
+# The CPU runs 16 neighbouring channels per vector and the channels a 32-channel block has left
+# over (channels % 16) one at a time, both adding into the block's dB/dC partials: every leftover
+# count 0..15 next to a full vector group (16..32 channels), and vectors with a runtime state count
+# below and above 16 (the other kernel variants).
+LANE_CASES = [(channels, 16) for channels in range(16, 33)] + [(21, 5), (20, 17), (35, 64)]
+
+
+@pytest.mark.parametrize("channels,state", LANE_CASES)
+def test_vector_channel_groups_and_leftover_channels_match_reference(channels, state):
+    _check_against_reference(2, 21, channels, state, ALL_OPTIONS, seed=channels + state)
 
 
 def test_gradient_without_last_state_output():
