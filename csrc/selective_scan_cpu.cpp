@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <initializer_list>
 
 #include "parallel.h"
 
@@ -36,15 +37,52 @@ struct Lanes<float> {
 };
 #endif
 
+// Software prefetch of `rows` rows, `stride` elements apart, of elements [d0, d1) from `base`
+// (RW: 0 to read, 1 to write). A channel group walks the (batch, time, channels) arrays one
+// row (channels * 4 bytes, a new page every few rows) per time step, which the hardware
+// prefetchers do not follow: without this the loads at the top of every chunk stall on memory.
+template <int RW, typename S>
+DFK_SCAN_INLINE void prefetch_rows(const S* base, long stride, int rows, int d0, int d1) {
+  if (!base) return;  // an absent optional array
+  for (int r = 0; r < rows; ++r) {
+    const S* row = base + r * stride;
+    for (int d = d0; d < d1; d += 64 / sizeof(S)) __builtin_prefetch(row + d, RW, 3);
+    __builtin_prefetch(row + d1 - 1, RW, 3);  // the last line when [d0, d1) is not line-aligned
+  }
+}
+
+// Rows of time chunk c of a (batch, time, channels) array, channels [d0, d1) of batch row b.
+template <int RW, typename S>
+DFK_SCAN_INLINE void prefetch_chunk(const dfk::ScanParams& p, const S* a, int b, int c, int d0, int d1) {
+  const int t0 = c * dfk::kScanChunk;
+  const int rows = std::min(static_cast<int>(dfk::kScanChunk), p.length - t0);
+  prefetch_rows<RW>(a ? a + (static_cast<long>(b) * p.length + t0) * p.channels : a, p.channels, rows, d0, d1);
+}
+
+// One vector group of channels [d, d + width) over all time steps, fetching each next chunk's
+// inputs while the current one runs.
+template <typename S, int MAXN, int NFIX>
+DFK_SCAN_INLINE void forward_vector_group(const dfk::ScanParams& p, const ForwardBuffers<S>& f, int b, int d) {
+  typedef typename Lanes<S>::Vec V;
+  const int d1 = d + Lanes<S>::width;
+  dfk::ScanFwdCarry<V, MAXN> cy;
+  dfk::scan_forward_init<V, MAXN, NFIX>(p, b, d, f.A, f.h0, cy);
+  for (int c = 0; c < p.n_chunks; ++c) {
+    if (c + 1 < p.n_chunks) {
+      prefetch_chunk<0>(p, f.u, b, c + 1, d, d1);
+      prefetch_chunk<0>(p, f.delta, b, c + 1, d, d1);
+      prefetch_chunk<0>(p, f.z, b, c + 1, d, d1);
+      prefetch_chunk<1>(p, f.out, b, c + 1, d, d1);
+    }
+    dfk::scan_forward_chunk<V, MAXN, NFIX>(p, b, d, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias, f.out, f.ckpt, cy);
+  }
+  dfk::scan_forward_finish<V, MAXN, NFIX>(p, b, d, f.last, cy);
+}
+
 // Channels [d0, d0 + width) of batch row b, or the row's last channels when fewer are left.
 template <typename S, int MAXN, int NFIX>
 DFK_SCAN_INLINE void forward_group(const dfk::ScanParams& p, const ForwardBuffers<S>& f, int b, int d0) {
-  constexpr int W = Lanes<S>::width;
-  if (d0 + W <= p.channels) {
-    dfk::scan_forward_channel<typename Lanes<S>::Vec, MAXN, NFIX>(p, b, d0, f.u, f.delta, f.A, f.B, f.C, f.D,
-                                                                  f.z, f.bias, f.h0, f.out, f.last, f.ckpt);
-    return;
-  }
+  if (d0 + Lanes<S>::width <= p.channels) return forward_vector_group<S, MAXN, NFIX>(p, f, b, d0);
   for (int d = d0; d < p.channels; ++d) {
     dfk::scan_forward_channel<S, MAXN, NFIX>(p, b, d, f.u, f.delta, f.A, f.B, f.C, f.D, f.z, f.bias, f.h0,
                                              f.out, f.last, f.ckpt);
@@ -60,6 +98,16 @@ DFNET4_SCAN_CLONES void forward_range(const dfk::ScanParams& p, const ForwardBuf
   for (long j = begin; j < end; ++j) {
     forward_group<S, MAXN, NFIX>(p, f, static_cast<int>(j / groups), static_cast<int>(j % groups) * W);
   }
+}
+
+// What the backward reads and writes in chunk c for channels [d0, d1) of batch row b.
+template <typename S>
+DFK_SCAN_INLINE void prefetch_backward_chunk(const dfk::ScanParams& p, const BackwardBuffers<S>& g, int b, int c,
+                                             int d0, int d1) {
+  for (const S* a : {g.u, g.delta, g.dout, g.z}) prefetch_chunk<0>(p, a, b, c, d0, d1);
+  for (const S* a : {g.du, g.ddelta, g.dz}) prefetch_chunk<1>(p, a, b, c, d0, d1);
+  prefetch_rows<0>(g.ckpt + (static_cast<long>(b) * p.n_chunks + c) * p.state * p.channels, p.channels, p.state,
+                   d0, d1);
 }
 
 // Channel blocks [begin, end) of the flattened (batch, block) grid. One worker owns a block, so it
@@ -88,6 +136,7 @@ DFNET4_SCAN_CLONES void backward_range(const dfk::ScanParams& p, const BackwardB
     for (int i = 0; i < groups; ++i) dfk::scan_backward_init<V, MAXN, NFIX>(p, b, d0 + i * W, g.A, g.dlast, cy[i]);
     for (int d = d1; d < d_end; ++d) dfk::scan_backward_init<S, MAXN, NFIX>(p, b, d, g.A, g.dlast, cy1[d - d1]);
     for (int c = p.n_chunks - 1; c >= 0; --c) {
+      if (c > 0) prefetch_backward_chunk(p, g, b, c - 1, d0, d_end);
       for (int i = 0; i < groups; ++i) {
         dfk::scan_backward_chunk<V, MAXN, NFIX>(p, b, d0 + i * W, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z,
                                                 g.bias, g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part,

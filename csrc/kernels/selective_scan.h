@@ -150,7 +150,7 @@ struct ScanBits<ScanF16> {
 // float: Cephes-style range reduction x = k ln2 + r, |r| <= ln2/2, degree-6 polynomial (about 1 ulp),
 // scaled by 2^k built from exponent bits. Branch-free (selects only) so loops over it vectorise, and
 // written for T = float or a vector of floats alike (scalar constants broadcast).
-// x < -86.5 returns 0 (true value < 3e-38, i.e. flushed denormals); x > ln(FLT_MAX) returns inf;
+// x below about -86.99 returns 0 (true value < 1.7e-38: no denormals); x > ln(FLT_MAX) returns inf;
 // NaN propagates through the polynomial. Other types (double, CPU only) use the library exp.
 
 template <typename T>
@@ -163,8 +163,9 @@ struct ScanExpF32 {
   typedef ScanBits<T> Bits;
   typedef typename Bits::U U;
   // Range limits as functions: MSL allows static data members only in the constant address space.
-  static DFK_SCAN_INLINE float lo() { return -86.5f; }
-  static DFK_SCAN_INLINE float hi() { return 88.72283935546875f; }
+  // For x in [lo, hi], k = round(x log2(e)) lies in [-126, 128].
+  static DFK_SCAN_INLINE float lo() { return -87.5f; }
+  static DFK_SCAN_INLINE float hi() { return 89.0f; }
   // exp(x) for x in [lo, hi] (NaN in, NaN out).
   static DFK_SCAN_INLINE T core(T x) {
     // Round x*log2(e) to an integer with the 1.5*2^23 trick: the sum's low mantissa bits hold it.
@@ -179,16 +180,17 @@ struct ScanExpF32 {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * (r * r) + r + 1.0f;
-    // 2^k = 2^(k-1) * 2 keeps k = 128 (x near ln FLT_MAX) representable; k >= -125 for x >= lo.
+    // 2^k as 2^(k-1) * 2, from exponent bits k + 126 in [0, 254]: k = 128 stays representable
+    // (and overflows to inf exactly when x > ln(FLT_MAX)); k = -126 gives the scale 0 (flush).
     const U bits = (U)(k + 126) << 23;
     return p * Bits::from_bits(bits) * 2.0f;
   }
+  // Clamping x into [lo, hi] is all the range handling needed (see core).
   static DFK_SCAN_INLINE T eval(T x) {
     const float lo_ = lo(), hi_ = hi();
     T xc = x < lo_ ? lo_ : x;  // comparisons are false for NaN: NaN flows on
     xc = xc > hi_ ? hi_ : xc;
-    const T res = x < lo_ ? 0.0f : core(xc);
-    return x > hi_ ? ScanBits<float>::from_bits(0x7f800000u) : res;  // +inf
+    return core(xc);
   }
 };
 
@@ -266,7 +268,7 @@ struct ScanSoftplusF32 {
     // clamped to -lo (beyond, 1 + exp rounds to 1), done as an integer min on the bit pattern
     // (ordered like the values for non-negative floats).
     const T ax = Bits::from_bits((U)Bits::bits(x) & 0x7fffffffu);
-    const int lim = 0x42ad0000;  // bits of 86.5f = -ScanExpF32::lo()
+    const int lim = 0x42ad0000;  // bits of 86.5f (in core's range; 1 + exp(-86.5) rounds to 1)
     typename Bits::I ab = Bits::bits(ax);
     ab = ab < lim ? ab : lim;
     const T e = -Bits::from_bits((U)ab);
