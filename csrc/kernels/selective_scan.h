@@ -151,15 +151,10 @@ struct ScanBits<ScanF16> {
 // scaled by 2^k built from exponent bits. Branch-free (selects only) so loops over it vectorise, and
 // written for T = float or a vector of floats alike (scalar constants broadcast).
 // x below about -86.99 returns 0 (true value < 1.7e-38: no denormals); x > ln(FLT_MAX) returns inf;
-// NaN propagates through the polynomial. Other types (double, CPU only) use the library exp.
-
+// NaN propagates through the polynomial. double (CPU only) uses the library exp (specialised below).
+// (Specialisations rather than derived classes throughout: MSL has none.)
 template <typename T>
 struct ScanExp {
-  static DFK_SCAN_INLINE T eval(T x) { return DF_MATH::exp(x); }
-};
-
-template <typename T>
-struct ScanExpF32 {
   typedef ScanBits<T> Bits;
   typedef typename Bits::U U;
   // Range limits as functions: MSL allows static data members only in the constant address space.
@@ -194,13 +189,6 @@ struct ScanExpF32 {
   }
 };
 
-template <>
-struct ScanExp<float> : ScanExpF32<float> {};
-#if DFK_SCAN_LANES > 1
-template <>
-struct ScanExp<ScanF16> : ScanExpF32<ScanF16> {};
-#endif
-
 template <typename T>
 DFK_SCAN_INLINE T scan_exp(T x) { return ScanExp<T>::eval(x); }
 
@@ -214,11 +202,6 @@ DFK_SCAN_INLINE T scan_sigmoid(T x) {
 // a degree-9 polynomial in m - 1 (about 1 ulp). Branch-free so it vectorises. double: library log.
 template <typename T>
 struct ScanLog12 {
-  static DFK_SCAN_INLINE T eval(T y) { return DF_MATH::log(y); }
-};
-
-template <typename T>
-struct ScanLog12F32 {
   typedef ScanBits<T> Bits;
   static DFK_SCAN_INLINE T eval(T y) {
     // Shift the bits so the mantissa lands in [sqrt(1/2), sqrt(2)) without selects.
@@ -241,46 +224,35 @@ struct ScanLog12F32 {
   }
 };
 
-template <>
-struct ScanLog12<float> : ScanLog12F32<float> {};
-#if DFK_SCAN_LANES > 1
-template <>
-struct ScanLog12<ScanF16> : ScanLog12F32<ScanF16> {};
-#endif
-
 // softplus(x) = log(1 + exp(x)) = max(x, 0) + log(1 + exp(-|x|)): no overflow. A NaN x stays NaN
-// through the first term (the selects pass it on), whatever the second computes from it.
+// through the first term, whatever the second computes from it.
 template <typename T>
 struct ScanSoftplus {
-  static DFK_SCAN_INLINE T eval(T x) {
-    const T ax = x < T(0) ? -x : x;
-    return (x < T(0) ? T(0) : x) + ScanLog12<T>::eval(T(1) + DF_MATH::exp(-ax));
-  }
-};
-
-template <typename T>
-struct ScanSoftplusF32 {
   typedef ScanBits<T> Bits;
   typedef typename Bits::U U;
   static DFK_SCAN_INLINE T eval(T x) {
     // Shaped so GCC vectorises loops over it (a float select here defeats its if-conversion):
     // max(x, 0) as (x + |x|) / 2, which also carries a NaN through; exp(-|x|) needs only |x|
-    // clamped to -lo (beyond, 1 + exp rounds to 1), done as an integer min on the bit pattern
+    // clamped to 86.5 (beyond, 1 + exp rounds to 1), done as an integer min on the bit pattern
     // (ordered like the values for non-negative floats).
     const T ax = Bits::from_bits((U)Bits::bits(x) & 0x7fffffffu);
-    const int lim = 0x42ad0000;  // bits of 86.5f (in core's range; 1 + exp(-86.5) rounds to 1)
+    const int lim = 0x42ad0000;  // bits of 86.5f
     typename Bits::I ab = Bits::bits(ax);
     ab = ab < lim ? ab : lim;
     const T e = -Bits::from_bits((U)ab);
-    return 0.5f * (x + ax) + ScanLog12F32<T>::eval(1.0f + ScanExpF32<T>::core(e));
+    return 0.5f * (x + ax) + ScanLog12<T>::eval(1.0f + ScanExp<T>::core(e));
   }
 };
 
+#if !defined(__METAL_VERSION__)
 template <>
-struct ScanSoftplus<float> : ScanSoftplusF32<float> {};
-#if DFK_SCAN_LANES > 1
+struct ScanExp<double> {
+  static DFK_SCAN_INLINE double eval(double x) { return std::exp(x); }
+};
 template <>
-struct ScanSoftplus<ScanF16> : ScanSoftplusF32<ScanF16> {};
+struct ScanSoftplus<double> {
+  static DFK_SCAN_INLINE double eval(double x) { return (x < 0 ? 0 : x) + std::log1p(std::exp(-std::abs(x))); }
+};
 #endif
 
 template <typename T>
