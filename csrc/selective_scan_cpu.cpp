@@ -61,44 +61,57 @@ DFK_SCAN_INLINE void prefetch_chunk(const dfk::ScanParams& p, const S* a, int b,
   prefetch_rows<RW>(a ? a + (static_cast<long>(b) * p.length + t0) * p.channels : a, p.channels, rows, d0, d1);
 }
 
-// One vector group of channels [d, d + width) over all time steps, fetching each next chunk's
-// inputs while the current one runs.
-template <typename S, int MAXN, int NFIX>
-DFK_SCAN_INLINE void forward_vector_group(const dfk::ScanParams& p, const ForwardBuffers<S>& f, int b, int d) {
-  typedef typename Lanes<S>::Vec V;
-  const int d1 = d + Lanes<S>::width;
-  dfk::ScanFwdCarry<V, MAXN> cy;
-  dfk::scan_forward_init<V, MAXN, NFIX>(p, b, d, f.A, f.h0, cy);
-  for (int c = 0; c < p.n_chunks; ++c) {
-    if (c + 1 < p.n_chunks) {
-      prefetch_chunk<0>(p, f.u, b, c + 1, d, d1);
-      prefetch_chunk<0>(p, f.delta, b, c + 1, d, d1);
-      prefetch_chunk<0>(p, f.z, b, c + 1, d, d1);
-      prefetch_chunk<1>(p, f.out, b, c + 1, d, d1);
-    }
-    dfk::scan_forward_chunk<V, MAXN, NFIX>(p, b, d, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias, f.out, f.ckpt, cy);
+// Block j of the flattened (batch, channel block) grid: batch row b, channels [d0, d_end) (kScanBlock,
+// fewer at the row's end), of which [d0, d1) are `groups` full vector groups and [d1, d_end) the
+// leftover channels that run one at a time.
+template <typename S>
+struct Block {
+  int b, d0, d1, d_end, groups;
+  Block(const dfk::ScanParams& p, long j)
+      : b(static_cast<int>(j / p.n_blocks)),
+        d0(static_cast<int>(j % p.n_blocks) * dfk::kScanBlock),
+        d_end(std::min(p.channels, d0 + static_cast<int>(dfk::kScanBlock))),
+        groups((d_end - d0) / Lanes<S>::width) {
+    d1 = d0 + groups * Lanes<S>::width;
   }
-  dfk::scan_forward_finish<V, MAXN, NFIX>(p, b, d, f.last, cy);
+};
+
+// What the forward reads and writes in chunk c for channels [d0, d1) of batch row b.
+template <typename S>
+DFK_SCAN_INLINE void prefetch_forward_chunk(const dfk::ScanParams& p, const ForwardBuffers<S>& f, int b, int c,
+                                            int d0, int d1) {
+  for (const S* a : {f.u, f.delta, f.z}) prefetch_chunk<0>(p, a, b, c, d0, d1);
+  prefetch_chunk<1>(p, f.out, b, c, d0, d1);
+  prefetch_rows<1>(f.ckpt + (static_cast<long>(b) * p.n_chunks + c) * p.state * p.channels, p.channels, p.state,
+                   d0, d1);
 }
 
-// Channels [d0, d0 + width) of batch row b, or the row's last channels when fewer are left.
-template <typename S, int MAXN, int NFIX>
-DFK_SCAN_INLINE void forward_group(const dfk::ScanParams& p, const ForwardBuffers<S>& f, int b, int d0) {
-  if (d0 + Lanes<S>::width <= p.channels) return forward_vector_group<S, MAXN, NFIX>(p, f, b, d0);
-  for (int d = d0; d < p.channels; ++d) {
-    dfk::scan_forward_channel<S, MAXN, NFIX>(p, b, d, f.u, f.delta, f.A, f.B, f.C, f.D, f.z, f.bias, f.h0,
-                                             f.out, f.last, f.ckpt);
-  }
-}
-
-// Items [begin, end) of the flattened (batch, channel group) grid, each group over all time steps
-// (a vector group reads whole cache lines of the (batch, time, channels) arrays).
+// Channel blocks [begin, end) of the flattened (batch, block) grid, as in the backward: chunks
+// outside, the block's full vector groups and then its leftover channels inside, so that channels
+// one at a time still share each row's cache lines while they are hot.
 template <typename S, int MAXN, int NFIX>
 DFNET4_SCAN_CLONES void forward_range(const dfk::ScanParams& p, const ForwardBuffers<S>& f, long begin, long end) {
+  typedef typename Lanes<S>::Vec V;
   constexpr int W = Lanes<S>::width;
-  const long groups = (p.channels + W - 1) / W;
+  dfk::ScanFwdCarry<V, MAXN> cy[dfk::kScanBlock / W];
+  dfk::ScanFwdCarry<S, MAXN> cy1[W];
   for (long j = begin; j < end; ++j) {
-    forward_group<S, MAXN, NFIX>(p, f, static_cast<int>(j / groups), static_cast<int>(j % groups) * W);
+    const Block<S> k(p, j);
+    for (int i = 0; i < k.groups; ++i) dfk::scan_forward_init<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, f.A, f.h0, cy[i]);
+    for (int d = k.d1; d < k.d_end; ++d) dfk::scan_forward_init<S, MAXN, NFIX>(p, k.b, d, f.A, f.h0, cy1[d - k.d1]);
+    for (int c = 0; c < p.n_chunks; ++c) {
+      if (c + 1 < p.n_chunks) prefetch_forward_chunk(p, f, k.b, c + 1, k.d0, k.d_end);
+      for (int i = 0; i < k.groups; ++i) {
+        dfk::scan_forward_chunk<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias,
+                                               f.out, f.ckpt, cy[i]);
+      }
+      for (int d = k.d1; d < k.d_end; ++d) {
+        dfk::scan_forward_chunk<S, MAXN, NFIX>(p, k.b, d, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias, f.out,
+                                               f.ckpt, cy1[d - k.d1]);
+      }
+    }
+    for (int i = 0; i < k.groups; ++i) dfk::scan_forward_finish<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, f.last, cy[i]);
+    for (int d = k.d1; d < k.d_end; ++d) dfk::scan_forward_finish<S, MAXN, NFIX>(p, k.b, d, f.last, cy1[d - k.d1]);
   }
 }
 
@@ -129,34 +142,33 @@ DFNET4_SCAN_CLONES void backward_range(const dfk::ScanParams& p, const BackwardB
   const dfk::ScanCpuLane<MAXN> lane;
   const long part = static_cast<long>(p.length) * p.state;  // one block's partial, in elements
   for (long j = begin; j < end; ++j) {
-    const int b = static_cast<int>(j / p.n_blocks), blk = static_cast<int>(j % p.n_blocks);
+    const Block<S> k(p, j);
     std::memset(g.dB_part + j * part, 0, sizeof(S) * part);
     std::memset(g.dC_part + j * part, 0, sizeof(S) * part);
-    const int d0 = blk * dfk::kScanBlock;
-    const int d_end = std::min(p.channels, d0 + static_cast<int>(dfk::kScanBlock));
-    const int groups = (d_end - d0) / W, d1 = d0 + groups * W;  // [d1, d_end): one at a time
-    for (int i = 0; i < groups; ++i) dfk::scan_backward_init<V, MAXN, NFIX>(p, b, d0 + i * W, g.A, g.dlast, cy[i]);
-    for (int d = d1; d < d_end; ++d) dfk::scan_backward_init<S, MAXN, NFIX>(p, b, d, g.A, g.dlast, cy1[d - d1]);
+    for (int i = 0; i < k.groups; ++i) {
+      dfk::scan_backward_init<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, g.A, g.dlast, cy[i]);
+    }
+    for (int d = k.d1; d < k.d_end; ++d) dfk::scan_backward_init<S, MAXN, NFIX>(p, k.b, d, g.A, g.dlast, cy1[d - k.d1]);
     for (int c = p.n_chunks - 1; c >= 0; --c) {
-      if (c > 0) prefetch_backward_chunk(p, g, b, c - 1, d0, d_end);
-      for (int i = 0; i < groups; ++i) {
-        dfk::scan_backward_chunk<V, MAXN, NFIX>(p, b, d0 + i * W, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z,
+      if (c > 0) prefetch_backward_chunk(p, g, k.b, c - 1, k.d0, k.d_end);
+      for (int i = 0; i < k.groups; ++i) {
+        dfk::scan_backward_chunk<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z,
                                                 g.bias, g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part,
                                                 g.dC_part, sah, sa, cy[i]);
       }
-      for (int d = d1; d < d_end; ++d) {
-        dfk::scan_backward_chunk<S, MAXN, NFIX>(p, b, d, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z, g.bias,
+      for (int d = k.d1; d < k.d_end; ++d) {
+        dfk::scan_backward_chunk<S, MAXN, NFIX>(p, k.b, d, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z, g.bias,
                                                 g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part, g.dC_part,
-                                                sah1, sa1, cy1[d - d1]);
+                                                sah1, sa1, cy1[d - k.d1]);
       }
     }
-    for (int i = 0; i < groups; ++i) {
-      dfk::scan_backward_finish<V, MAXN, NFIX>(p, b, d0 + i * W, lane, g.dA_part, g.dD_part, g.dbias_part,
+    for (int i = 0; i < k.groups; ++i) {
+      dfk::scan_backward_finish<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, lane, g.dA_part, g.dD_part, g.dbias_part,
                                                g.dh0, cy[i]);
     }
-    for (int d = d1; d < d_end; ++d) {
-      dfk::scan_backward_finish<S, MAXN, NFIX>(p, b, d, lane, g.dA_part, g.dD_part, g.dbias_part, g.dh0,
-                                               cy1[d - d1]);
+    for (int d = k.d1; d < k.d_end; ++d) {
+      dfk::scan_backward_finish<S, MAXN, NFIX>(p, k.b, d, lane, g.dA_part, g.dD_part, g.dbias_part, g.dh0,
+                                               cy1[d - k.d1]);
     }
   }
 }
@@ -176,9 +188,7 @@ void dynamic_for(long n, long grain, Fn&& fn) {
 
 template <typename T, int MAXN, int NFIX>
 void run_forward(const dfk::ScanParams& p, const ForwardBuffers<T>& f) {
-  constexpr int W = Lanes<T>::width;
-  const long groups = (p.channels + W - 1) / W;
-  dynamic_for(p.batch * groups, dfk::kScanBlock / W,
+  dynamic_for(static_cast<long>(p.batch) * p.n_blocks, 1,
               [&](long begin, long end) { forward_range<T, MAXN, NFIX>(p, f, begin, end); });
 }
 
