@@ -38,8 +38,8 @@ struct Lanes<float> {
 #endif
 
 // Software prefetch into L2 of `rows` rows, `stride` elements apart, of elements [d0, d1) from
-// `base` (RW: 0 to read, 1 to write). A channel group walks the (batch, time, channels) arrays one
-// row (channels * 4 bytes, a new page every few rows) per time step, which the hardware
+// `base` (RW: 0 to read, 1 to write). A block of channels walks the (batch, time, channels) arrays
+// one row (channels * 4 bytes, a new page every few rows) per time step, which the hardware
 // prefetchers do not follow: without this the loads at the top of every chunk stall on memory.
 // Not into L1: rows a power of two apart fall into the same few L1 sets, so lines fetched a chunk
 // early would only evict each other there (measured: L1 prefetch ~1/3 of the gain of L2 prefetch).
