@@ -86,7 +86,7 @@ std::vector<mx::Shape> SelectiveScan::output_shapes(const std::vector<mx::array>
   const auto& u = inputs[0];
   const auto& A = inputs[2];
   const int b = u.shape(0), l = u.shape(1), d = u.shape(2), n = A.shape(1);
-  return {u.shape(), {b, d, n}, {b, ceil_div(l, dfk::kScanChunk), d, n}};
+  return {u.shape(), {b, d, n}, {b, ceil_div(l, dfk::kScanChunk), n, d}};  // checkpoints: channels last
 }
 
 bool SelectiveScan::is_equivalent(const mx::Primitive& other) const {

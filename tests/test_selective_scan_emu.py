@@ -70,7 +70,7 @@ def test_emulated_metal_matches_cpu_primitive(case):
     # up to float32 rounding of differently contracted/ordered sums.
     assert_close(e_out, out, "out", rtol=1e-5, atol_scale=1e-5)
     assert_close(e_last, last, "last_state", rtol=1e-5, atol_scale=1e-5)
-    assert e_ckpt.shape == (batch, -(-time // emu.CHUNK), channels, state)
+    assert e_ckpt.shape == (batch, -(-time // emu.CHUNK), state, channels)
 
     result = emu.backward(*arrays[:8], e_ckpt, dout, dlast, softplus, order=order, seed=2)
     emu_grads = dict(zip(("u", "delta", "A", "B", "C", "h0", "z", "D", "delta_bias"), result))

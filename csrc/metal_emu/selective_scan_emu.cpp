@@ -102,7 +102,7 @@ nb::tuple forward(In u, In delta, In A, In B, In C, std::optional<In> D, std::op
                                        h0.has_value()));
   const size_t b = p.batch, l = p.length, d = p.channels, n = p.state;
   Buffer out("out", {b, l, d}), last("last_state", {b, d, n}),
-      ckpt("checkpoints", {b, size_t(p.n_chunks), d, n});
+      ckpt("checkpoints", {b, size_t(p.n_chunks), n, d});
   LaunchOptions o;
   o.order = parse_order(order);
   o.seed = seed;
