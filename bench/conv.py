@@ -169,7 +169,7 @@ def main():
               f"batch {b}, time {t}; gradients for every parameter", block_results),
     ])
     text += (
-        f"\n\nMachine: {info['cpu']} ({info['cpu_count']} cores, shared with other jobs), mlx {info['mlx']}, "
+        f"\n\nMachine: {info['cpu']} ({info['cpu_count']} cores), mlx {info['mlx']}, "
         f"device {info['device']}, dfnet4 threads {info['dfnet4_threads']}; 1-min load average "
         f"{load_start:.1f} at start, {load_end:.1f} at end.\n"
         f"Medians of {args.repeats} runs; peak memory of one forward+backward including inputs and "
