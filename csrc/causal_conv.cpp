@@ -12,47 +12,23 @@
 
 #include "causal_conv_cpu.h"
 #include "mlx/backend/cpu/encoder.h"
+#include "primitive_util.h"
 #include "registry.h"
 
 namespace dfnet4 {
 
 namespace {
 
-std::string shape_str(const mx::array& a) {
-  std::ostringstream os;
-  os << "(";
-  for (int i = 0; i < static_cast<int>(a.ndim()); ++i) os << (i ? ", " : "") << a.shape(i);
-  os << (a.ndim() == 1 ? ",)" : ")");
-  return os.str();
-}
+using util::alloc;
+using util::check_contiguous;
+using util::opt_ptr;
+using util::ptr;
+using util::shape_str;
 
-[[noreturn]] void bad(const std::string& msg) { throw std::invalid_argument("causal_conv1d: " + msg); }
+[[noreturn]] void bad(const std::string& msg) { util::bad_argument("causal_conv1d", msg); }
 
 void expect_shape(const char* name, const mx::array& a, const mx::Shape& want, const char* what) {
-  if (a.shape() != want) {
-    std::ostringstream os;
-    os << name << " must have shape " << what << " = (";
-    for (size_t i = 0; i < want.size(); ++i) os << (i ? ", " : "") << want[i];
-    os << (want.size() == 1 ? ",)" : ")") << ", got " << shape_str(a);
-    bad(os.str());
-  }
-}
-
-template <typename T>
-const T* ptr(const mx::array& a) { return a.data<T>(); }
-template <typename T>
-const T* opt_ptr(const std::vector<mx::array>& in, int idx) {
-  return idx >= 0 ? in[idx].data<T>() : nullptr;
-}
-
-void alloc(mx::array& a) { a.set_data(mx::allocator::malloc(a.nbytes())); }
-
-void check_contiguous(const std::vector<mx::array>& inputs, const char* prim) {
-  for (const auto& a : inputs) {
-    if (!a.flags().row_contiguous) {
-      throw std::runtime_error(std::string(prim) + ": inputs must be row-contiguous (the op makes them so)");
-    }
-  }
+  util::expect_shape("causal_conv1d", name, a, want, what);
 }
 
 }  // namespace
