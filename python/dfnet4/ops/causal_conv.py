@@ -7,34 +7,20 @@ every gradient, so no (batch, time, channels) temporary exists besides the outpu
 
 from __future__ import annotations
 
+from functools import partial
+
 import mlx.core as mx
 
 from dfnet4 import _extension
+from dfnet4.ops._checks import check_float_array, check_shape, describe
 
-_FLOATS = (mx.float16, mx.bfloat16, mx.float32, mx.float64)
 MAX_WIDTH = 8  # dfk::kConvMaxWidth, the widest K with kernels; checked again in C++
 _ACTIVATIONS = ("silu", None)
 
 
-def _describe(a) -> str:
-    return f"shape {tuple(a.shape)} and dtype {a.dtype}"
-
-
-def _check_array(name, a, ndim, what):
-    if not isinstance(a, mx.array):
-        raise ValueError(f"causal_conv1d: {name} must be an mx.array {what}, got {type(a).__name__}")
-    if a.dtype not in _FLOATS:
-        raise ValueError(
-            f"causal_conv1d: {name} must be a floating-point array (float16, bfloat16, float32 or "
-            f"float64), got {_describe(a)}"
-        )
-    if a.ndim != ndim:
-        raise ValueError(f"causal_conv1d: {name} must have shape {what}, got {_describe(a)}")
-
-
-def _check_shape(name, a, want, what):
-    if tuple(a.shape) != tuple(want):
-        raise ValueError(f"causal_conv1d: {name} must have shape {what} = {tuple(want)}, got {_describe(a)}")
+_describe = describe
+_check_array = partial(check_float_array, "causal_conv1d")
+_check_shape = partial(check_shape, "causal_conv1d")
 
 
 def _validate(x, weight, bias, window, activation):

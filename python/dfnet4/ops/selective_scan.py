@@ -6,35 +6,19 @@ recomputes states from checkpoints, so memory stays O(batch*time*channels), neve
 
 from __future__ import annotations
 
+from functools import partial
+
 import mlx.core as mx
 
 from dfnet4 import _extension
+from dfnet4.ops._checks import check_float_array, check_shape, describe
 
-_FLOATS = (mx.float16, mx.bfloat16, mx.float32, mx.float64)
 _MAX_STATE = 64  # dfk::kScanMaxState; checked again in C++
 
 
-def _describe(x) -> str:
-    return f"shape {tuple(x.shape)} and dtype {x.dtype}"
-
-
-def _check_array(name, x, ndim, what):
-    if not isinstance(x, mx.array):
-        raise ValueError(f"selective_scan: {name} must be an mx.array {what}, got {type(x).__name__}")
-    if x.dtype not in _FLOATS:
-        raise ValueError(
-            f"selective_scan: {name} must be a floating-point array (float16, bfloat16, float32 "
-            f"or float64), got {_describe(x)}"
-        )
-    if x.ndim != ndim:
-        raise ValueError(f"selective_scan: {name} must have shape {what}, got {_describe(x)}")
-
-
-def _check_shape(name, x, want, what):
-    if tuple(x.shape) != tuple(want):
-        raise ValueError(
-            f"selective_scan: {name} must have shape {what} = {tuple(want)}, got {_describe(x)}"
-        )
+_describe = describe
+_check_array = partial(check_float_array, "selective_scan")
+_check_shape = partial(check_shape, "selective_scan")
 
 
 def _validate(u, delta, A, B, C, D, z, delta_bias, h0):
