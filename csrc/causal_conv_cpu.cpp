@@ -11,6 +11,7 @@
 #include <atomic>
 #include <stdexcept>
 
+#include "causal_conv_width.h"
 #include "parallel.h"
 
 // As in selective_scan_cpu.cpp: on x86-64 Linux build the item loops for AVX-512, AVX2+FMA and the
@@ -83,22 +84,8 @@ void claim_for(long n, Fn&& fn) {
   });
 }
 
-// Calls f.template operator()<K>() for the runtime width (1 .. kConvMaxWidth).
-template <typename F>
-void with_width(int width, F&& f) {
-  switch (width) {
-    case 1: return f.template operator()<1>();
-    case 2: return f.template operator()<2>();
-    case 3: return f.template operator()<3>();
-    case 4: return f.template operator()<4>();
-    case 5: return f.template operator()<5>();
-    case 6: return f.template operator()<6>();
-    case 7: return f.template operator()<7>();
-    case 8: return f.template operator()<8>();
-    default: throw std::logic_error("causal_conv1d: no CPU kernel for this width");
-  }
-}
-static_assert(dfk::kConvMaxWidth == 8, "with_width covers widths 1 to 8");
+using conv_width::with_width;
+static_assert(dfk::kConvMaxWidth == conv_width::kMaxWidth, "with_width covers every kernel width");
 
 template <typename T>
 DFNET4_CONV_CLONES void fold(const T* src, T* dst, int count, long inner) {

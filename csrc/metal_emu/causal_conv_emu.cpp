@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "causal_conv_width.h"
 #include "registry.h"
 
 #include <metal_stdlib>
@@ -77,21 +78,7 @@ dfk::ConvParams params(const In& x, const In& weight, bool has_bias, bool has_wi
 
 uint3 u3(const dfnet4::conv_launch::Size3& s) { return uint3(uint(s.x), uint(s.y), uint(s.z)); }
 
-// Calls f.template operator()<K>() for the instantiation eval_gpu would pick (by kernel name).
-template <typename F>
-void with_width(int width, F&& f) {
-  switch (width) {
-    case 1: return f.template operator()<1>();
-    case 2: return f.template operator()<2>();
-    case 3: return f.template operator()<3>();
-    case 4: return f.template operator()<4>();
-    case 5: return f.template operator()<5>();
-    case 6: return f.template operator()<6>();
-    case 7: return f.template operator()<7>();
-    case 8: return f.template operator()<8>();
-    default: throw std::invalid_argument("causal_conv_emu: no kernel for this width");
-  }
-}
+using dfnet4::conv_width::with_width;
 
 LaunchOptions options(const std::string& order, uint64_t seed) {
   LaunchOptions o;
