@@ -15,14 +15,14 @@ from dfnet4.model.batchnorm import BatchNorm
 RTOL, RTOL_SUM = 1e-5, 1e-4
 
 
-def _run(module, weight, bias, x, cotangent):
+def _run(module, weight, bias, x, cotangent, apply=lambda m, x: m(x)):
     module.train()
     module.running_mean = mx.zeros(x.shape[-1])
     module.running_var = mx.ones(x.shape[-1])
 
     def f(w, b, x):
         module.weight, module.bias = w, b
-        return module(x)
+        return apply(module, x)
 
     (y,), grads = mx.vjp(f, [weight, bias, x], [cotangent])
     return [y, *grads, module.running_mean, module.running_var]
@@ -102,17 +102,9 @@ def test_relu_variant_matches_batchnorm_then_relu():
     x = mx.random.normal(shape) * 2 + 1
     weight, bias, cot = mx.random.normal((c,)), mx.random.normal((c,)), mx.random.normal(shape)
     ours_mod, ref_mod = BatchNorm(c), nn.BatchNorm(c)
-    results = []
-    for fwd in (lambda w, b, x: ours_mod(x, relu=True), lambda w, b, x: nn.relu(ref_mod(x))):
-        mod = ours_mod if not results else ref_mod
-        mod.train()
-
-        def f(w, b, x, fwd=fwd, mod=mod):
-            mod.weight, mod.bias = w, b
-            return fwd(w, b, x)
-
-        (y,), grads = mx.vjp(f, [weight, bias, x], [cot])
-        results.append([y, *grads])
+    ours = _run(ours_mod, weight, bias, x, cot, apply=lambda m, x: m(x, relu=True))
+    theirs = _run(ref_mod, weight, bias, x, cot, apply=lambda m, x: nn.relu(m(x)))
+    results = (ours[:4], theirs[:4])
     for name, a, b in zip(("y", "d_weight", "d_bias", "d_x"), *results):
         assert _rel(a, b) < RTOL_SUM, name
     ours_mod.eval()

@@ -81,13 +81,13 @@ class MambaBlock(nn.Module):
         return causal_conv1d
 
     def __call__(self, h: mx.array, state: dict | None) -> tuple[mx.array, dict]:
-        # in_proj as two GEMMs on its weight's halves: splitting one (..., 2*d_inner) product makes
-        # each half's gradient a full-width scatter, two extra (batch, time, 2*d_inner) arrays
         bt = h.shape[:2]
         # Projections on (batch*time, features) rows: on 3-D inputs MLX's matmul VJP forms one weight
         # gradient per batch entry and sums them (a (batch, in, out) temporary per weight).
         rows = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
         hn = rows(self.norm(h))
+        # in_proj as two GEMMs on its weight's halves: splitting one (..., 2*d_inner) product makes
+        # each half's gradient a full-width scatter, two extra (batch, time, 2*d_inner) arrays
         w = self.in_proj.weight
         x, z = (hn @ w[: self.d_inner].T).reshape(*bt, -1), (hn @ w[self.d_inner :].T).reshape(*bt, -1)
         # window: the previous d_conv - 1 conv inputs (zeros when None, i.e. a fresh sequence)

@@ -142,9 +142,7 @@ class ConvNormAct(nn.Module):
         self.activation = activation
 
     def __call__(self, x: mx.array, history: mx.array | None = None) -> tuple[mx.array, mx.array | None]:
-        pw = None
-        if self.pointwise is not None:  # 1x1, groups 1: weight (out, 1, 1, out) -> (in, out) matrix
-            pw = self.pointwise.weight.reshape(self.pointwise.out_ch, self.pointwise.in_ch).T
+        pw = None if self.pointwise is None else self.pointwise.tap_matrices()[0]  # 1x1: one (in, out) matrix
         if isinstance(self.conv, DepthwiseTransposedConv):
             x = self.conv(x, pointwise=pw)
         else:
