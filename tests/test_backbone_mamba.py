@@ -98,11 +98,16 @@ def test_fused_runs_the_fused_conv_with_the_streaming_window(monkeypatch):
 
     monkeypatch.setattr(dfnet4.ops, "causal_conv1d", spy)
     m = build(fused=True, num_layers=2)
-    _, state = m(mx.zeros((1, 3, IN)))
-    m(mx.zeros((1, 2, IN)), state)
+    _, state = m(mx.random.normal((1, 3, IN), key=mx.random.key(4)))
+    m(mx.random.normal((1, 2, IN), key=mx.random.key(5)), state)
     assert len(calls) == 4  # two layers, two calls
     assert all(c["activation"] == "silu" and c["return_window"] for c in calls)
-    assert calls[0]["window"] is None and calls[2]["window"] is state[0]["conv"]
+    # a fresh sequence starts from a zero window (the fused block takes arrays only); the next
+    # call continues from the returned one
+    first = calls[0]["window"]
+    assert first.shape == (1, 3, 2 * HIDDEN) and not mx.any(first).item()
+    assert mx.any(state[0]["conv"]).item()
+    assert mx.array_equal(calls[2]["window"], state[0]["conv"]).item()
 
 
 def test_fused_conv_wider_than_its_kernels_is_a_value_error():

@@ -3,7 +3,9 @@
 One block (Gu & Dao 2023): RMSNorm -> in_proj to (x, z) -> causal depthwise conv on x, silu (one
 causal_conv1d op) -> x_proj to (dt, B, C) -> dt_proj -> selective scan (softplus(dt + dt_bias),
 A = -exp(A_log), D skip, output gated by silu(z), all inside the scan op) -> out_proj -> + residual.
-fused blocks run both ops from dfnet4.ops, the others the pure-MLX dfnet4.reference versions.
+The block's math is written once, in mamba_block.py: fused blocks run it on dfnet4.ops under a
+hand-written backward that recomputes the block instead of storing its activations; the others run
+it on the pure-MLX dfnet4.reference ops under MLX's autodiff (the oracle).
 
 State (per layer): `conv`, the last d_conv - 1 conv inputs (batch, d_conv - 1, d_inner), and `ssm`,
 the scan state (batch, d_inner, d_state). With them a sequence fed in pieces gives the same output
@@ -19,7 +21,16 @@ import mlx.nn as nn
 
 from dfnet4 import _extension
 from dfnet4.backbones.base import Squeezed, State, register
+from dfnet4.backbones.mamba_block import BlockOps, BlockSizes, block_forward, recomputing_block
 from dfnet4.ops.causal_conv import MAX_WIDTH as CONV_MAX_WIDTH
+
+
+def _ops(fused: bool) -> BlockOps:
+    if fused:
+        from dfnet4 import ops
+    else:
+        from dfnet4 import reference as ops
+    return BlockOps(ops.causal_conv1d, ops.selective_scan)
 
 
 def resolve_fused(fused: bool | None, who: str) -> bool:
@@ -65,44 +76,29 @@ class MambaBlock(nn.Module):
         self.A_log = mx.log(mx.broadcast_to(mx.arange(1, d_state + 1, dtype=mx.float32), (d_inner, d_state)))
         self.D = mx.ones((d_inner,))
         self.out_proj = nn.Linear(d_inner, dims, bias=False)
+        self._sizes = BlockSizes(d_inner, self.dt_rank, d_state, self.norm.eps)
+        # fused: the block under its hand-written, recomputing backward (see mamba_block.py)
+        self._ops = _ops(fused)
+        self._block = recomputing_block(self._ops, self._sizes) if fused else None
 
-    def _scan(self):
-        if self.fused:
-            from dfnet4.ops import selective_scan
-        else:
-            from dfnet4.reference import selective_scan
-        return selective_scan
-
-    def _conv(self):
-        if self.fused:
-            from dfnet4.ops import causal_conv1d
-        else:
-            from dfnet4.reference import causal_conv1d
-        return causal_conv1d
+    def _params(self) -> dict:
+        return {
+            "norm": self.norm.weight, "in_proj": self.in_proj.weight, "conv_weight": self.conv_weight,
+            "conv_bias": self.conv_bias, "x_proj": self.x_proj.weight, "dt_proj": self.dt_proj.weight,
+            "dt_bias": self.dt_bias, "A_log": self.A_log, "D": self.D, "out_proj": self.out_proj.weight,
+        }
 
     def __call__(self, h: mx.array, state: dict | None) -> tuple[mx.array, dict]:
-        bt = h.shape[:2]
-        # Projections on (batch*time, features) rows: on 3-D inputs MLX's matmul VJP forms one weight
-        # gradient per batch entry and sums them (a (batch, in, out) temporary per weight).
-        rows = lambda a: a.reshape(-1, a.shape[-1])  # noqa: E731
-        hn = rows(self.norm(h))
-        # in_proj as two GEMMs on its weight's halves: splitting one (..., 2*d_inner) product makes
-        # each half's gradient a full-width scatter, two extra (batch, time, 2*d_inner) arrays
-        w = self.in_proj.weight
-        x, z = (hn @ w[: self.d_inner].T).reshape(*bt, -1), (hn @ w[self.d_inner :].T).reshape(*bt, -1)
-        # window: the previous d_conv - 1 conv inputs (zeros when None, i.e. a fresh sequence)
+        # state None: a fresh sequence (zero conv window and scan state)
         window, ssm = (None, None) if state is None else (state["conv"], state["ssm"])
-        x, window = self._conv()(
-            x, self.conv_weight, self.conv_bias, window=window, activation="silu", return_window=True
-        )
-        dt, B, C = mx.split(self.x_proj(rows(x)), [self.dt_rank, self.dt_rank + self.d_state], axis=-1)
-        delta = self.dt_proj(dt).reshape(*bt, -1)
-        A = -mx.exp(self.A_log)
-        y, ssm = self._scan()(
-            x, delta, A, B.reshape(*bt, -1), C.reshape(*bt, -1), D=self.D, z=z, delta_bias=self.dt_bias,
-            delta_softplus=True, h0=ssm, return_last_state=True,
-        )
-        return h + self.out_proj(rows(y)).reshape(h.shape), {"conv": window, "ssm": ssm}
+        if self.fused:
+            if state is None:  # the custom function takes arrays only
+                window = mx.zeros((h.shape[0], self.d_conv - 1, self.d_inner), h.dtype)
+                ssm = mx.zeros((h.shape[0], self.d_inner, self.d_state), h.dtype)
+            out, window, ssm = self._block(self._params(), h, window, ssm)
+        else:
+            out, window, ssm = block_forward(self._ops, self._params(), h, window, ssm, self._sizes)
+        return out, {"conv": window, "ssm": ssm}
 
 
 class MambaCore(nn.Module):

@@ -1,0 +1,133 @@
+"""One Mamba block as a function of its parameters, and its memory-lean backward for the fused ops.
+
+Math, per block (rows = batch*time):
+    hn = rmsnorm(h) ; x, z = hn @ W_x^T, hn @ W_z^T ; xc = silu(causal_conv(x, window))
+    dt, B, C = split(xc @ W_xproj^T) ; delta = dt @ W_dt^T ; A = -exp(A_log)
+    y = selective_scan(xc, delta, A, B, C, D, z, dt_bias, softplus, h0=ssm) ; out = h + y @ W_out^T
+
+`block_forward` runs it with any pair of ops (the reference block is MLX's autodiff of it over
+dfnet4.reference). `recomputing_block` runs it with the fused ops under a hand-written backward:
+autodiff would keep every intermediate of every block (normed input, x, z, conv output, delta, scan
+output and checkpoints) from the forward until the backward, and MLX's deepest-first schedule
+holds them longer still. Here the forward keeps only the block's inputs; each block's backward
+waits for the block's output cotangent (mx.depends, so MLX cannot run the recompute early, which
+is what defeats mx.checkpoint), recomputes the block's forward, and runs the backward op by op,
+forcing each weight gradient to be formed as soon as its inputs exist. That is mamba-ssm's
+mamba_inner_fn idea carried one step further (it keeps the in_proj output; this keeps only the
+block input). Price: one more forward of the block; measured net effect in bench/results/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import mlx.core as mx
+
+PARAMS = ("norm", "in_proj", "conv_weight", "conv_bias", "x_proj", "dt_proj", "dt_bias", "A_log", "D", "out_proj")
+
+
+@dataclass(frozen=True)
+class BlockSizes:
+    d_inner: int
+    dt_rank: int
+    d_state: int
+    eps: float  # the RMSNorm's
+
+
+@dataclass(frozen=True)
+class BlockOps:
+    causal_conv1d: Callable
+    selective_scan: Callable
+
+
+def _rows(a: mx.array) -> mx.array:
+    # Projections run on (batch*time, features) rows: on 3-D inputs MLX's matmul VJP forms one
+    # weight gradient per batch entry and sums them (a (batch, in, out) temporary per weight).
+    return a.reshape(-1, a.shape[-1])
+
+
+def _scan(ops: BlockOps, xc, delta, A, B, C, D, z, dt_bias, ssm):
+    return ops.selective_scan(
+        xc, delta, A, B, C, D=D, z=z, delta_bias=dt_bias, delta_softplus=True, h0=ssm, return_last_state=True
+    )
+
+
+def _conv(ops: BlockOps, x, weight, bias, window):
+    return ops.causal_conv1d(x, weight, bias, window=window, activation="silu", return_window=True)
+
+
+def _mixer_inputs(ops: BlockOps, p: dict, h: mx.array, window, sizes: BlockSizes):
+    """Everything up to the scan: (hn rows, x, z, xc, dt rows, B, C, delta, A, new_window)."""
+    bt = h.shape[:2]
+    di, r, n = sizes.d_inner, sizes.dt_rank, sizes.d_state
+    hn = _rows(mx.fast.rms_norm(h, p["norm"], sizes.eps))
+    # in_proj as two GEMMs on its weight's halves: autodiff of a split of one product would make
+    # each half's gradient a full-width scatter (two extra (batch, time, 2*d_inner) arrays)
+    w = p["in_proj"]
+    x, z = (hn @ w[:di].T).reshape(*bt, di), (hn @ w[di:].T).reshape(*bt, di)
+    xc, new_window = _conv(ops, x, p["conv_weight"], p["conv_bias"], window)
+    dt, B, C = mx.split(_rows(xc) @ p["x_proj"].T, [r, r + n], axis=-1)
+    delta = (dt @ p["dt_proj"].T).reshape(*bt, di)
+    A = -mx.exp(p["A_log"])
+    return hn, x, z, xc, dt, B.reshape(*bt, n), C.reshape(*bt, n), delta, A, new_window
+
+
+def block_forward(ops: BlockOps, p: dict, h: mx.array, window, ssm, sizes: BlockSizes):
+    """(out, new_window, new_ssm); window/ssm None mean a fresh sequence (zeros)."""
+    _, _, z, xc, _, B, C, delta, A, new_window = _mixer_inputs(ops, p, h, window, sizes)
+    y, new_ssm = _scan(ops, xc, delta, A, B, C, p["D"], z, p["dt_bias"], ssm)
+    return h + (_rows(y) @ p["out_proj"].T).reshape(h.shape), new_window, new_ssm
+
+
+def _backward(ops: BlockOps, p: dict, h, window, ssm, d_out, d_window, d_ssm, sizes: BlockSizes):
+    """Gradients for (p, h, window, ssm), recomputing the block's forward once d_out exists."""
+    bt, di = h.shape[:2], sizes.d_inner
+    hn, x, z, xc, dt, B, C, delta, A, _ = _mixer_inputs(ops, p, mx.depends(h, d_out), window, sizes)
+    d_out_rows = _rows(d_out)
+    d_y = (d_out_rows @ p["out_proj"]).reshape(*bt, di)
+    (y, _), scan_grads = mx.vjp(
+        lambda *a: _scan(ops, *a), [xc, delta, A, B, C, p["D"], z, p["dt_bias"], ssm], [d_y, d_ssm]
+    )
+    d_xc, d_delta, d_A, d_B, d_C, d_D, d_z, d_dt_bias, d_ssm_in = scan_grads
+    g = {"out_proj": d_out_rows.T @ _rows(y), "D": d_D, "dt_bias": d_dt_bias, "A_log": d_A * A}
+    d_delta = _rows(d_delta)
+    g["dt_proj"] = d_delta.T @ dt
+    d_xdbl = mx.concatenate([d_delta @ p["dt_proj"], _rows(d_B), _rows(d_C)], axis=-1)
+    g["x_proj"] = d_xdbl.T @ _rows(xc)
+    d_xc = d_xc + (d_xdbl @ p["x_proj"]).reshape(d_xc.shape)
+    # MLX runs a graph deepest-first: a weight gradient, one step from the final outputs, would wait
+    # until the whole backward chain below it had run, holding its inputs (y, xc, hn, ...) all the
+    # while. Making the chain depend on the weight gradients frees those inputs here instead.
+    d_xc = mx.depends(d_xc, [g["out_proj"], g["dt_proj"], g["x_proj"]])
+    _, (d_x, g["conv_weight"], g["conv_bias"], d_window_in) = mx.vjp(
+        lambda *a: _conv(ops, *a), [x, p["conv_weight"], p["conv_bias"], window], [d_xc, d_window]
+    )
+    d_x, d_z = _rows(d_x), _rows(d_z)
+    w = p["in_proj"]
+    g["in_proj"] = mx.concatenate([d_x.T @ hn, d_z.T @ hn], axis=0)
+    d_hn = (d_x @ w[:di] + d_z @ w[di:]).reshape(h.shape)
+    _, (d_h_norm, g["norm"]) = mx.vjp(
+        lambda a, weight: mx.fast.rms_norm(a, weight, sizes.eps), [h, p["norm"]], [d_hn]
+    )
+    d_h = mx.depends(d_out + d_h_norm, [g["in_proj"], g["norm"], g["conv_weight"]])
+    return {k: g[k] for k in p}, d_h, d_window_in, d_ssm_in
+
+
+def recomputing_block(ops: BlockOps, sizes: BlockSizes):
+    """f(params, h, window, ssm) -> (out, new_window, new_ssm), differentiable, storing nothing.
+
+    params: a dict with the keys in PARAMS (Linear weights as nn.Linear stores them, (out, in));
+    window (batch, d_conv - 1, d_inner) and ssm (batch, d_inner, d_state) are the conv and scan
+    states, arrays (zeros for a fresh sequence: a custom function takes no None).
+    """
+
+    @mx.custom_function
+    def block(p, h, window, ssm):
+        return block_forward(ops, p, h, window, ssm, sizes)
+
+    @block.vjp
+    def block_vjp(primals, cotangents, outputs):
+        return _backward(ops, *primals, *cotangents, sizes)
+
+    return block
