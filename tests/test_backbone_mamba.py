@@ -116,14 +116,17 @@ def test_fused_conv_wider_than_its_kernels_is_a_value_error():
     SqueezedMamba(IN, HIDDEN, IN, linear_groups=2, fused=False, d_conv=9)  # the reference has no limit
 
 
-@pytest.mark.parametrize("opts", [dict(d_state=0), dict(d_conv=0), dict(expand=0), dict(num_layers=0), dict(d_state=2.0)])
+@pytest.mark.parametrize(
+    "opts", [dict(d_state=0), dict(d_conv=0), dict(expand=0), dict(num_layers=0), dict(d_state=2.0), dict(recompute="no")]
+)
 def test_bad_options_are_value_errors_naming_the_option(opts):
     (word,) = opts
     with pytest.raises(ValueError, match=word):
         SqueezedMamba(IN, HIDDEN, IN, linear_groups=2, fused=False, **opts)
 
 
-def test_fused_matches_reference_outputs_state_and_every_gradient():
+@pytest.mark.parametrize("recompute", [True, False])
+def test_fused_matches_reference_outputs_state_and_every_gradient(recompute):
     """The fused op and the reference are two implementations of one function: same parameters,
     same input -> same output, same final state, same gradient for every parameter. Needs the
     compiled extension (CI builds it)."""
@@ -131,7 +134,7 @@ def test_fused_matches_reference_outputs_state_and_every_gradient():
     # d_state=16 (the default) and 37 frames split 21 + 16: the fused backward checkpoints every
     # 16 steps, so this crosses full and partial chunks in both pieces
     ref = build(fused=False, d_state=16)
-    fused = build(fused=True, d_state=16)
+    fused = build(fused=True, d_state=16, recompute=recompute)
     fused.update(ref.parameters())
     length = 37
     x = mx.random.normal((2, length, IN), key=mx.random.key(2))
@@ -161,3 +164,14 @@ def test_fused_matches_reference_outputs_state_and_every_gradient():
     for path, g in grads_ref.items():
         assert mx.abs(g).max().item() > 0, path
         assert close(grads_fus[path], g), (path, mx.abs(grads_fus[path] - g).max())
+
+
+@pytest.mark.parametrize("recompute", [True, False])
+def test_recompute_option_reaches_every_block_from_the_model_config(recompute):
+    from dfnet4.model import DfNet4Config
+
+    opts = DfNet4Config(backbone="mamba", mamba_recompute=recompute).backbone_options()
+    assert opts["recompute"] is recompute
+    m = build(fused=True, num_layers=2, recompute=opts["recompute"])
+    # recompute: each block runs under its custom backward; otherwise plain autodiff of the same math
+    assert all((blk._block is not None) is recompute for blk in m.core.layers)

@@ -51,7 +51,7 @@ def _inverse_softplus(y: mx.array) -> mx.array:
 
 
 class MambaBlock(nn.Module):
-    def __init__(self, dims: int, d_state: int, d_conv: int, expand: int, fused: bool):
+    def __init__(self, dims: int, d_state: int, d_conv: int, expand: int, fused: bool, recompute: bool = True):
         super().__init__()
         d_inner = expand * dims
         self.d_inner, self.d_state, self.d_conv = d_inner, d_state, d_conv
@@ -77,9 +77,10 @@ class MambaBlock(nn.Module):
         self.D = mx.ones((d_inner,))
         self.out_proj = nn.Linear(d_inner, dims, bias=False)
         self._sizes = BlockSizes(d_inner, self.dt_rank, d_state, self.norm.eps)
-        # fused: the block under its hand-written, recomputing backward (see mamba_block.py)
         self._ops = _ops(fused)
-        self._block = recomputing_block(self._ops, self._sizes) if fused else None
+        # fused + recompute: the block under its hand-written, recomputing backward (mamba_block.py);
+        # otherwise MLX's autodiff of the same math
+        self._block = recomputing_block(self._ops, self._sizes) if fused and recompute else None
 
     def _params(self) -> dict:
         return {
@@ -91,7 +92,7 @@ class MambaBlock(nn.Module):
     def __call__(self, h: mx.array, state: dict | None) -> tuple[mx.array, dict]:
         # state None: a fresh sequence (zero conv window and scan state)
         window, ssm = (None, None) if state is None else (state["conv"], state["ssm"])
-        if self.fused:
+        if self._block is not None:
             if state is None:  # the custom function takes arrays only
                 window = mx.zeros((h.shape[0], self.d_conv - 1, self.d_inner), h.dtype)
                 ssm = mx.zeros((h.shape[0], self.d_inner, self.d_state), h.dtype)
@@ -104,9 +105,11 @@ class MambaBlock(nn.Module):
 class MambaCore(nn.Module):
     """`num_layers` pre-norm residual Mamba blocks and a final RMSNorm, at width `dims`."""
 
-    def __init__(self, dims: int, num_layers: int, d_state: int, d_conv: int, expand: int, fused: bool):
+    def __init__(
+        self, dims: int, num_layers: int, d_state: int, d_conv: int, expand: int, fused: bool, recompute: bool = True
+    ):
         super().__init__()
-        self.layers = [MambaBlock(dims, d_state, d_conv, expand, fused) for _ in range(num_layers)]
+        self.layers = [MambaBlock(dims, d_state, d_conv, expand, fused, recompute) for _ in range(num_layers)]
         self.norm_out = nn.RMSNorm(dims)
 
     def _check_state(self, state: State, batch: int) -> None:
@@ -149,7 +152,9 @@ class SqueezedMamba(Squeezed):
 
     fused=None uses dfnet4.ops (selective_scan, causal_conv1d) when the extension is importable,
     else dfnet4.reference; fused=True without the extension raises RuntimeError. The fused conv
-    takes d_conv <= 8.
+    takes d_conv <= 8. recompute (fused only; default True): the backward recomputes each block
+    from its input instead of keeping its activations: about 1/8 of the memory per block for
+    one more forward of it (bench/results/backbones.md has both side by side).
     """
 
     def __init__(
@@ -163,6 +168,7 @@ class SqueezedMamba(Squeezed):
         d_conv: int = 4,
         expand: int = 2,
         fused: bool | None = None,
+        recompute: bool = True,
         linear_groups: int = 8,
         skip: bool = False,
         activation: bool = True,
@@ -170,16 +176,19 @@ class SqueezedMamba(Squeezed):
         for name, value in (("num_layers", num_layers), ("d_state", d_state), ("d_conv", d_conv), ("expand", expand)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SqueezedMamba: {name} must be an int >= 1, got {value!r}")
+        if not isinstance(recompute, bool):
+            raise ValueError(f"SqueezedMamba: recompute must be a bool, got {recompute!r}")
         self_fused = resolve_fused(fused, "SqueezedMamba")
         if self_fused and d_conv > CONV_MAX_WIDTH:
             raise ValueError(
                 f"SqueezedMamba: d_conv must be <= {CONV_MAX_WIDTH} with the fused kernels "
                 f"(dfnet4.ops.causal_conv1d), got {d_conv}; pass fused=False for a wider conv"
             )
-        core = MambaCore(hidden_size, num_layers, d_state, d_conv, expand, self_fused)
+        core = MambaCore(hidden_size, num_layers, d_state, d_conv, expand, self_fused, recompute)
         super().__init__(
             input_size, hidden_size, output_size, core, linear_groups=linear_groups, skip=skip, activation=activation
         )
         self.fused = self_fused
         self.num_layers = num_layers
         self.d_state, self.d_conv, self.expand = d_state, d_conv, expand
+        self.recompute = recompute

@@ -48,8 +48,13 @@ ATTENTION = {"num_layers": 2, "num_heads": 4, "ffn_expand": 2, "linear_groups": 
 DEFAULT_IMPLS: tuple[Impl, ...] = (
     Impl("mamba/reference", "mamba", "Mamba, pure-MLX reference scan (dfnet4.reference.selective_scan)",
          {**MAMBA, "fused": False}, {"backbone": "mamba", "fused_scan": False}, reference=True),
-    Impl("mamba/fused", "mamba", "Mamba, fused selective scan (dfnet4.ops.selective_scan)",
+    Impl("mamba/fused", "mamba", "Mamba, fused selective scan (dfnet4.ops.selective_scan); the backward "
+         "recomputes each block (the default, recompute=True)",
          {**MAMBA, "fused": True}, {"backbone": "mamba", "fused_scan": True}),
+    Impl("mamba/fused-stored", "mamba", "Mamba, fused selective scan; MLX autodiff keeps every block's "
+         "activations for the backward (recompute=False)",
+         {**MAMBA, "fused": True, "recompute": False},
+         {"backbone": "mamba", "fused_scan": True, "mamba_recompute": False}),
     Impl("gru/mlx.nn.GRU", "gru", "GRU, mlx.nn.GRU (MLX's own per-step loop)",
          {**GRU, "fused": False}, {"backbone": "gru", "fused_gru": False}, reference=True),
     Impl("gru/fused", "gru", "GRU, fused recurrence (dfnet4.ops.gru)",
