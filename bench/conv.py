@@ -26,6 +26,7 @@ import numpy as np
 
 from dfnet4 import ops
 from dfnet4.backbones.mamba import MambaBlock
+from dfnet4.backbones.mamba_block import BlockOps, recomputing_block
 from dfnet4.bench.machine import cpu_model, kernel_threads
 
 
@@ -46,10 +47,13 @@ METHODS = {"fused (dfnet4.ops)": ops.causal_conv1d, "shifted slices + nn.silu": 
 
 
 class SliceConvBlock(MambaBlock):
-    """A fused Mamba block whose conv stage is the old shifted-slice code."""
+    """A fused Mamba block whose conv stage is the old shifted-slice code (same backward scheme)."""
 
-    def _conv(self):
-        return shifted_slices
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._ops = BlockOps(shifted_slices, self._ops.selective_scan)
+        if self._block is not None:
+            self._block = recomputing_block(self._ops, self._sizes)
 
 
 def timed(run, repeats):

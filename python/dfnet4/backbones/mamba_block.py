@@ -80,10 +80,13 @@ def block_forward(ops: BlockOps, p: dict, h: mx.array, window, ssm, sizes: Block
     return h + (_rows(y) @ p["out_proj"].T).reshape(h.shape), new_window, new_ssm
 
 
-def _backward(ops: BlockOps, p: dict, h, window, ssm, d_out, d_window, d_ssm, sizes: BlockSizes):
+def _backward(ops: BlockOps, p: dict, h, window, ssm, out, d_out, d_window, d_ssm, sizes: BlockSizes):
     """Gradients for (p, h, window, ssm), recomputing the block's forward once d_out exists."""
     bt, di = h.shape[:2], sizes.d_inner
-    hn, x, z, xc, dt, B, C, delta, A, _ = _mixer_inputs(ops, p, mx.depends(h, d_out), window, sizes)
+    # after the forward's output too: a loss linear in it (a sum) gives a d_out that exists from
+    # the start, and the recompute would then run alongside the forward
+    h = mx.depends(h, [d_out, out])
+    hn, x, z, xc, dt, B, C, delta, A, _ = _mixer_inputs(ops, p, h, window, sizes)
     d_out_rows = _rows(d_out)
     d_y = (d_out_rows @ p["out_proj"]).reshape(*bt, di)
     (y, _), scan_grads = mx.vjp(
@@ -128,6 +131,6 @@ def recomputing_block(ops: BlockOps, sizes: BlockSizes):
 
     @block.vjp
     def block_vjp(primals, cotangents, outputs):
-        return _backward(ops, *primals, *cotangents, sizes)
+        return _backward(ops, *primals, outputs[0], *cotangents, sizes)
 
     return block
