@@ -47,6 +47,8 @@ def test_config_round_trip_and_errors():
         DfNet4Config(nb_erb=30)
     with pytest.raises(ValueError, match="df_lookahead"):
         DfNet4Config(df_lookahead=5)
+    with pytest.raises(ValueError, match="mamba_recompute"):
+        DfNet4Config(mamba_recompute="yes")
     with pytest.raises(ValueError, match="unknown name"):
         DfNet4(DfNet4Config(backbone="lstm"))
 

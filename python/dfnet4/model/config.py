@@ -80,6 +80,7 @@ class DfNet4Config:
         for name in ("conv_kernel_inp", "conv_kernel", "convt_kernel"):
             need(len(getattr(self, name)) == 2 and getattr(self, name)[1] % 2 == 1, name, "must be (time, odd freq)")
         need(self.convt_kernel[1] == 3, "convt_kernel", "must be (1, 3) (stride-2 transposed convolution)")
+        need(isinstance(self.mamba_recompute, bool), "mamba_recompute", "must be true or false")
 
     def backbone_options(self) -> dict:
         """Keyword options for `dfnet4.backbones.create` beyond sizes, layers and groups."""
