@@ -56,10 +56,6 @@ std::vector<mx::Shape> CausalConv1d::output_shapes(const std::vector<mx::array>&
   return {x.shape(), {x.shape(0), inputs[1].shape(0) - 1, x.shape(2)}};
 }
 
-bool CausalConv1d::is_equivalent(const mx::Primitive& other) const {
-  return flags_ == static_cast<const CausalConv1d&>(other).flags_;
-}
-
 void CausalConv1d::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check_contiguous(inputs, "CausalConv1d");
   for (auto& o : outputs) alloc(o);
@@ -112,20 +108,6 @@ std::vector<mx::array> CausalConv1d::vjp(const std::vector<mx::array>& primals,
   return result;
 }
 
-std::vector<mx::array> CausalConv1d::jvp(const std::vector<mx::array>&, const std::vector<mx::array>&,
-                                         const std::vector<int>&) {
-  throw std::runtime_error(
-      "dfnet4.ops.causal_conv1d does not support forward-mode differentiation (jvp); "
-      "use mx.grad/mx.vjp, or dfnet4.reference.causal_conv1d");
-}
-
-std::pair<std::vector<mx::array>, std::vector<int>> CausalConv1d::vmap(const std::vector<mx::array>&,
-                                                                       const std::vector<int>&) {
-  throw std::runtime_error(
-      "dfnet4.ops.causal_conv1d does not support mx.vmap; it is already batched over its first "
-      "axis (fold extra axes into the batch)");
-}
-
 // ---- backward primitive -----------------------------------------------------------------------------
 
 CausalConv1dGrad::Outputs::Outputs(int flags) {
@@ -140,10 +122,6 @@ std::vector<mx::Shape> CausalConv1dGrad::output_shapes(const std::vector<mx::arr
   if (at.window >= 0) shapes.push_back(inputs[at.window].shape());
   if (at.bias >= 0) shapes.push_back(inputs[at.bias].shape());
   return shapes;
-}
-
-bool CausalConv1dGrad::is_equivalent(const mx::Primitive& other) const {
-  return flags_ == static_cast<const CausalConv1dGrad&>(other).flags_;
 }
 
 std::vector<mx::array> conv_grad_partials(const dfk::ConvParams& p, mx::Dtype dtype) {
@@ -186,23 +164,6 @@ void CausalConv1dGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vecto
     throw std::runtime_error("CausalConv1dGrad: inputs must be float32 or float64");
   }
   enc.add_temporaries(std::move(parts));
-}
-
-std::vector<mx::array> CausalConv1dGrad::vjp(const std::vector<mx::array>&, const std::vector<mx::array>&,
-                                             const std::vector<int>&, const std::vector<mx::array>&) {
-  throw std::runtime_error(
-      "dfnet4.ops.causal_conv1d: second-order gradients are not supported (the backward primitive "
-      "has no vjp); use dfnet4.reference.causal_conv1d for higher-order derivatives");
-}
-
-std::vector<mx::array> CausalConv1dGrad::jvp(const std::vector<mx::array>&, const std::vector<mx::array>&,
-                                             const std::vector<int>&) {
-  throw std::runtime_error("dfnet4.ops.causal_conv1d: the backward primitive has no jvp");
-}
-
-std::pair<std::vector<mx::array>, std::vector<int>> CausalConv1dGrad::vmap(const std::vector<mx::array>&,
-                                                                           const std::vector<int>&) {
-  throw std::runtime_error("dfnet4.ops.causal_conv1d: the backward primitive does not support mx.vmap");
 }
 
 // ---- the op -----------------------------------------------------------------------------------------

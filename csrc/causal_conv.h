@@ -7,11 +7,14 @@
 
 #include "kernels/causal_conv.h"
 #include "mlx/mlx.h"
+#include "fused_primitive.h"
 #include "mlx/primitives.h"
 
 namespace dfnet4 {
 
 namespace mx = mlx::core;
+
+inline constexpr OpNames kConvNames{"dfnet4.ops.causal_conv1d", "dfnet4.reference.causal_conv1d"};
 
 // Positions of the optional inputs in a primitive's input list, from the flags (dfk::kConv*).
 // The fixed ones are x, weight = 0, 1.
@@ -26,26 +29,17 @@ dfk::ConvParams conv_params(const mx::array& x, const mx::array& weight, int fla
 // Inputs: x (batch, time, channels), weight (K, channels), then window (batch, K-1, channels) and
 // bias (channels,) when flagged. Outputs: y (batch, time, channels), new_window (batch, K-1, channels).
 // Nothing else is saved: the backward recomputes the pre-activation from x.
-class CausalConv1d : public mx::Primitive {
+class CausalConv1d : public FusedForward {
  public:
-  CausalConv1d(mx::Stream stream, int flags) : mx::Primitive(stream), flags_(flags) {}
+  CausalConv1d(mx::Stream stream, int flags) : FusedForward(stream, flags, kConvNames) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
                              const std::vector<mx::array>& cotangents,
                              const std::vector<int>& argnums,
                              const std::vector<mx::array>& outputs) override;
-  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& tangents,
-                             const std::vector<int>& argnums) override;
-  std::pair<std::vector<mx::array>, std::vector<int>> vmap(const std::vector<mx::array>& inputs,
-                                                           const std::vector<int>& axes) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "CausalConv1d"; }
-  bool is_equivalent(const mx::Primitive& other) const override;
-
- private:
-  int flags_;
 };
 
 // Inputs: the forward's inputs, then dy (batch, time, channels) and dnew_window (batch, K-1,
@@ -53,32 +47,19 @@ class CausalConv1d : public mx::Primitive {
 // One pass over x per work item; dweight/dbias go through per-(batch, chunk) partials folded in a
 // fixed order inside the primitive (mx.sum would crash under mx.compile(shapeless=True) when a
 // summed axis turns to size 1 in MLX 0.32.4, see selective_scan.h).
-class CausalConv1dGrad : public mx::Primitive {
+class CausalConv1dGrad : public FusedBackward {
  public:
-  CausalConv1dGrad(mx::Stream stream, int flags) : mx::Primitive(stream), flags_(flags) {}
+  CausalConv1dGrad(mx::Stream stream, int flags) : FusedBackward(stream, flags, kConvNames) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums,
-                             const std::vector<mx::array>& outputs) override;
-  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& tangents,
-                             const std::vector<int>& argnums) override;
-  std::pair<std::vector<mx::array>, std::vector<int>> vmap(const std::vector<mx::array>& inputs,
-                                                           const std::vector<int>& axes) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "CausalConv1dGrad"; }
-  bool is_equivalent(const mx::Primitive& other) const override;
 
   // Output positions of the optional gradients (-1 when absent).
   struct Outputs {
     int dwindow = -1, dbias = -1;
     explicit Outputs(int flags);
   };
-
- private:
-  int flags_;
 };
 
 // Allocated partials of the backward kernel: dweight (batch * n_chunks, K, C), then dbias

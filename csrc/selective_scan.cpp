@@ -63,10 +63,6 @@ std::vector<mx::Shape> SelectiveScan::output_shapes(const std::vector<mx::array>
   return {u.shape(), {b, d, n}, {b, ceil_div(l, dfk::kScanChunk), n, d}};  // checkpoints: channels last
 }
 
-bool SelectiveScan::is_equivalent(const mx::Primitive& other) const {
-  return flags_ == static_cast<const SelectiveScan&>(other).flags_;
-}
-
 void SelectiveScan::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   check_contiguous(inputs, "SelectiveScan");
   for (auto& o : outputs) alloc(o);
@@ -128,20 +124,6 @@ std::vector<mx::array> SelectiveScan::vjp(const std::vector<mx::array>& primals,
   return result;
 }
 
-std::vector<mx::array> SelectiveScan::jvp(const std::vector<mx::array>&, const std::vector<mx::array>&,
-                                          const std::vector<int>&) {
-  throw std::runtime_error(
-      "dfnet4.ops.selective_scan does not support forward-mode differentiation (jvp); "
-      "use mx.grad/mx.vjp, or dfnet4.reference.selective_scan");
-}
-
-std::pair<std::vector<mx::array>, std::vector<int>> SelectiveScan::vmap(const std::vector<mx::array>&,
-                                                                        const std::vector<int>&) {
-  throw std::runtime_error(
-      "dfnet4.ops.selective_scan does not support mx.vmap; it is already batched over its "
-      "first axis (fold extra axes into the batch)");
-}
-
 // ---- backward primitive -----------------------------------------------------------------------------
 
 SelectiveScanGrad::Outputs::Outputs(int flags) {
@@ -172,10 +154,6 @@ std::vector<mx::array> scan_grad_partials(const dfk::ScanParams& p, mx::Dtype dt
   if (p.flags & dfk::kScanHasBias) parts.emplace_back(mx::Shape{b, d}, dtype, nullptr, std::vector<mx::array>{});
   for (auto& a : parts) alloc(a);
   return parts;
-}
-
-bool SelectiveScanGrad::is_equivalent(const mx::Primitive& other) const {
-  return flags_ == static_cast<const SelectiveScanGrad&>(other).flags_;
 }
 
 void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
@@ -232,23 +210,6 @@ void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
     throw std::runtime_error("SelectiveScanGrad: inputs must be float32 or float64");
   }
   enc.add_temporaries(std::move(parts));
-}
-
-std::vector<mx::array> SelectiveScanGrad::vjp(const std::vector<mx::array>&, const std::vector<mx::array>&,
-                                              const std::vector<int>&, const std::vector<mx::array>&) {
-  throw std::runtime_error(
-      "dfnet4.ops.selective_scan: second-order gradients are not supported (the backward primitive "
-      "has no vjp); use dfnet4.reference.selective_scan for higher-order derivatives");
-}
-
-std::vector<mx::array> SelectiveScanGrad::jvp(const std::vector<mx::array>&, const std::vector<mx::array>&,
-                                              const std::vector<int>&) {
-  throw std::runtime_error("dfnet4.ops.selective_scan: the backward primitive has no jvp");
-}
-
-std::pair<std::vector<mx::array>, std::vector<int>> SelectiveScanGrad::vmap(
-    const std::vector<mx::array>&, const std::vector<int>&) {
-  throw std::runtime_error("dfnet4.ops.selective_scan: the backward primitive does not support mx.vmap");
 }
 
 // ---- the op -----------------------------------------------------------------------------------------

@@ -7,11 +7,14 @@
 
 #include "kernels/selective_scan.h"
 #include "mlx/mlx.h"
+#include "fused_primitive.h"
 #include "mlx/primitives.h"
 
 namespace dfnet4 {
 
 namespace mx = mlx::core;
+
+inline constexpr OpNames kScanNames{"dfnet4.ops.selective_scan", "dfnet4.reference.selective_scan"};
 
 // Positions of the optional inputs in a primitive's input list, from the flags
 // (dfk::kScanHas*). The fixed ones are u, delta, A, B, C = 0..4.
@@ -26,27 +29,17 @@ dfk::ScanParams scan_params(const mx::array& u, const mx::array& A, int flags);
 // Inputs: u, delta, A, B, C, then D, z, bias, h0 when flagged.
 // Outputs: out (batch, time, channels), last_state (batch, channels, state),
 //          checkpoints (batch, ceil(time / kScanChunk), channels, state) for the backward.
-class SelectiveScan : public mx::Primitive {
+class SelectiveScan : public FusedForward {
  public:
-  SelectiveScan(mx::Stream stream, int flags) : mx::Primitive(stream), flags_(flags) {}
+  SelectiveScan(mx::Stream stream, int flags) : FusedForward(stream, flags, kScanNames) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
                              const std::vector<mx::array>& cotangents,
                              const std::vector<int>& argnums,
                              const std::vector<mx::array>& outputs) override;
-  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& tangents,
-                             const std::vector<int>& argnums) override;
-  std::pair<std::vector<mx::array>, std::vector<int>> vmap(const std::vector<mx::array>& inputs,
-                                                           const std::vector<int>& axes) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "SelectiveScan"; }
-  bool is_equivalent(const mx::Primitive& other) const override;
-  int flags() const { return flags_; }
-
- private:
-  int flags_;
 };
 
 // Inputs: u, delta, A, B, C, then D, z, bias when flagged, then checkpoints, dout, dlast.
@@ -54,32 +47,19 @@ class SelectiveScan : public mx::Primitive {
 // primal). The kernel writes per-block/per-batch partials of dA, dB, dC, dD, dbias into temporaries
 // that a second pass folds (done here rather than with mx.sum, which crashes under
 // mx.compile(shapeless=True) when a summed axis turns to size 1 in MLX 0.32.4).
-class SelectiveScanGrad : public mx::Primitive {
+class SelectiveScanGrad : public FusedBackward {
  public:
-  SelectiveScanGrad(mx::Stream stream, int flags) : mx::Primitive(stream), flags_(flags) {}
+  SelectiveScanGrad(mx::Stream stream, int flags) : FusedBackward(stream, flags, kScanNames) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
   void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums,
-                             const std::vector<mx::array>& outputs) override;
-  std::vector<mx::array> jvp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& tangents,
-                             const std::vector<int>& argnums) override;
-  std::pair<std::vector<mx::array>, std::vector<int>> vmap(const std::vector<mx::array>& inputs,
-                                                           const std::vector<int>& axes) override;
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "SelectiveScanGrad"; }
-  bool is_equivalent(const mx::Primitive& other) const override;
 
   // Output positions of the optional gradients (-1 when absent).
   struct Outputs {
     int dz = -1, dD = -1, dbias = -1;
     explicit Outputs(int flags);
   };
-
- private:
-  int flags_;
 };
 
 // Allocated partial buffers of the backward kernel, in the order dA (batch, channels, state),

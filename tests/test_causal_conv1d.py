@@ -260,14 +260,17 @@ def test_low_level_binding_checks_too():
         ext.causal_conv1d(x, mx.zeros((4, 6)), mx.zeros((6,), dtype=mx.float64), None, True)
 
 
-def test_jvp_and_vmap_raise_clear_errors():
+def test_jvp_vmap_and_second_order_raise_clear_errors():
     inputs = make_inputs(1, 4, 3, 4)
     arrays = [inputs[k] for k in NAMES]
     f = lambda *a: ops.causal_conv1d(*a)  # noqa: E731
-    with pytest.raises(Exception, match="jvp"):
+    with pytest.raises(RuntimeError, match=r"causal_conv1d does not support forward-mode .*jvp.*reference\.causal_conv1d"):
         mx.jvp(f, arrays, arrays)
-    with pytest.raises(Exception, match="vmap"):
+    with pytest.raises(RuntimeError, match="causal_conv1d does not support mx.vmap"):
         mx.vmap(lambda x: ops.causal_conv1d(x, *arrays[1:]))(mx.stack([arrays[0]] * 2))
+    first = mx.grad(lambda x: ops.causal_conv1d(x, *arrays[1:]).sum())
+    with pytest.raises(RuntimeError, match=r"causal_conv1d: second-order .*reference\.causal_conv1d"):
+        mx.eval(mx.grad(lambda x: first(x).sum())(arrays[0]))
 
 
 @pytest.mark.parametrize("activation", ["silu", None])

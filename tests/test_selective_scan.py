@@ -264,16 +264,20 @@ def test_bad_input_raises_value_error_naming_the_argument(overrides, argument, n
         call()  # raised while building the graph: nothing is evaluated
 
 
-def test_jvp_and_vmap_raise_clear_errors():
+def test_jvp_vmap_and_second_order_raise_clear_errors():
     kwargs, softplus = make_inputs(1, 4, 3, 2, frozenset())
     names = list(kwargs)
     f = _fn(ops.selective_scan, names, softplus, last=False)
-    with pytest.raises(Exception, match="jvp"):
+    with pytest.raises(RuntimeError, match=r"selective_scan does not support forward-mode .*jvp.*reference\.selective_scan"):
         mx.jvp(f, list(kwargs.values()), list(kwargs.values()))
-    with pytest.raises(Exception, match="vmap"):
+    with pytest.raises(RuntimeError, match="selective_scan does not support mx.vmap"):
         mx.vmap(lambda u: ops.selective_scan(u, *list(kwargs.values())[1:]))(
             mx.stack([kwargs["u"]] * 2)
         )
+    rest = list(kwargs.values())[1:]
+    first = mx.grad(lambda u: ops.selective_scan(u, *rest).sum())
+    with pytest.raises(RuntimeError, match=r"selective_scan: second-order .*reference\.selective_scan"):
+        mx.eval(mx.grad(lambda u: first(u).sum())(kwargs["u"]))
 
 
 def test_nan_in_gives_nan_out_without_crashing():
