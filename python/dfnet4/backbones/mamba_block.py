@@ -10,9 +10,9 @@ dfnet4.reference). `recomputing_block` runs it with the fused ops under a hand-w
 autodiff would keep every intermediate of every block (normed input, x, z, conv output, delta, scan
 output and checkpoints) from the forward until the backward, and MLX's deepest-first schedule
 holds them longer still. Here the forward keeps only the block's inputs; each block's backward
-waits for the block's output cotangent (mx.depends, so MLX cannot run the recompute early, which
-is what defeats mx.checkpoint), recomputes the block's forward, and runs the backward op by op,
-forcing each weight gradient to be formed as soon as its inputs exist. That is mamba-ssm's
+waits for the block's output (mx.depends, so MLX cannot run the recompute early), recomputes the
+block's forward, and runs the backward op by op, forcing each weight gradient to be formed as soon
+as its inputs exist (mx.checkpoint does neither, and saves little here). That is mamba-ssm's
 mamba_inner_fn idea carried one step further (it keeps the in_proj output; this keeps only the
 block input). Price: one more forward of the block; measured net effect in bench/results/.
 """
