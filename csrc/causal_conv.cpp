@@ -20,7 +20,8 @@ namespace dfnet4 {
 namespace {
 
 using util::alloc;
-using util::check_contiguous;
+using util::begin_cpu_eval;
+using util::for_float_dtype;
 using util::opt_ptr;
 using util::ptr;
 using util::shape_str;
@@ -57,13 +58,9 @@ std::vector<mx::Shape> CausalConv1d::output_shapes(const std::vector<mx::array>&
 }
 
 void CausalConv1d::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  check_contiguous(inputs, "CausalConv1d");
-  for (auto& o : outputs) alloc(o);
+  auto& enc = begin_cpu_eval("CausalConv1d", stream(), inputs, outputs);
   const auto p = conv_params(inputs[0], inputs[1], flags_);
   const ConvInputs at(flags_);
-  auto& enc = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) enc.set_input_array(a);
-  for (auto& o : outputs) enc.set_output_array(o);
 
   auto launch = [&](auto zero) {
     using T = decltype(zero);
@@ -71,13 +68,7 @@ void CausalConv1d::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx
                                   opt_ptr<T>(inputs, at.bias), outputs[0].data<T>(), outputs[1].data<T>()};
     enc.dispatch([p, f]() { conv_cpu::forward(p, f); });
   };
-  if (inputs[0].dtype() == mx::float64) {
-    launch(double(0));
-  } else if (inputs[0].dtype() == mx::float32) {
-    launch(float(0));
-  } else {
-    throw std::runtime_error("CausalConv1d: inputs must be float32 or float64");
-  }
+  for_float_dtype(inputs[0], "CausalConv1d", launch);
 }
 
 std::vector<mx::array> CausalConv1d::vjp(const std::vector<mx::array>& primals,
@@ -136,16 +127,12 @@ std::vector<mx::array> conv_grad_partials(const dfk::ConvParams& p, mx::Dtype dt
 }
 
 void CausalConv1dGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  check_contiguous(inputs, "CausalConv1dGrad");
-  for (auto& o : outputs) alloc(o);
+  auto& enc = begin_cpu_eval("CausalConv1dGrad", stream(), inputs, outputs);
   const auto p = conv_params(inputs[0], inputs[1], flags_);
   const ConvInputs at(flags_);
   const Outputs out_at(flags_);
   const int dy = at.next, dnw = at.next + 1;
   auto parts = conv_grad_partials(p, inputs[0].dtype());  // held until the dispatched task has run
-  auto& enc = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) enc.set_input_array(a);
-  for (auto& o : outputs) enc.set_output_array(o);
 
   auto launch = [&](auto zero) {
     using T = decltype(zero);
@@ -156,13 +143,7 @@ void CausalConv1dGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vecto
                                    parts[0].data<T>(), parts.size() > 1 ? parts[1].data<T>() : nullptr};
     enc.dispatch([p, g]() { conv_cpu::backward(p, g); });
   };
-  if (inputs[0].dtype() == mx::float64) {
-    launch(double(0));
-  } else if (inputs[0].dtype() == mx::float32) {
-    launch(float(0));
-  } else {
-    throw std::runtime_error("CausalConv1dGrad: inputs must be float32 or float64");
-  }
+  for_float_dtype(inputs[0], "CausalConv1dGrad", launch);
   enc.add_temporaries(std::move(parts));
 }
 

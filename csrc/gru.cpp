@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "gru_cpu.h"
+#include "primitive_util.h"
 #include "registry.h"
 
 namespace dfnet4 {
@@ -34,16 +35,6 @@ void expect_shape(const char* name, const mx::array& a, const mx::Shape& want) {
 
 GruDims dims_of(const mx::array& hs_like, int H) {
   return GruDims{(int)hs_like.shape(0), (int)hs_like.shape(1), H};
-}
-
-void check_contiguous(const std::vector<mx::array>& in, const char* who) {
-  for (auto& a : in)
-    if (!a.flags().row_contiguous)
-      throw std::runtime_error(std::string(who) + ": internal error, input not row-contiguous");
-}
-
-void alloc(std::vector<mx::array>& out) {
-  for (auto& o : out) o.set_data(mx::allocator::malloc(o.nbytes()));
 }
 
 }  // namespace
@@ -113,17 +104,13 @@ std::shared_ptr<std::vector<T>> zeros_if(bool absent, size_t n) {
 }  // namespace
 
 void GruForward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
-  check_contiguous(in, "GruForward");
   GruDims d = dims_of(out[0], out[0].shape(2));
   const size_t B = d.B, T = d.T, H = d.H;
   std::vector<size_t> want = {B * T * 3 * H, 3 * H * H};
   if (has_bhn_) want.push_back(H);
   if (has_h0_) want.push_back(B * H);
   check_sizes("GruForward", in, want);
-  alloc(out);
-  auto& enc = mx::cpu::get_command_encoder(stream());
-  for (auto& a : in) enc.set_input_array(a);
-  for (auto& a : out) enc.set_output_array(a);
+  auto& enc = util::begin_cpu_eval("GruForward", stream(), in, out);
   auto launch = [&](auto tag) {
     using T_ = decltype(tag);
     auto zb = zeros_if<T_>(!has_bhn_, H), zh = zeros_if<T_>(!has_h0_, B * H);
@@ -134,20 +121,16 @@ void GruForward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::arra
       gru_forward_cpu<T_>(d, gx, Wh, bhn, h0, hs, gates);
     });
   };
-  if (in[0].dtype() == mx::float64) launch(double{}); else launch(float{});
+  util::for_float_dtype(in[0], "GruForward", launch);
 }
 
 void GruBackward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
-  check_contiguous(in, "GruBackward");
   GruDims d = dims_of(in[2], in[2].shape(2));
   const size_t B = d.B, T = d.T, H = d.H;
   std::vector<size_t> want = {B * T * H, B * T * 4 * H, B * T * H, 3 * H * H};
   if (has_h0_) want.push_back(B * H);
   check_sizes("GruBackward", in, want);
-  alloc(out);
-  auto& enc = mx::cpu::get_command_encoder(stream());
-  for (auto& a : in) enc.set_input_array(a);
-  for (auto& a : out) enc.set_output_array(a);
+  auto& enc = util::begin_cpu_eval("GruBackward", stream(), in, out);
   auto launch = [&](auto tag) {
     using T_ = decltype(tag);
     auto zh = zeros_if<T_>(!has_h0_, B * H);
@@ -158,7 +141,7 @@ void GruBackward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::arr
       gru_backward_cpu<T_>(d, dhs, gates, hs, h0, Wh, dgx, dgh, dh0);
     });
   };
-  if (in[0].dtype() == mx::float64) launch(double{}); else launch(float{});
+  util::for_float_dtype(in[0], "GruBackward", launch);
 }
 
 // Gradients of gx and h0 come from the backward primitive; those of Wh and bhn are one matmul and

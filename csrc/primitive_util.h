@@ -9,6 +9,7 @@
 
 #include "mlx/allocator.h"
 #include "mlx/array.h"
+#include "mlx/backend/cpu/encoder.h"
 
 namespace dfnet4::util {
 
@@ -55,6 +56,31 @@ inline void check_contiguous(const std::vector<mx::array>& inputs, const char* p
     if (!a.flags().row_contiguous) {
       throw std::runtime_error(std::string(prim) + ": inputs must be row-contiguous (the op makes them so)");
     }
+  }
+}
+
+// The start of every CPU eval: inputs checked row-contiguous, outputs allocated, both registered
+// with the stream's encoder, which is returned for the caller's dispatch.
+inline mx::cpu::CommandEncoder& begin_cpu_eval(const char* prim, const mx::Stream& stream,
+                                               const std::vector<mx::array>& inputs,
+                                               std::vector<mx::array>& outputs) {
+  check_contiguous(inputs, prim);
+  for (auto& o : outputs) alloc(o);
+  auto& enc = mx::cpu::get_command_encoder(stream);
+  for (const auto& a : inputs) enc.set_input_array(a);
+  for (auto& o : outputs) enc.set_output_array(o);
+  return enc;
+}
+
+// The CPU kernels' two instantiations: launch(double{}) or launch(float{}) by `a`'s dtype.
+template <class Launch>
+void for_float_dtype(const mx::array& a, const char* prim, Launch&& launch) {
+  if (a.dtype() == mx::float64) {
+    launch(double{});
+  } else if (a.dtype() == mx::float32) {
+    launch(float{});
+  } else {
+    throw std::runtime_error(std::string(prim) + ": inputs must be float32 or float64");
   }
 }
 

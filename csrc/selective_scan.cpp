@@ -22,7 +22,8 @@ namespace {
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 using util::alloc;
-using util::check_contiguous;
+using util::begin_cpu_eval;
+using util::for_float_dtype;
 using util::opt_ptr;
 using util::ptr;
 using util::shape_str;
@@ -64,13 +65,9 @@ std::vector<mx::Shape> SelectiveScan::output_shapes(const std::vector<mx::array>
 }
 
 void SelectiveScan::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  check_contiguous(inputs, "SelectiveScan");
-  for (auto& o : outputs) alloc(o);
+  auto& enc = begin_cpu_eval("SelectiveScan", stream(), inputs, outputs);
   const auto p = scan_params(inputs[0], inputs[2], flags_);
   const ScanInputs at(flags_);
-  auto& enc = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) enc.set_input_array(a);
-  for (auto& o : outputs) enc.set_output_array(o);
 
   auto launch = [&](auto zero) {
     using T = decltype(zero);
@@ -81,13 +78,7 @@ void SelectiveScan::eval_cpu(const std::vector<mx::array>& inputs, std::vector<m
                                   outputs[1].data<T>(), outputs[2].data<T>()};
     enc.dispatch([p, f]() { scan_cpu::forward(p, f); });
   };
-  if (inputs[0].dtype() == mx::float64) {
-    launch(double(0));
-  } else if (inputs[0].dtype() == mx::float32) {
-    launch(float(0));
-  } else {
-    throw std::runtime_error("SelectiveScan: inputs must be float32 or float64");
-  }
+  for_float_dtype(inputs[0], "SelectiveScan", launch);
 }
 
 std::vector<mx::array> SelectiveScan::vjp(const std::vector<mx::array>& primals,
@@ -158,8 +149,7 @@ std::vector<mx::array> scan_grad_partials(const dfk::ScanParams& p, mx::Dtype dt
 
 void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
                                  std::vector<mx::array>& outputs) {
-  check_contiguous(inputs, "SelectiveScanGrad");
-  for (auto& o : outputs) alloc(o);
+  auto& enc = begin_cpu_eval("SelectiveScanGrad", stream(), inputs, outputs);
   const auto p = scan_params(inputs[0], inputs[2], flags_);
   const ScanInputs at(flags_, /*with_h0=*/false);
   const Outputs out_at(flags_);
@@ -169,9 +159,6 @@ void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
   auto parts = scan_grad_partials(p, inputs[0].dtype());
   const int part_dD = (flags_ & dfk::kScanHasD) ? 3 : -1;
   const int part_dbias = (flags_ & dfk::kScanHasBias) ? (part_dD >= 0 ? 4 : 3) : -1;
-  auto& enc = mx::cpu::get_command_encoder(stream());
-  for (const auto& a : inputs) enc.set_input_array(a);
-  for (auto& o : outputs) enc.set_output_array(o);
 
   auto launch = [&](auto zero) {
     using T = decltype(zero);
@@ -202,13 +189,7 @@ void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
       for (const auto& f : folds) scan_cpu::sum_partials(f.src, f.dst, f.outer, f.count, f.inner);
     });
   };
-  if (inputs[0].dtype() == mx::float64) {
-    launch(double(0));
-  } else if (inputs[0].dtype() == mx::float32) {
-    launch(float(0));
-  } else {
-    throw std::runtime_error("SelectiveScanGrad: inputs must be float32 or float64");
-  }
+  for_float_dtype(inputs[0], "SelectiveScanGrad", launch);
   enc.add_temporaries(std::move(parts));
 }
 
