@@ -26,7 +26,7 @@ import numpy as np
 
 from dfnet4 import ops
 from dfnet4.backbones.mamba import MambaBlock
-from dfnet4.backbones.mamba_block import BlockOps, recomputing_block
+from dfnet4.backbones.mamba_block import BlockOps
 from dfnet4.bench.machine import cpu_model, kernel_threads
 
 
@@ -51,9 +51,7 @@ class SliceConvBlock(MambaBlock):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._ops = BlockOps(shifted_slices, self._ops.selective_scan)
-        if self._block is not None:
-            self._block = recomputing_block(self._ops, self._sizes)
+        self.use_ops(BlockOps(shifted_slices, self._ops.selective_scan))
 
 
 def timed(run, repeats):

@@ -22,7 +22,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from dfnet4.backbones.mamba import MambaBlock
-from dfnet4.backbones.mamba_block import BlockOps, recomputing_block
+from dfnet4.backbones.mamba_block import BlockOps
 from dfnet4.bench import machine
 from dfnet4.bench.runner import Runner, Settings, make_model
 from dfnet4.bench.suite import DEFAULT_IMPLS, MEASURES, Impl
@@ -39,9 +39,7 @@ def model_without_scan(impl: Impl, settings: Settings) -> nn.Module:
     for _, module in model.named_modules():
         if isinstance(module, MambaBlock):
             # same block, same (recomputing or autodiff) backward, only the scan swapped
-            module._ops = BlockOps(module._ops.causal_conv1d, _free_scan)
-            if module._block is not None:
-                module._block = recomputing_block(module._ops, module._sizes)
+            module.use_ops(BlockOps(module._ops.causal_conv1d, _free_scan))
     return model
 
 

@@ -77,10 +77,15 @@ class MambaBlock(nn.Module):
         self.D = mx.ones((d_inner,))
         self.out_proj = nn.Linear(d_inner, dims, bias=False)
         self._sizes = BlockSizes(d_inner, self.dt_rank, d_state, self.norm.eps)
-        self._ops = _ops(fused)
         # fused + recompute: the block under its hand-written, recomputing backward (mamba_block.py);
         # otherwise MLX's autodiff of the same math
-        self._block = recomputing_block(self._ops, self._sizes) if fused and recompute else None
+        self._recompute = fused and recompute
+        self.use_ops(_ops(fused))
+
+    def use_ops(self, ops: BlockOps) -> None:
+        """Run the block on `ops` (benchmarks swap in stand-ins), keeping its backward scheme."""
+        self._ops = ops
+        self._block = recomputing_block(ops, self._sizes) if self._recompute else None
 
     def _params(self) -> dict:
         return {
