@@ -18,7 +18,6 @@ MAX_WIDTH = 8  # dfk::kConvMaxWidth, the widest K with kernels; checked again in
 _ACTIVATIONS = ("silu", None)
 
 
-_describe = describe
 _check_array = partial(check_float_array, "causal_conv1d")
 _check_shape = partial(check_shape, "causal_conv1d")
 
@@ -31,10 +30,10 @@ def _validate(x, weight, bias, window, activation):
     batch, time, channels = x.shape
     width = weight.shape[0]
     if min(batch, time, channels) < 1:
-        raise ValueError(f"causal_conv1d: x needs batch, time and channels >= 1, got {_describe(x)}")
+        raise ValueError(f"causal_conv1d: x needs batch, time and channels >= 1, got {describe(x)}")
     if not 1 <= width <= MAX_WIDTH:
         raise ValueError(
-            f"causal_conv1d: weight must have 1 to {MAX_WIDTH} taps (weight.shape[0] = K), got {_describe(weight)}"
+            f"causal_conv1d: weight must have 1 to {MAX_WIDTH} taps (weight.shape[0] = K), got {describe(weight)}"
         )
     _check_shape("weight", weight, (width, channels), f"(K, channels) with x's channels ({channels})")
     if bias is not None:

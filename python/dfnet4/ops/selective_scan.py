@@ -16,7 +16,6 @@ from dfnet4.ops._checks import check_float_array, check_shape, describe
 _MAX_STATE = 64  # dfk::kScanMaxState; checked again in C++
 
 
-_describe = describe
 _check_array = partial(check_float_array, "selective_scan")
 _check_shape = partial(check_shape, "selective_scan")
 
@@ -27,10 +26,10 @@ def _validate(u, delta, A, B, C, D, z, delta_bias, h0):
     batch, length, channels = u.shape
     state = A.shape[1]
     if min(batch, length, channels) < 1:
-        raise ValueError(f"selective_scan: u needs batch, time and channels >= 1, got {_describe(u)}")
+        raise ValueError(f"selective_scan: u needs batch, time and channels >= 1, got {describe(u)}")
     if not 1 <= state <= _MAX_STATE:
         raise ValueError(
-            f"selective_scan: A must have 1 to {_MAX_STATE} states (A.shape[1]), got {_describe(A)}"
+            f"selective_scan: A must have 1 to {_MAX_STATE} states (A.shape[1]), got {describe(A)}"
         )
     _check_array("delta", delta, 3, "(batch, time, channels)")
     _check_shape("delta", delta, u.shape, "(batch, time, channels) like u")
