@@ -10,4 +10,3 @@ cmake --build build/dev
 cp build/dev/_ext*.so python/dfnet4/
 cp build/dev/_metal_emu*.so python/dfnet4/ 2>/dev/null || true
 cp build/dev/_blas_shim.so python/dfnet4/ 2>/dev/null || true
-cp build/dev/*.metallib python/dfnet4/ 2>/dev/null || true
