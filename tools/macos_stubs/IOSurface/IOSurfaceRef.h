@@ -1,0 +1,3 @@
+// Stub of <IOSurface/IOSurfaceRef.h> for tools/macos_check.sh.
+#pragma once
+typedef struct __IOSurface* IOSurfaceRef;

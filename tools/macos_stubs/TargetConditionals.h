@@ -1,0 +1,11 @@
+// Stub of <TargetConditionals.h> for tools/macos_check.sh: a macOS (arm64) target.
+#pragma once
+#define TARGET_OS_MAC 1
+#define TARGET_OS_OSX 1
+#define TARGET_OS_IPHONE 0
+#define TARGET_OS_IOS 0
+#define TARGET_OS_TV 0
+#define TARGET_OS_WATCH 0
+#define TARGET_OS_VISION 0
+#define TARGET_OS_SIMULATOR 0
+#define TARGET_CPU_ARM64 1
