@@ -112,7 +112,7 @@ def mlx_symbols_needed(objects: list[Path]) -> dict[str, str]:
 
 def dylib_exports(dylib: Path) -> set[str]:
     """Comparable demangled names of the dylib's exported symbols (Mach-O names carry a '_')."""
-    names = [n[1:] if n.startswith("_") else n
+    names = [n[1:] if n.startswith("__Z") else n
              for n in _nm(["-gU", "--just-symbol-name", str(dylib)])]
     return {comparable(d) for d in demangle(names)}
 
