@@ -53,6 +53,9 @@ std::vector<mx::array> gru_forward(const mx::array& gx, const mx::array& Wh,
   if (dt != mx::float32 && dt != mx::float64)
     throw std::invalid_argument("gru: the recurrence computes in float32 or float64");
   auto st = mx::to_stream(s);
+  if (dt == mx::float64 && st.device != mx::Device::cpu)
+    throw std::invalid_argument("gru: float64 is only supported on the CPU stream (the GPU has no "
+                                "double); use float32 or run on mx.cpu");
   std::vector<mx::array> in = {mx::contiguous(gx, false, st)};
   for (const mx::array* a : {&Wh, bhn ? &*bhn : nullptr, h0 ? &*h0 : nullptr}) {
     if (a == nullptr) continue;
@@ -103,13 +106,27 @@ std::shared_ptr<std::vector<T>> zeros_if(bool absent, size_t n) {
 
 }  // namespace
 
-void GruForward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
-  GruDims d = dims_of(out[0], out[0].shape(2));
-  const size_t B = d.B, T = d.T, H = d.H;
+// Both evals (CPU here, Metal in gru_metal.cpp) check the sizes first.
+void GruForward::check_input_sizes(const std::vector<mx::array>& in,
+                                   const std::vector<mx::array>& out) const {
+  const size_t B = out[0].shape(0), T = out[0].shape(1), H = out[0].shape(2);
   std::vector<size_t> want = {B * T * 3 * H, 3 * H * H};
   if (has_bhn_) want.push_back(H);
   if (has_h0_) want.push_back(B * H);
   check_sizes("GruForward", in, want);
+}
+
+void GruBackward::check_input_sizes(const std::vector<mx::array>& in) const {
+  const size_t B = in[2].shape(0), T = in[2].shape(1), H = in[2].shape(2);
+  std::vector<size_t> want = {B * T * H, B * T * 4 * H, B * T * H, 3 * H * H};
+  if (has_h0_) want.push_back(B * H);
+  check_sizes("GruBackward", in, want);
+}
+
+void GruForward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
+  GruDims d = dims_of(out[0], out[0].shape(2));
+  const size_t B = d.B, H = d.H;
+  check_input_sizes(in, out);
   auto& enc = util::begin_cpu_eval("GruForward", stream(), in, out);
   auto launch = [&](auto tag) {
     using T_ = decltype(tag);
@@ -126,10 +143,8 @@ void GruForward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::arra
 
 void GruBackward::eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   GruDims d = dims_of(in[2], in[2].shape(2));
-  const size_t B = d.B, T = d.T, H = d.H;
-  std::vector<size_t> want = {B * T * H, B * T * 4 * H, B * T * H, 3 * H * H};
-  if (has_h0_) want.push_back(B * H);
-  check_sizes("GruBackward", in, want);
+  const size_t B = d.B, H = d.H;
+  check_input_sizes(in);
   auto& enc = util::begin_cpu_eval("GruBackward", stream(), in, out);
   auto launch = [&](auto tag) {
     using T_ = decltype(tag);

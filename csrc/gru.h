@@ -32,6 +32,7 @@ class GruForward : public mx::Primitive {
   bool is_equivalent(const mx::Primitive& other) const override;
 
  private:
+  void check_input_sizes(const std::vector<mx::array>& in, const std::vector<mx::array>& out) const;
   bool has_bhn_, has_h0_;
 };
 
@@ -50,6 +51,7 @@ class GruBackward : public mx::Primitive {
   bool is_equivalent(const mx::Primitive& other) const override;
 
  private:
+  void check_input_sizes(const std::vector<mx::array>& in) const;
   bool has_h0_;
 };
 

@@ -34,6 +34,7 @@ mx::array zeros_buffer(mx::Shape shape, mx::metal::CommandEncoder& enc) {
 
 void GruForward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   namespace mh = metal_host;
+  check_input_sizes(in, out);
   mh::check_inputs(in, "GruForward");
   auto& d = mh::device(stream(), kOp);
   mh::allocate(out);
@@ -56,6 +57,7 @@ void GruForward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::arra
 
 void GruBackward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   namespace mh = metal_host;
+  check_input_sizes(in);
   mh::check_inputs(in, "GruBackward");
   auto& d = mh::device(stream(), kOp);
   mh::allocate(out);

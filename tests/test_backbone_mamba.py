@@ -86,7 +86,7 @@ def test_fused_false_never_calls_the_fused_op(monkeypatch):
     build(fused=False)(mx.zeros((1, 3, IN)))
 
 
-def test_fused_runs_the_fused_conv_with_the_streaming_window(monkeypatch):
+def test_fused_runs_the_fused_conv_with_the_streaming_window(monkeypatch, device):
     import dfnet4.ops
 
     calls = []
@@ -126,7 +126,7 @@ def test_bad_options_are_value_errors_naming_the_option(opts):
 
 
 @pytest.mark.parametrize("recompute", [True, False])
-def test_fused_matches_reference_outputs_state_and_every_gradient(recompute):
+def test_fused_matches_reference_outputs_state_and_every_gradient(recompute, device):
     """The fused op and the reference are two implementations of one function: same parameters,
     same input -> same output, same final state, same gradient for every parameter. Needs the
     compiled extension (CI builds it)."""

@@ -49,7 +49,7 @@ def _check_against_reference(inputs, activation, label):
 
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("time", TIMES)
-def test_outputs_and_every_gradient_match_reference(time, width):
+def test_outputs_and_every_gradient_match_reference(time, width, device):
     for ci, channels in enumerate(CHANNELS):
         for m in range(4):
             batch, window, bias, activation = OPTIONS[(4 * ci + m + time) % len(OPTIONS)]
@@ -60,14 +60,14 @@ def test_outputs_and_every_gradient_match_reference(time, width):
 
 
 @pytest.mark.parametrize("width", [3, 5, 6, 7, 8])
-def test_other_widths(width):
+def test_other_widths(width, device):
     # The kernels are compiled per K: every width up to 8 once, across a chunk boundary.
     inputs = make_inputs(2, 70, 40, width, seed=width)
     _check_against_reference(inputs, "silu", f"k{width}")
     _check_against_reference(make_inputs(1, 3, 9, width, seed=width, bias=False), None, f"short k{width}")
 
 
-def test_streaming_in_pieces_equals_one_call():
+def test_streaming_in_pieces_equals_one_call(device):
     # Pieces shorter than the window (1, 2) and longer, each continuing from the previous window.
     inputs = make_inputs(2, 40, 37, 4, seed=3)
     x, weight, bias, window = (inputs[k] for k in NAMES)
@@ -83,7 +83,7 @@ def test_streaming_in_pieces_equals_one_call():
     assert_close(w, whole_window, "window", rtol=0, atol_scale=0)
 
 
-def test_window_none_is_zeros_and_k1_window_is_empty():
+def test_window_none_is_zeros_and_k1_window_is_empty(device):
     inputs = make_inputs(2, 5, 6, 4, window=False, seed=4)
     x, weight, bias = inputs["x"], inputs["weight"], inputs["bias"]
     with_zeros = ops.causal_conv1d(x, weight, bias, mx.zeros((2, 3, 6)))
@@ -110,6 +110,7 @@ def _numpy_conv(x, weight, bias=None, window=None, silu=True):
 
 
 @pytest.mark.parametrize("activation", ["silu", None])
+@pytest.mark.cpu_only("float64 (Metal has no double)")
 def test_float64_matches_numpy_and_gradients_match_finite_differences(activation):
     inputs = make_inputs(2, 9, 3, 4, seed=7, dtype=mx.float64)
     names = list(NAMES)
@@ -140,7 +141,7 @@ def test_float64_matches_numpy_and_gradients_match_finite_differences(activation
         assert math.isclose(analytic, numeric, rel_tol=1e-7, abs_tol=1e-8), (name, analytic, numeric)
 
 
-def test_compile_grad_of_compiled_and_shapeless():
+def test_compile_grad_of_compiled_and_shapeless(device):
     inputs = make_inputs(2, 70, 36, 4, seed=2)
     names = list(NAMES)
     argnums = tuple(range(len(names)))
@@ -170,7 +171,7 @@ def test_compile_grad_of_compiled_and_shapeless():
             assert_close(g, e, f"shapeless grad {batch}x{time}, d{name}", rtol=1e-6, atol_scale=1e-7)
 
 
-def test_non_contiguous_inputs():
+def test_non_contiguous_inputs(device):
     inputs = make_inputs(2, 25, 12, 4, seed=4)
     x, weight, bias, window = (inputs[k] for k in NAMES)
     views = {
@@ -197,7 +198,7 @@ def test_non_contiguous_inputs():
 
 
 @pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
-def test_half_precision_inputs(dtype):
+def test_half_precision_inputs(dtype, device):
     inputs = make_inputs(2, 70, 20, 4, seed=9, dtype=dtype)
     y, w = ops.causal_conv1d(**inputs, return_window=True)
     assert y.dtype == dtype and w.dtype == dtype
@@ -274,7 +275,7 @@ def test_jvp_vmap_and_second_order_raise_clear_errors():
 
 
 @pytest.mark.parametrize("activation", ["silu", None])
-def test_nan_in_gives_nan_out_without_crashing(activation):
+def test_nan_in_gives_nan_out_without_crashing(activation, device):
     inputs = make_inputs(2, 100, 70, 4, seed=5)
     x = np.array(inputs["x"])
     x[1, 66, 3] = np.nan  # the second chunk, near its start: the first chunk's halo reads it
@@ -302,6 +303,7 @@ def test_nan_in_gives_nan_out_without_crashing(activation):
     assert np.isnan(y[:, :3]).all() and np.isfinite(y[:, 3:]).all()
 
 
+@pytest.mark.cpu_only("DFNET4_NUM_THREADS sets the CPU kernels' threads")
 def test_thread_count_does_not_change_results(monkeypatch):
     # Work is split per (batch, chunk, channel block), and the weight/bias sums go through fixed
     # per-(batch, chunk) partials folded in order, so any thread count gives identical bits.
@@ -317,6 +319,7 @@ def test_thread_count_does_not_change_results(monkeypatch):
             assert np.array_equal(a, b)
 
 
+@pytest.mark.cpu_only("peak-memory bound measured with the CPU backend's buffer lifetimes")
 def test_backward_allocates_nothing_but_its_outputs():
     # Peak of a fused forward + backward beyond the live inputs: the cotangent dy (made contiguous)
     # and dx, 2 arrays of batch*time*channels, plus small partials (measured 2.09). The reference's

@@ -116,7 +116,7 @@ def test_fused_without_extension_is_an_error(monkeypatch):
 
 
 @needs_ext
-def test_fused_matches_reference_outputs_and_gradients():
+def test_fused_matches_reference_outputs_and_gradients(device):
     x = mx.random.normal((3, 11, 16), key=mx.random.key(3))
     ref, fused = make(fused=False), make(fused=True)
     assert fused.core.fused and not ref.core.fused

@@ -17,6 +17,7 @@ from gru_cases import NAMES, cotangent, make_inputs, max_scaled_error, value_and
 
 
 @pytest.mark.parametrize("bias,h0", [(True, True), (False, False)])
+@pytest.mark.cpu_only("float64 (Metal has no double)")
 def test_float64_finite_differences(bias, h0):
     """Hand-written backward vs central differences of the fused forward itself, in float64.
 
@@ -38,7 +39,7 @@ def test_float64_finite_differences(bias, h0):
             assert abs(fd - an) <= 1e-7 * max(1.0, abs(an)), f"{name}: fd {fd} vs analytic {an}"
 
 
-def test_compile_and_grad_of_compiled():
+def test_compile_and_grad_of_compiled(device):
     inputs = make_inputs(4, 12, 5, 16, seed=2)
     cot = cotangent((4, 12, 16))
     hs_ref, grads_ref = value_and_grads(gru, inputs, cot)
@@ -57,7 +58,7 @@ def test_compile_and_grad_of_compiled():
 
 
 @pytest.mark.parametrize("with_h0", [True, False])
-def test_shapeless_compile_follows_new_shapes(with_h0):
+def test_shapeless_compile_follows_new_shapes(with_h0, device):
     """output_shapes lets a shapeless-compiled graph be reused at other batch/time sizes; an
     absent h0/bhn must not leave a constant of the first call's shape in the graph."""
     if with_h0:
@@ -72,7 +73,7 @@ def test_shapeless_compile_follows_new_shapes(with_h0):
         assert max_scaled_error(out, gru_reference(**inputs)) < 1e-6
 
 
-def test_shapeless_replay_checks_sizes_at_eval():
+def test_shapeless_replay_checks_sizes_at_eval(device):
     """A shapeless graph skips the Python validation on replay: a new hidden size is followed,
     and inputs that no longer agree raise an error instead of being read out of bounds."""
     compiled = mx.compile(lambda x, Wx, Wh, bhn: gru(x, Wx, Wh, bhn=bhn), shapeless=True)
@@ -85,7 +86,7 @@ def test_shapeless_replay_checks_sizes_at_eval():
         mx.eval(compiled(b["x"], b["Wx"], b["Wh"], mx.zeros((9,))))
 
 
-def test_non_contiguous_inputs():
+def test_non_contiguous_inputs(device):
     """Transposed, strided and broadcast views give the same states and gradients as copies."""
     base = make_inputs(3, 10, 4, 6, seed=4)
     B, T, D, H = 3, 10, 4, 6
@@ -114,7 +115,7 @@ def test_non_contiguous_inputs():
 
 
 @pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
-def test_half_precision_inputs(dtype):
+def test_half_precision_inputs(dtype, device):
     """Half inputs compute in float32 and return their own dtype: the result equals the float32
     computation on the same (rounded) values, up to rounding the output once to `dtype`."""
     inputs = make_inputs(2, 30, 5, 8, seed=9, dtype=dtype)
@@ -127,7 +128,7 @@ def test_half_precision_inputs(dtype):
     assert grads.dtype == dtype and bool(mx.all(mx.isfinite(grads)))
 
 
-def test_mixed_precision_promotes():
+def test_mixed_precision_promotes(device):
     inputs = make_inputs(2, 3, 4, 5, seed=1)
     inputs["x"] = inputs["x"].astype(mx.float16)
     assert gru(**inputs).dtype == mx.float32
@@ -162,6 +163,15 @@ def test_bad_inputs_raise_value_error_at_build_time(inputs, message):
     assert message in str(info.value)
 
 
+def test_float64_is_refused_off_the_cpu_when_the_graph_is_built(device):
+    inputs = make_inputs(2, 3, 4, 5, seed=0, dtype=mx.float64)
+    if device == mx.cpu:
+        assert gru(**inputs).dtype == mx.float64
+    else:
+        with pytest.raises(ValueError, match="float64 is only supported on the CPU stream"):
+            gru(**inputs)
+
+
 def test_unsupported_transforms_say_so():
     inputs = make_inputs(2, 3, 4, 5, seed=0)
     with pytest.raises(Exception, match="jvp"):
@@ -174,6 +184,7 @@ def test_unsupported_transforms_say_so():
 
 
 @pytest.mark.parametrize("threads", ["1", "3", "8"])
+@pytest.mark.cpu_only("DFNET4_NUM_THREADS sets the CPU kernels' threads")
 def test_thread_count_does_not_change_results(monkeypatch, threads):
     """Threads split hidden-unit blocks without changing any summation order: bitwise equal
     (8 threads on this 2-core machine also exercises waiting on descheduled threads)."""
@@ -189,6 +200,7 @@ def test_thread_count_does_not_change_results(monkeypatch, threads):
 
 
 @pytest.mark.parametrize("isa", ["generic", "avx2"])
+@pytest.mark.cpu_only("DFNET4_CPU_ISA picks among the CPU kernels' x86 variants")
 def test_every_cpu_isa_variant_agrees(monkeypatch, isa):
     """The x86 build carries AVX-512, AVX2 and baseline copies of the CPU kernels and picks the
     best at run time; DFNET4_CPU_ISA caps it so each copy is checked here on one machine.

@@ -52,7 +52,7 @@ NN_CASES = [
 
 
 @pytest.mark.parametrize("B,T,D,H,bias,h0", NN_CASES)
-def test_matches_mlx_nn_gru(B, T, D, H, bias, h0):
+def test_matches_mlx_nn_gru(B, T, D, H, bias, h0, device):
     _compare(make_inputs(B, T, D, H, bias=bias, h0=h0, seed=B * 1000 + H), nn_gru)
 
 
@@ -67,11 +67,11 @@ REF_CASES = [
 
 
 @pytest.mark.parametrize("B,T,D,H,bias,h0", REF_CASES)
-def test_long_sequences_match_reference(B, T, D, H, bias, h0):
+def test_long_sequences_match_reference(B, T, D, H, bias, h0, device):
     _compare(make_inputs(B, T, D, H, bias=bias, h0=h0, seed=T + H), gru_reference)
 
 
-def test_reference_matches_mlx_nn_gru():
+def test_reference_matches_mlx_nn_gru(device):
     """The oracle itself agrees with mlx.nn.GRU (same equations, same parameter layout)."""
     inputs = make_inputs(3, 5, 4, 6, seed=3)
     cot = cotangent((3, 5, 6))
@@ -83,14 +83,14 @@ def test_reference_matches_mlx_nn_gru():
 
 
 @pytest.mark.parametrize("which", ["b", "bhn"])
-def test_one_bias_only(which):
+def test_one_bias_only(which, device):
     """b without bhn and bhn without b (mlx.nn.GRU cannot express these; the reference can)."""
     inputs = make_inputs(4, 9, 5, 7, seed=5)
     inputs["bhn" if which == "b" else "b"] = None
     _compare(inputs, gru_reference)
 
 
-def test_last_state_continues_the_sequence():
+def test_last_state_continues_the_sequence(device):
     """Running two halves with h0 = last state of the first equals one run over the whole."""
     inputs = make_inputs(2, 40, 5, 9, seed=11)
     whole = gru(**inputs)

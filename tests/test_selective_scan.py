@@ -84,7 +84,7 @@ def _check_against_reference(batch, time, channels, state, options, seed):
 
 
 @pytest.mark.parametrize("case", CASES, ids=_case_id)
-def test_forward_and_every_gradient_match_reference(case):
+def test_forward_and_every_gradient_match_reference(case, device):
     batch, time, channels, state, options = case
     _check_against_reference(batch, time, channels, state, options, seed=time + channels)
 
@@ -97,11 +97,11 @@ LANE_CASES = [(channels, 16) for channels in range(16, 33)] + [(21, 5), (20, 17)
 
 
 @pytest.mark.parametrize("channels,state", LANE_CASES)
-def test_vector_channel_groups_and_leftover_channels_match_reference(channels, state):
+def test_vector_channel_groups_and_leftover_channels_match_reference(channels, state, device):
     _check_against_reference(2, 21, channels, state, ALL_OPTIONS, seed=channels + state)
 
 
-def test_gradient_without_last_state_output():
+def test_gradient_without_last_state_output(device):
     # Only `out` used (the last_state cotangent is MLX's implicit zeros); loss is not linear in out.
     kwargs, softplus = make_inputs(2, 40, 35, 16, ALL_OPTIONS, seed=3)
     names = list(kwargs)
@@ -137,6 +137,7 @@ def _numpy_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, h0=None, sof
 
 
 @pytest.mark.parametrize("softplus", [True, False])
+@pytest.mark.cpu_only("float64 (Metal has no double)")
 def test_float64_forward_matches_numpy_and_gradients_match_finite_differences(softplus):
     options = ALL_OPTIONS if softplus else ALL_OPTIONS - {"softplus"}
     kwargs, softplus = make_inputs(2, 19, 5, 3, options, seed=7, dtype=mx.float64)
@@ -171,7 +172,7 @@ def test_float64_forward_matches_numpy_and_gradients_match_finite_differences(so
         assert math.isclose(analytic, numeric, rel_tol=1e-6, abs_tol=1e-8), (name, analytic, numeric)
 
 
-def test_compile_grad_of_compiled_and_shapeless():
+def test_compile_grad_of_compiled_and_shapeless(device):
     kwargs, softplus = make_inputs(2, 30, 36, 4, ALL_OPTIONS, seed=2)
     names = list(kwargs)
 
@@ -203,7 +204,7 @@ def test_compile_grad_of_compiled_and_shapeless():
             assert_close(g, e, f"shapeless grad {batch}x{time}, d{name}", rtol=1e-6, atol_scale=1e-7)
 
 
-def test_non_contiguous_inputs():
+def test_non_contiguous_inputs(device):
     kwargs, softplus = make_inputs(2, 25, 12, 4, ALL_OPTIONS, seed=4)
     b, t, d = kwargs["u"].shape
     n = kwargs["A"].shape[1]
@@ -280,7 +281,7 @@ def test_jvp_vmap_and_second_order_raise_clear_errors():
         mx.eval(mx.grad(lambda u: first(u).sum())(kwargs["u"]))
 
 
-def test_nan_in_gives_nan_out_without_crashing():
+def test_nan_in_gives_nan_out_without_crashing(device):
     kwargs, softplus = make_inputs(2, 40, 36, 16, ALL_OPTIONS, seed=5)
     u = np.array(kwargs["u"])
     u[1, 10, 3] = np.nan
@@ -310,7 +311,7 @@ def test_nan_in_gives_nan_out_without_crashing():
 
 
 @pytest.mark.parametrize("softplus", [True, False])
-def test_very_large_delta_stays_finite(softplus):
+def test_very_large_delta_stays_finite(softplus, device):
     kwargs, _ = make_inputs(2, 50, 8, 16, ALL_OPTIONS - {"softplus"}, seed=8)
     kwargs["delta"] = mx.full(kwargs["delta"].shape, 1e4)  # exp(dt * A) underflows to exactly 0
     names = list(kwargs)
@@ -324,7 +325,7 @@ def test_very_large_delta_stays_finite(softplus):
 
 
 @pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
-def test_half_precision_inputs(dtype):
+def test_half_precision_inputs(dtype, device):
     kwargs, softplus = make_inputs(2, 30, 20, 4, ALL_OPTIONS, seed=9, dtype=dtype)
     names = list(kwargs)
     out, last = ops.selective_scan(**kwargs, delta_softplus=True, return_last_state=True)
@@ -351,6 +352,7 @@ def test_half_precision_inputs(dtype):
         assert_close(g, r, f"d{name}", rtol=4 * tol, atol_scale=4 * tol)
 
 
+@pytest.mark.cpu_only("peak-memory bound measured with the CPU backend's buffer lifetimes")
 def test_no_batch_time_channels_state_allocation():
     # Peak memory of a fused forward+backward stays well below one (batch, time, channels, state)
     # float32 array (the reference loop's peak is ~3x one, the Hillis-Steele scan's many times):
@@ -383,7 +385,7 @@ def _one_step(A, delta, h0, B, softplus):
     ).reshape(k)
 
 
-def test_kernel_exp_and_softplus_accuracy():
+def test_kernel_exp_and_softplus_accuracy(device):
     # exp(A) exactly as the kernel computes it: one step with dt = 1, B = 0, h0 = 1.
     special = np.array([-1e4, -87.0, -np.inf, 0.0, np.nan, 89.0, np.inf], np.float32)
     x = np.concatenate([np.linspace(-86.9, 88.0, 200_001), special]).astype(np.float32)
@@ -406,6 +408,7 @@ def test_kernel_exp_and_softplus_accuracy():
     assert got[-3] == np.float32(1e30) and got[-2] == 0.0 and np.isnan(got[-1])
 
 
+@pytest.mark.cpu_only("DFNET4_NUM_THREADS sets the CPU kernels' threads")
 def test_thread_count_does_not_change_results(monkeypatch):
     # Work is split per (batch, channel) and per (batch, channel block), and every sum runs in a
     # fixed order inside one thread, so any thread count gives bitwise-identical results.

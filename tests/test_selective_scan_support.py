@@ -41,9 +41,10 @@ def make_inputs(batch, time, channels, state, options=ALL_OPTIONS, seed=0, dtype
 
 
 def _float64(x):
-    # mx.array(numpy float64) would round to float32; go the other way only.
+    # mx.array(numpy float64) would round to float32; go the other way only (on the CPU: the GPU
+    # has no float64).
     if isinstance(x, mx.array):
-        return np.array(x.astype(mx.float64))
+        return np.array(x.astype(mx.float64, stream=mx.cpu))
     return np.asarray(x, dtype=np.float64)
 
 
