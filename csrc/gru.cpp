@@ -53,7 +53,7 @@ std::vector<mx::array> gru_forward(const mx::array& gx, const mx::array& Wh,
   if (dt != mx::float32 && dt != mx::float64)
     throw std::invalid_argument("gru: the recurrence computes in float32 or float64");
   auto st = mx::to_stream(s);
-  if (dt == mx::float64 && st.device != mx::Device::cpu)
+  if (dt == mx::float64 && st.device.type != mx::Device::cpu)
     throw std::invalid_argument("gru: float64 is only supported on the CPU stream (the GPU has no "
                                 "double); use float32 or run on mx.cpu");
   std::vector<mx::array> in = {mx::contiguous(gx, false, st)};
