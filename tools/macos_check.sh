@@ -20,7 +20,12 @@ CACHE=${DFNET4_MACOS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dfnet4/macos-check}
 BUILD=${DFNET4_MACOS_BUILD:-$ROOT/build/macos-check}
 JOBS=${JOBS:-2}
 SELF_CHECK=--self-check
-[[ "${1:-}" == "--no-self-check" ]] && SELF_CHECK=
+for arg in "$@"; do
+  case "$arg" in
+    --no-self-check) SELF_CHECK= ;;
+    *) echo "macos_check.sh: error: unknown argument '$arg' (usage: tools/macos_check.sh [--no-self-check])" >&2; exit 2 ;;
+  esac
+done
 say() { echo "macos_check: $*"; }
 fail() { echo "macos_check: error: $*" >&2; exit 1; }
 
@@ -43,24 +48,24 @@ MLX_VERSION=$(pinned mlx)
 NANOBIND_VERSION=$(pinned nanobind)
 [[ -n "$MLX_VERSION" && -n "$NANOBIND_VERSION" ]] || fail "cannot read the mlx / nanobind pins from pyproject.toml"
 
-# --- the macOS MLX SDK, from the mlx-metal wheel ------------------------------------------------------
-SDK=$CACHE/mlx-metal-$MLX_VERSION
-if [[ ! -f "$SDK/mlx/lib/libmlx.dylib" ]]; then
-  say "downloading MLX $MLX_VERSION's macOS wheels"
-  mkdir -p "$CACHE/wheels"
-  python3 -m pip download -q --no-deps --only-binary=:all: --platform macosx_14_0_arm64 \
-    --python-version 3.12 -d "$CACHE/wheels" "mlx==$MLX_VERSION" "mlx-metal==$MLX_VERSION"
-  rm -rf "$SDK.tmp" && mkdir -p "$SDK.tmp"
-  python3 -m zipfile -e "$CACHE/wheels/mlx_metal-$MLX_VERSION-"*macosx_14_0_arm64.whl "$SDK.tmp"
-  rm -rf "$SDK" && mv "$SDK.tmp" "$SDK"
-fi
-
 # --- a Python with nanobind (headers and cmake config; the bindings compile against them) -------------
 VENV=$CACHE/venv-nanobind-$NANOBIND_VERSION
 if [[ ! -x "$VENV/bin/python" ]] || ! "$VENV/bin/python" -m nanobind --cmake_dir >/dev/null 2>&1; then
   rm -rf "$VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q "nanobind==$NANOBIND_VERSION"
+fi
+
+# --- the macOS MLX SDK, from the mlx-metal wheel ------------------------------------------------------
+SDK=$CACHE/mlx-metal-$MLX_VERSION
+if [[ ! -f "$SDK/mlx/lib/libmlx.dylib" ]]; then
+  say "downloading MLX $MLX_VERSION's macOS wheels"
+  mkdir -p "$CACHE/wheels"
+  "$VENV/bin/python" -m pip download -q --no-deps --only-binary=:all: --platform macosx_14_0_arm64 \
+    --python-version 3.12 -d "$CACHE/wheels" "mlx==$MLX_VERSION" "mlx-metal==$MLX_VERSION"
+  rm -rf "$SDK.tmp" && mkdir -p "$SDK.tmp"
+  "$VENV/bin/python" -m zipfile -e "$CACHE/wheels/mlx_metal-$MLX_VERSION-"*macosx_14_0_arm64.whl "$SDK.tmp"
+  rm -rf "$SDK" && mv "$SDK.tmp" "$SDK"
 fi
 
 # --- cross-compile flags: aarch64, libc++, Apple system header stubs ---------------------------------
