@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dfnet4.atomic_io import DiskFullError, free_bytes, is_disk_full, write_text_atomic
+
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     """Scale-invariant SDR in dB along the last axis (zero-mean signals)."""
@@ -72,9 +74,15 @@ class MetricsLog:
         if not self.enabled:
             return
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(clean) + "\n")
-            f.flush()
+        line = json.dumps(clean) + "\n"
+        try:
+            with open(self.path, "a") as f:
+                f.write(line)
+                f.flush()
+        except OSError as exc:  # a cut line is skipped by read(); the run stops with a clear message
+            if is_disk_full(exc):
+                raise DiskFullError(self.path, len(line), free_bytes(self.path.parent)) from exc
+            raise
 
     def read(self) -> list[dict]:
         if not self.path.is_file():
@@ -92,6 +100,4 @@ class MetricsLog:
         if not self.enabled or not self.path.is_file():
             return
         keep = [r for r in self.read() if r.get("step", 0) <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in keep))
