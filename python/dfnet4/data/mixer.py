@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import fftconvolve
 
 from dfnet4.data.cache import AudioCache, CacheError
 from dfnet4.schema import param
@@ -85,6 +84,8 @@ class Mixer:
 
     def _reverb(self, rng: np.random.Generator, speech: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(reverberant speech for the input, early-reflection speech for the target), same energy scale."""
+        from scipy.signal import fftconvolve  # here, not at import: scipy.signal costs ~0.8 s to import
+
         rir = self.cache.clip("rir", int(rng.integers(self.num_rirs))).astype(np.float64)
         rir = rir[int(np.argmax(np.abs(rir))) :]  # align to the direct path so the target is not delayed
         early = rir[: int(self.config.early_reflection_ms * self.sample_rate / 1000)]
