@@ -17,7 +17,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 from tqdm import tqdm
 
-from dfnet4.atomic_io import DiskFullError, free_bytes, write_text_atomic
+from dfnet4.atomic_io import DiskFullError, free_bytes, remove_stale_temps, write_text_atomic
 from dfnet4.data.builtin import ensure_builtin
 from dfnet4.data.cache import AudioCache
 from dfnet4.data.loader import BatchLoader, validation_set
@@ -28,7 +28,6 @@ from dfnet4.train import distributed
 from dfnet4.train.config import RunConfig
 from dfnet4.train.losses import total_loss
 from dfnet4.train.metrics import MetricsLog, score_clips, si_sdr
-from dfnet4.train.plot import plot_curves
 from dfnet4.train.runlock import RunLock
 from dfnet4.train.runtime import FUSED_FLAG_BACKBONE, build_model, runtime_header
 
@@ -148,6 +147,8 @@ class Trainer:
         self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=self.dist.is_main)
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            for where in (self.out, self.ckpt_dir):  # temp files and directories left by killed runs
+                remove_stale_temps(where, log=lambda m: self.log(f"dfnet4: {m}"))
             write_text_atomic(self.out / "config.toml", cfg.to_toml())
             if resume_from is not None:
                 self.metrics.truncate_after(self.step)  # records after the checkpoint are recomputed
@@ -278,6 +279,8 @@ class Trainer:
 
     def _plot(self) -> None:
         try:
+            from dfnet4.train.plot import plot_curves  # matplotlib only once a plot is due
+
             plot_curves(self.metrics.read(), self.out / "curves.png",
                         title=f"dfnet4 {self.cfg.model.get('backbone')}")
         except Exception as exc:  # a plotting problem must never kill a training run
