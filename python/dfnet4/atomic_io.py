@@ -169,7 +169,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(directory: str | os.PathLike, pattern: str = ".*.tmp-*", log=None) -> list[Path]:
+def remove_stale_temps(directory: str | os.PathLike, pattern: str = ".*tmp-*", log=None) -> list[Path]:
     """Delete temp files/dirs in `directory` matching `pattern` whose writer (the PID in the name) is
     no longer running on this machine; the live writers' and this process's own are kept."""
     root = Path(directory)

@@ -212,9 +212,12 @@ def main(argv: list[str] | None = None) -> int:
 
         check_fused_flags(cfg.model)
         if cfg.data.cache_dir:
-            from dfnet4.data.cache import AudioCache
+            from dfnet4.data.cache import AudioCache, CacheError
 
-            AudioCache(cfg.data.cache_dir)  # fail now, not after building the model
+            try:
+                AudioCache(cfg.data.cache_dir)  # fail now, not after building the model
+            except CacheError as exc:
+                raise ValueError(f"{labels.get('data.cache_dir', 'data.cache_dir')}: {exc}") from None
     except ValueError as exc:
         return _fail(str(exc))
     if getattr(args, "print_config", False):

@@ -36,10 +36,10 @@ def ensure_builtin(root: str | os.PathLike | None = None, num_speech: int = 48, 
     root = Path(root) if root is not None else default_root()
     name = f"builtin-v{BUILTIN_VERSION}-s{num_speech}x{speech_seconds:g}-n{num_noise}x{noise_seconds:g}-seed{seed}"
     target = root / name
+    remove_stale_temps(root, ".builtin-*.tmp-*", log=(lambda m: print(f"dfnet4: {m}")) if progress else None)
     if (target / "index.json").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(root, ".builtin-*.tmp-*", log=(lambda m: print(f"dfnet4: {m}")) if progress else None)
     tmp = root / f".{name}.tmp-{os.getpid()}"
     remove_quietly(tmp)
     try:

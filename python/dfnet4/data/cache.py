@@ -36,10 +36,10 @@ class AudioCache:
         self.directory = Path(directory)
         index_path = self.directory / "index.json"
         if not self.directory.is_dir():
-            raise CacheError(f"cache_dir {str(self.directory)!r} does not exist; create it with dfnet4-prepare")
+            raise CacheError(f"cache directory {str(self.directory)!r} does not exist; create it with dfnet4-prepare")
         if not index_path.is_file():
             raise CacheError(
-                f"cache_dir {str(self.directory)!r} has no index.json: it is not a finished dfnet4 cache "
+                f"cache directory {str(self.directory)!r} has no index.json: it is not a finished dfnet4 cache "
                 "(run dfnet4-prepare --out on it, or resume an interrupted prepare)"
             )
         try:

@@ -125,7 +125,7 @@ def step_of(path: Path) -> int | None:
 def _prune(root: Path, keep: int) -> None:
     for old in candidates(root)[keep:] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
-    remove_stale_temps(root, ".tmp-*")  # leftovers of writers that were killed
+    remove_stale_temps(root)  # leftovers of writers that were killed
 
 
 def validate(path: str | os.PathLike) -> dict:

@@ -1,8 +1,10 @@
 """Data parallelism over mx.distributed (the group mlx.launch sets up: ring over TCP, MPI, ...).
 
 Failure reporting, which MLX leaves to the caller:
-- start-up: `mx.distributed.init()` waits forever for a rank that never starts, silently; `init`
-  here gives up after `timeout` seconds with a message and exit status 1;
+- start-up: `mx.distributed.init()` waits forever for a rank that never starts, silently, and
+  holds the GIL while it waits (no Python thread or signal handler runs); `init` here gives up
+  after `timeout` seconds: a small helper process prints the message and faulthandler's
+  watchdog (a C thread that needs no GIL) ends the process with status 1;
 - a rank that stops mid-run makes the others' next collective fail with MLX's "[ring] connection
   to a peer was lost"; `Dist` turns that into DistributedError naming this rank;
 - mlx.launch's own exit status does not say whether the ranks succeeded, so the run ends with one
@@ -12,9 +14,10 @@ Failure reporting, which MLX leaves to the caller:
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
+import subprocess
 import sys
-import threading
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -22,7 +25,7 @@ import mlx.nn as nn
 
 # what the launchers of MLX's backends put in the environment of every rank
 LAUNCH_ENV = ("MLX_RANK", "MLX_HOSTFILE", "MLX_JACCL_DEVICES", "OMPI_COMM_WORLD_RANK", "PMI_RANK")
-STARTUP_FAILED = 1  # exit status of a rank whose group never formed
+STARTUP_FAILED = 1  # exit status of a rank whose group never formed (faulthandler's)
 
 
 class DistributedError(RuntimeError):
@@ -96,28 +99,34 @@ class Dist:
             return int(mx.distributed.all_sum(mx.array(1, mx.int32), group=self.group).item())
 
 
+# The helper: prints the message unless its stdin closes (the parent got through, or died) in time.
+_WATCHDOG = """
+import select, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+if not select.select([sys.stdin], [], [], float(sys.argv[1]))[0]:
+    sys.stderr.write(sys.argv[2] + "\\n")
+"""
+
+
 @contextlib.contextmanager
 def startup_watchdog(timeout: float | None, what: str):
-    """Exit the process with a message if the body (a blocking MLX call that cannot be interrupted)
-    takes longer than `timeout` seconds."""
+    """End the process (status STARTUP_FAILED) with a message if the body, a blocking MLX call that
+    holds the GIL, takes longer than `timeout` seconds."""
     if not timeout:
         yield
         return
-
-    def expire():
-        print(f"dfnet4-train: error: {what} did not complete within {timeout:g} s; a rank that never started "
-              "or failed at start-up (see its output), a host that cannot be reached, or a wrong host file "
-              "(MLX_HOSTFILE)? Raise the limit with --dist-timeout if starting takes longer.",
-              file=sys.stderr, flush=True)
-        os._exit(STARTUP_FAILED)
-
-    timer = threading.Timer(timeout, expire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        timer.cancel()
+    message = (f"dfnet4-train: error: {what} did not complete within {timeout:g} s; a rank that never started "
+               "or failed at start-up (see its output), a host that cannot be reached, or a wrong host file "
+               "(MLX_HOSTFILE)? Raise the limit with --dist-timeout if starting takes longer.")
+    helper = subprocess.Popen([sys.executable, "-c", _WATCHDOG, str(timeout), message], stdin=subprocess.PIPE)
+    with open(os.devnull, "w") as devnull:  # the message is the helper's; the traceback dump is not wanted
+        faulthandler.dump_traceback_later(timeout + 1.0, exit=True, file=devnull)
+        try:
+            yield
+        finally:
+            faulthandler.cancel_dump_traceback_later()
+            helper.stdin.close()
+            helper.wait()
 
 
 def launched() -> bool:
