@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run directory: config.toml, metrics.jsonl, curves.png, checkpoints/")
     r.add_argument("--config", help="TOML run config (flags given here override it)")
     r.add_argument("--print-config", action="store_true", help="print the resolved TOML config and exit")
-    r.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint in --out")
+    r.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --out, with "
+                   "the run config stored in it (--config and flags given here override it; differences are printed)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--dist-timeout", type=float, metavar="SECONDS",
                    help="under mlx.launch: give up with a message if not every rank has connected within "
@@ -114,7 +115,7 @@ def flag_keys(args: argparse.Namespace) -> dict[str, str]:
     return keys
 
 
-def resolve_config(args: argparse.Namespace, log=None):
+def resolve_config(args: argparse.Namespace):
     """(config, labels, stored checkpoint or None).
 
     Precedence: defaults < (with --resume) the newest valid checkpoint's stored run config, or the
@@ -128,7 +129,8 @@ def resolve_config(args: argparse.Namespace, log=None):
     file_values = load_toml(args.config) if "config" in args else {}
     if getattr(args, "resume", False):
         out = Path(getattr(args, "out", file_values.get("train", {}).get("out", cfg.train.out)))
-        stored = ckpt.find_latest_valid(out / "checkpoints", log or print) if (out / "checkpoints").is_dir() else None
+        # rejected checkpoints are reported by the trainer, which scans them again
+        stored = ckpt.find_latest_valid(out / "checkpoints", lambda _m: None) if (out / "checkpoints").is_dir() else None
         if stored is not None:
             base, source = stored[1].get("run_config", {}), f"stored in checkpoint {stored[0]}"
         elif (out / "config.toml").is_file():
@@ -199,11 +201,16 @@ def main(argv: list[str] | None = None) -> int:
 
     entrypoint_setup()
     args = build_parser().parse_args(argv)
-    say = lambda message: print(f"{PROG}: {message}", file=sys.stderr)  # noqa: E731
+    from dfnet4.train.distributed import launched_rank
+
+    quiet = (launched_rank() or 0) > 0  # under mlx.launch, rank 0 alone reports on the configuration
+    say = lambda message: quiet or print(f"{PROG}: {message}", file=sys.stderr)  # noqa: E731
     from dfnet4.schema import ConfigError
 
     try:
-        cfg, labels, stored = resolve_config(args, log=say)
+        cfg, labels, stored = resolve_config(args)
+        if stored is not None:
+            report_resume_changes(cfg, labels, stored, say)
         try:
             cfg.validate()
         except ConfigError as exc:  # name the flag, file or checkpoint the bad value came from
@@ -223,8 +230,6 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "print_config", False):
         sys.stdout.write(cfg.to_toml())
         return 0
-    if stored is not None:
-        report_resume_changes(cfg, labels, stored, say)
     from dfnet4.atomic_io import DiskFullError
     from dfnet4.train.checkpoint import CheckpointError
     from dfnet4.train.distributed import DistributedError

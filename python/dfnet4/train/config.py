@@ -148,7 +148,7 @@ def apply_dict(obj, d: dict, where: str = "") -> None:
             apply_dict(current, value, name + ".")
         else:
             if isinstance(value, dict):
-                raise ConfigError(name, f"got a table, need a single value")
+                raise ConfigError(name, "got a table, need a single value")
             setattr(obj, key, value)
 
 

@@ -134,13 +134,20 @@ def launched() -> bool:
     return any(k in os.environ for k in LAUNCH_ENV)
 
 
+def launched_rank() -> int | None:
+    """This process's rank as its launcher set it in the environment (None when not known)."""
+    rank = os.environ.get("MLX_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", os.environ.get("PMI_RANK")))
+    return int(rank) if rank is not None and rank.isdigit() else None
+
+
 def init(timeout: float | None = None) -> Dist:
     """The distributed group when launched by mlx.launch (or with MLX_RANK/MLX_HOSTFILE set), else a
     single-process stand-in. Under a launcher, every rank must have connected within `timeout` s."""
     if not mx.distributed.is_available():
         return Dist(None, 0, 1)
-    rank = os.environ.get("MLX_RANK", os.environ.get("OMPI_COMM_WORLD_RANK", "?"))
-    with startup_watchdog(timeout if launched() else None, f"rank {rank}: connecting to the other ranks"):
+    rank = launched_rank()
+    with startup_watchdog(timeout if launched() else None,
+                          f"rank {'?' if rank is None else rank}: connecting to the other ranks"):
         group = mx.distributed.init()
         dist = Dist(group, group.rank(), group.size())
         dist.barrier()  # every rank is up and reachable
