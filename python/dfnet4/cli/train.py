@@ -192,6 +192,8 @@ def report_resume_changes(cfg, labels: dict[str, str], stored, log) -> None:
                 f"rebuilt from the checkpoint (model.{key} = {saved_model.get(key)!r})")
     cfg.model = {**saved_model, **{k: v for k, v in cfg.model.items() if k in FUSED_FLAG_BACKBONE}}
     for key, old, new in config_changes(state.get("run_config", {}), cfg.to_dict()):
+        if key == "train.out" and Path(str(old)).resolve() == Path(new).resolve():
+            continue  # the same directory, spelled differently
         if not key.startswith("model."):
             log(f"--resume: {key} = {new!r} (the checkpoint's run had {old!r}; set by {labels.get(key, 'default')})")
 
