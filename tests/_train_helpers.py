@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 
 import dfnet4
@@ -62,3 +63,15 @@ def subprocess_env(**extra) -> dict:
 def read_metrics(run_dir: Path, kind: str = "train") -> list[dict]:
     rows = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
     return [r for r in rows if r["kind"] == kind]
+
+
+def local_hostfile(path: Path, ranks: int = 2) -> Path:
+    """An MLX ring host file (as mlx.launch writes it) for `ranks` processes on 127.0.0.1."""
+    socks = [socket.socket() for _ in range(ranks)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    path.write_text(json.dumps([[f"127.0.0.1:{p}"] for p in ports]))
+    return path

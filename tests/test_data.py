@@ -226,3 +226,20 @@ def test_loader_errors(builtin):
     ld = BatchLoader(Broken(builtin, MixConfig(segment_seconds=0.1), seed=0), 2, 8)
     with pytest.raises(OSError, match="disk gone"):  # the prefetch thread's error reaches the consumer
         list(ld.iterate(0))
+
+
+def test_loader_stopped_early_leaves_no_blocked_thread(builtin):
+    """A run that stops mid-epoch (a signal, --steps) closes the iterator while the producer waits on a
+    full queue at the epoch's end; the producer must end (it used to block on its end marker, so
+    every such stop waited 5 s and left the thread behind)."""
+    import threading
+    import time
+
+    m = Mixer(builtin, MixConfig(segment_seconds=0.1), seed=5)
+    ld = BatchLoader(m, batch_size=1, samples_per_epoch=6, prefetch=2)
+    batches = ld.iterate(0)
+    for _ in range(4):
+        next(batches)
+    time.sleep(0.5)  # the producer has queued batches 4 and 5 and reached its end marker
+    batches.close()
+    assert not [t for t in threading.enumerate() if t.name == "dfnet4-prefetch-e0" and t.is_alive()]

@@ -3,8 +3,6 @@ started the way mlx.launch starts them (MLX_RANK + MLX_HOSTFILE)."""
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import sys
 
@@ -15,7 +13,7 @@ import numpy as np
 import pytest
 from mlx.utils import tree_flatten
 
-from _train_helpers import cli_args, read_metrics, subprocess_env, tiny_config
+from _train_helpers import cli_args, local_hostfile, read_metrics, subprocess_env, tiny_config
 from dfnet4.train import checkpoint as ckpt
 from dfnet4.data.loader import BatchLoader
 from dfnet4.train.loop import Trainer, step_seed
@@ -25,16 +23,6 @@ from dfnet4.train.loop import Trainer, step_seed
 # of the tiny model by 5 % after an unrelated change (GroupedLinear as one GEMM per group). At 3e-4
 # the same comparison holds at the tolerances below; the cause is not pinned down further yet.
 LR = 3e-4
-
-
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _emulated_data_parallel(cfg, steps: int, world: int = 2):
@@ -71,8 +59,7 @@ def test_two_process_ring_run_averages_gradients(tmp_path, tmp_path_factory):
     steps = 4
     cfg = tiny_config(tmp_path / "dist", data, steps=steps, batch_size=2, validate_at_start=False, lr=LR)
     args = cli_args(cfg, tmp_path / "dist.toml")
-    hostfile = tmp_path / "hosts.json"
-    hostfile.write_text(json.dumps([[f"127.0.0.1:{p}"] for p in _free_ports(2)]))
+    hostfile = local_hostfile(tmp_path / "hosts.json")
     env = subprocess_env(MLX_HOSTFILE=str(hostfile))
     procs = [subprocess.Popen([sys.executable, "-m", "dfnet4.cli.train", *args], env={**env, "MLX_RANK": str(r)},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in range(2)]
@@ -87,6 +74,7 @@ def test_two_process_ring_run_averages_gradients(tmp_path, tmp_path_factory):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
     assert "world_size=2" in outs[0][0] and "dfnet4-train:" not in outs[1][0]  # only rank 0 reports
+    assert outs[0][0].rstrip().endswith("all 2 ranks finished")  # mlx.launch's own exit status does not say
 
     header = read_metrics(tmp_path / "dist", "header")
     assert len(header) == 1 and header[0]["world_size"] == 2  # one writer

@@ -52,11 +52,11 @@ def test_fused_scan_needs_the_extension(capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--lr", "-1"], "--lr: got -1.0, need > 0"),
-    (["--batch-size", "0"], "--batch-size: got 0, need >= 1"),
-    (["--clip-grad", "0"], "--clip-grad: got 0.0, need > 0"),
+    (["--lr", "-1"], "--lr: got -1.0, need a finite number > 0"),
+    (["--batch-size", "0"], "--batch-size: got 0, need an integer >= 1"),
+    (["--clip-grad", "0"], "--clip-grad: got 0.0, need a finite number > 0"),
     (["--steps", "0", "--epochs", "0"], "nothing to train"),
-    (["--segment-seconds", "-2"], "segment_seconds: got -2.0"),
+    (["--segment-seconds", "-2"], "--segment-seconds: got -2.0, need a finite number >= 0.02"),
     (["--model", "conv_ch"], "--model: got 'conv_ch', need KEY=VALUE"),
 ])
 def test_bad_values(capsys, argv, message):
@@ -74,9 +74,11 @@ def test_bad_config_files(tmp_path, capsys):
     (tmp_path / "bad.toml").write_text("[train\nlr = ")
     assert "is not valid TOML" in _err(capsys, ["--config", str(tmp_path / "bad.toml")])
     (tmp_path / "typo.toml").write_text("[train]\nlearning_rate = 0.1\n")
-    assert "unknown key 'train.learning_rate'" in _err(capsys, ["--config", str(tmp_path / "typo.toml")])
+    assert f"train.learning_rate (in {tmp_path / 'typo.toml'}): unknown key" in _err(
+        capsys, ["--config", str(tmp_path / "typo.toml")])
     (tmp_path / "type.toml").write_text("[train]\nlr = \"fast\"\n")
-    assert "'train.lr' must be a number" in _err(capsys, ["--config", str(tmp_path / "type.toml")])
+    assert f"train.lr (in {tmp_path / 'type.toml'}): got 'fast', need a finite number > 0" in _err(
+        capsys, ["--config", str(tmp_path / "type.toml")])
 
 
 def test_missing_or_bad_cache_dir(tmp_path, capsys):
@@ -94,5 +96,5 @@ def test_bad_model_field_is_reported(tmp_path, tmp_path_factory, capsys):
 
 
 def test_apply_dict_rejects_non_tables():
-    with pytest.raises(ValueError, match="'data' must be a table"):
+    with pytest.raises(ValueError, match="data: got 3, need a table"):
         apply_dict(RunConfig(), {"data": 3})

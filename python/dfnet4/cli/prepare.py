@@ -28,12 +28,15 @@ def main(argv: list[str] | None = None) -> int:
 
     entrypoint_setup()
     args = build_parser().parse_args(argv)
+    from dfnet4.atomic_io import DiskFullError
     from dfnet4.cli._common import fail
     from dfnet4.data.prepare import prepare, summary
 
     try:
         index = prepare(args.out, args.speech, args.noise, args.rir, args.files_per_shard, args.dtype,
                         progress=not args.no_progress)
+    except DiskFullError as exc:  # complete shards are kept: re-running after freeing space resumes
+        return fail(PROG, f"{exc}; free some space and run the same command again to resume", status=1)
     except (ValueError, FileNotFoundError) as exc:
         return fail(PROG, str(exc))
     for line in summary(index):

@@ -30,6 +30,7 @@ _FLAG_TARGETS = {
     "keep_checkpoints": ("train", "keep_checkpoints"),
     "compile": ("train", "compile"),
     "buffer_cache_gib": ("train", "buffer_cache_gib"),
+    "dist_timeout": ("train", "dist_timeout"),
     "backbone": ("model", "backbone"),
     "fused_scan": ("model", "fused_scan"),
     "fused_gru": ("model", "fused_gru"),
@@ -69,15 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--keep-checkpoints", type=int, help="how many checkpoints to keep")
     t.add_argument("--compile", action=argparse.BooleanOptionalAction,
                    help="mx.compile the train step (default: on a GPU only; see docs/training.md)")
-    t.add_argument("--buffer-cache-gib", help="MLX buffer-cache limit in GiB, or 'auto' = MLX's memory limit "
+    t.add_argument("--buffer-cache-gib", type=_number_or_auto, metavar="{GIB,auto}",
+                   help="MLX buffer-cache limit in GiB, or 'auto' = MLX's memory limit "
                    "(default auto; MLX's CPU default of 32 MiB re-faults every large activation each step)")
     r = p.add_argument_group("run")
     r.add_argument("--out", help="run directory: config.toml, metrics.jsonl, curves.png, checkpoints/")
     r.add_argument("--config", help="TOML run config (flags given here override it)")
     r.add_argument("--print-config", action="store_true", help="print the resolved TOML config and exit")
-    r.add_argument("--resume", action="store_true", help="continue from the latest valid checkpoint in --out")
+    r.add_argument("--resume", action="store_true", help="continue from the newest valid checkpoint in --out, with "
+                   "the run config stored in it (--config and flags given here override it; differences are printed)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--dist-timeout", type=float, metavar="SECONDS",
+                   help="under mlx.launch: give up with a message if not every rank has connected within "
+                   "this time (default 300)")
     return p
+
+
+def _number_or_auto(text: str):
+    """--buffer-cache-gib: 'auto' or a number (its range is checked with the rest of the config)."""
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"need a number of GiB or 'auto', got {text!r}") from None
 
 
 def _parse_value(text: str):
@@ -89,17 +105,42 @@ def _parse_value(text: str):
         return text
 
 
+def flag_keys(args: argparse.Namespace) -> dict[str, str]:
+    """{dotted config key: the flag that set it} for the flags given on this command line."""
+    keys = {f"{section}.{key}": "--" + flag.replace("_", "-")
+            for flag, (section, key) in _FLAG_TARGETS.items() if flag in args}
+    for item in getattr(args, "model_overrides", []) or []:
+        key = item.split("=", 1)[0].strip()
+        keys[f"model.{key}"] = f"--model {key}"
+    return keys
+
+
 def resolve_config(args: argparse.Namespace):
-    """defaults < --config (or, with --resume, the run's own config.toml) < flags."""
+    """(config, labels, stored checkpoint or None).
+
+    Precedence: defaults < (with --resume) the newest valid checkpoint's stored run config, or the
+    run's config.toml when no checkpoint exists < --config FILE < flags. `labels` names, for every
+    key that a file, a flag or the checkpoint set, where it came from (for error messages).
+    """
+    from dfnet4.train import checkpoint as ckpt
     from dfnet4.train.config import RunConfig, apply_dict, load_toml
 
-    cfg = RunConfig()
+    cfg, labels, stored = RunConfig(), {}, None
+    file_values = load_toml(args.config) if "config" in args else {}
+    if getattr(args, "resume", False):
+        out = Path(getattr(args, "out", file_values.get("train", {}).get("out", cfg.train.out)))
+        # rejected checkpoints are reported by the trainer, which scans them again
+        stored = ckpt.find_latest_valid(out / "checkpoints", lambda _m: None) if (out / "checkpoints").is_dir() else None
+        if stored is not None:
+            base, source = stored[1].get("run_config", {}), f"stored in checkpoint {stored[0]}"
+        elif (out / "config.toml").is_file():
+            base, source = load_toml(out / "config.toml"), f"in {out / 'config.toml'}"
+        else:
+            base, source = {}, ""
+        _apply_labelled(cfg, base, source, labels)
+        cfg.train.out = str(out)
     if "config" in args:
-        apply_dict(cfg, load_toml(args.config))
-    elif getattr(args, "resume", False):
-        out = Path(getattr(args, "out", cfg.train.out))
-        if (out / "config.toml").is_file():
-            apply_dict(cfg, load_toml(out / "config.toml"))
+        _apply_labelled(cfg, file_values, f"in {args.config}", labels)
     if "steps" not in args and "epochs" in args:
         cfg.train.steps = 0  # --epochs alone means train by epochs even if the config had steps
     for flag, (section, key) in _FLAG_TARGETS.items():
@@ -121,7 +162,40 @@ def resolve_config(args: argparse.Namespace):
         for flag, owner in (("fused_scan", "mamba"), ("fused_gru", "gru")):
             if flag not in args and cfg.model.get("backbone") != owner:
                 cfg.model.pop(flag, None)
-    return cfg
+    labels.update(flag_keys(args))
+    return cfg, labels, stored
+
+
+def _apply_labelled(cfg, values: dict, source: str, labels: dict[str, str]) -> None:
+    """apply_dict, remembering (and, for a bad key, naming) where the values came from."""
+    from dfnet4.schema import ConfigError
+    from dfnet4.train.config import apply_dict, flatten
+
+    try:
+        apply_dict(cfg, values)
+    except ConfigError as exc:
+        raise exc.relabel(f"{exc.key} ({source})") from None
+    labels.update({key: f"{key} ({source})" for key in flatten(values)})
+
+
+def report_resume_changes(cfg, labels: dict[str, str], stored, log) -> None:
+    """With --resume: the model comes from the checkpoint (only the fused flags may change); every
+    other difference between the checkpoint's run config and this run's is printed with its source."""
+    from dfnet4.train.config import config_changes
+    from dfnet4.train.runtime import FUSED_FLAG_BACKBONE
+
+    path, state = stored
+    saved_model = state["model_config"]
+    for key, value in sorted(cfg.model.items()):
+        if key not in FUSED_FLAG_BACKBONE and saved_model.get(key) != value:
+            log(f"--resume: {labels.get('model.' + key, 'model.' + key)} = {value!r} ignored: the model is "
+                f"rebuilt from the checkpoint (model.{key} = {saved_model.get(key)!r})")
+    cfg.model = {**saved_model, **{k: v for k, v in cfg.model.items() if k in FUSED_FLAG_BACKBONE}}
+    for key, old, new in config_changes(state.get("run_config", {}), cfg.to_dict()):
+        if key == "train.out" and Path(str(old)).resolve() == Path(new).resolve():
+            continue  # the same directory, spelled differently
+        if not key.startswith("model."):
+            log(f"--resume: {key} = {new!r} (the checkpoint's run had {old!r}; set by {labels.get(key, 'default')})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -129,44 +203,63 @@ def main(argv: list[str] | None = None) -> int:
 
     entrypoint_setup()
     args = build_parser().parse_args(argv)
+    from dfnet4.train.distributed import launched_rank
+
+    quiet = (launched_rank() or 0) > 0  # under mlx.launch, rank 0 alone reports on the configuration
+    say = lambda message: quiet or print(f"{PROG}: {message}", file=sys.stderr)  # noqa: E731
+    from dfnet4.schema import ConfigError
+
     try:
-        cfg = resolve_config(args)
-        cfg.validate()
+        cfg, labels, stored = resolve_config(args)
+        if stored is not None:
+            report_resume_changes(cfg, labels, stored, say)
+        try:
+            cfg.validate()
+        except ConfigError as exc:  # name the flag, file or checkpoint the bad value came from
+            raise exc.relabel(labels.get(exc.key, exc.key)) from None
         from dfnet4.train.runtime import check_fused_flags
 
         check_fused_flags(cfg.model)
         if cfg.data.cache_dir:
-            from dfnet4.data.cache import AudioCache
+            from dfnet4.data.cache import AudioCache, CacheError
 
-            AudioCache(cfg.data.cache_dir)  # fail now, not after building the model
+            try:
+                AudioCache(cfg.data.cache_dir)  # fail now, not after building the model
+            except CacheError as exc:
+                raise ValueError(f"{labels.get('data.cache_dir', 'data.cache_dir')}: {exc}") from None
     except ValueError as exc:
         return _fail(str(exc))
     if getattr(args, "print_config", False):
         sys.stdout.write(cfg.to_toml())
         return 0
+    from dfnet4.atomic_io import DiskFullError
     from dfnet4.train.checkpoint import CheckpointError
+    from dfnet4.train.distributed import DistributedError
     from dfnet4.train.loop import Trainer, TrainingInterrupted
 
     try:
         summary = Trainer(cfg, resume=getattr(args, "resume", False),
                           progress=not getattr(args, "no_progress", False)).run()
     except TrainingInterrupted as exc:
-        print(f"{PROG}: {exc}; continue with --resume --out {cfg.train.out}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return 128 + int(exc.signum)
     except (ValueError, CheckpointError) as exc:
         return _fail(str(exc))
+    except (DiskFullError, FloatingPointError, DistributedError) as exc:  # not the user's arguments: status 1
+        return _fail(str(exc), status=1)
     if summary["rank"] != 0:
         return 0
     v = summary.get("last_valid") or {}
+    ranks = f"; all {summary['world_size']} ranks finished" if summary["world_size"] > 1 else ""
     print(f"{PROG}: done at step {summary['step']}; valid loss {v.get('loss', float('nan')):.4f}, "
-          f"SI-SDR {v.get('si_sdr', float('nan')):.2f} dB; outputs in {summary['out']}")
+          f"SI-SDR {v.get('si_sdr', float('nan')):.2f} dB; outputs in {summary['out']}{ranks}")
     return 0
 
 
-def _fail(message: str) -> int:
+def _fail(message: str, status: int = 2) -> int:
     from dfnet4.cli._common import fail
 
-    return fail(PROG, message)
+    return fail(PROG, message, status)
 
 
 if __name__ == "__main__":

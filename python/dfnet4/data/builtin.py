@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 
+from dfnet4.atomic_io import remove_quietly, remove_stale_temps
 from dfnet4.data import synth
 from dfnet4.data.cache import AudioCache, CacheError
 from dfnet4.data.prepare import write_index, write_kind
@@ -30,16 +30,35 @@ def ensure_builtin(root: str | os.PathLike | None = None, num_speech: int = 48, 
 
     Its name encodes every generation parameter, so a different size never reuses a stale set.
     Generation happens in a private temp directory that is renamed into place, so concurrent
-    processes (the ranks of a distributed run) never see a half-written set.
+    processes (the ranks of a distributed run) never see a half-written set; a failed generation
+    removes it, and the temp directories of killed generations are removed by the next one.
     """
     root = Path(root) if root is not None else default_root()
     name = f"builtin-v{BUILTIN_VERSION}-s{num_speech}x{speech_seconds:g}-n{num_noise}x{noise_seconds:g}-seed{seed}"
     target = root / name
+    remove_stale_temps(root, ".builtin-*.tmp-*", log=(lambda m: print(f"dfnet4: {m}")) if progress else None)
     if (target / "index.json").is_file():
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / f".{name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_quietly(tmp)
+    try:
+        _generate(tmp, num_speech, num_noise, speech_seconds, noise_seconds, seed, progress, target)
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+    try:
+        os.replace(tmp, target)
+    except OSError:  # another process finished first: its set is identical
+        remove_quietly(tmp)
+    if not (target / "index.json").is_file():
+        raise CacheError(f"could not create the built-in data set in {target}")
+    AudioCache(target)  # validates
+    return target
+
+
+def _generate(tmp: Path, num_speech: int, num_noise: int, speech_seconds: float, noise_seconds: float,
+              seed: int, progress: bool, target: Path) -> None:
     tmp.mkdir()
     if progress:
         print(f"dfnet4: generating the built-in synthetic data set in {target} (once)", flush=True)
@@ -55,11 +74,3 @@ def ensure_builtin(root: str | os.PathLike | None = None, num_speech: int = 48, 
              "noise": write_kind(tmp, "noise", noise_items, progress=progress, verb="synthesise")}
     write_index(tmp, kinds, {"speech": "builtin-synthetic", "noise": "builtin-synthetic"}, "float32",
                 extra={"builtin": {"version": BUILTIN_VERSION, "seed": seed}})
-    try:
-        os.replace(tmp, target)
-    except OSError:  # another process finished first: its set is identical
-        shutil.rmtree(tmp, ignore_errors=True)
-    if not (target / "index.json").is_file():
-        raise CacheError(f"could not create the built-in data set in {target}")
-    AudioCache(target)  # validates
-    return target

@@ -8,7 +8,8 @@ Layout of a cache directory:
     <kind>/shard-00000.json    the shard's manifest (its clips and its failed inputs), written last
 
 Every file is written to a temporary name in the same directory and moved into place with
-os.replace, so an interrupted `prepare` never leaves a half-written shard that looks complete.
+os.replace (dfnet4.atomic_io), so an interrupted `prepare` never leaves a half-written shard that
+looks complete; the temp files of a killed run are removed by the next one.
 """
 
 from __future__ import annotations
@@ -28,31 +29,6 @@ class CacheError(ValueError):
     """A cache directory that is missing, incomplete or not a dfnet4 cache."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file in the same directory, fsync, os.replace."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1).encode())
-
-
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 class AudioCache:
     """Read access to a prepared cache: `clip(kind, i)` returns the i-th clip as float32 (memory-mapped)."""
 
@@ -60,10 +36,10 @@ class AudioCache:
         self.directory = Path(directory)
         index_path = self.directory / "index.json"
         if not self.directory.is_dir():
-            raise CacheError(f"cache_dir {str(self.directory)!r} does not exist; create it with dfnet4-prepare")
+            raise CacheError(f"cache directory {str(self.directory)!r} does not exist; create it with dfnet4-prepare")
         if not index_path.is_file():
             raise CacheError(
-                f"cache_dir {str(self.directory)!r} has no index.json: it is not a finished dfnet4 cache "
+                f"cache directory {str(self.directory)!r} has no index.json: it is not a finished dfnet4 cache "
                 "(run dfnet4-prepare --out on it, or resume an interrupted prepare)"
             )
         try:

@@ -45,21 +45,24 @@ class BatchLoader:
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
+        def put(item) -> bool:
+            """Queue `item` unless the consumer has stopped (then a full queue must not block us)."""
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def produce():
             try:
                 for b in range(start_batch, self.batches_per_epoch):
-                    item = (b, *self.batch(epoch, b))
-                    while not stop.is_set():
-                        try:
-                            q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not put((b, *self.batch(epoch, b))):
                         return
-                q.put(None)
+                put(None)
             except BaseException as exc:  # hand the error to the consumer instead of dying silently
-                q.put(exc)
+                put(exc)
 
         thread = threading.Thread(target=produce, name=f"dfnet4-prefetch-e{epoch}", daemon=True)
         thread.start()

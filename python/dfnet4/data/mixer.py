@@ -7,37 +7,30 @@ distributed run can draw disjoint indices without talking to each other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import fftconvolve
 
 from dfnet4.data.cache import AudioCache, CacheError
+from dfnet4.schema import param
+from dfnet4.schema import validate as validate_fields
 
 SPLITS = {"train": 0, "valid": 1}
+MIN_SEGMENT_SECONDS = 0.02  # one 960-sample STFT frame at 48 kHz
 
 
 @dataclass
 class MixConfig:
-    segment_seconds: float = 1.0
-    snr_db: list[float] = field(default_factory=lambda: [-5.0, 0.0, 5.0, 10.0, 20.0, 40.0])
-    speech_gain_db: list[float] = field(default_factory=lambda: [-6.0, 0.0, 6.0])
-    max_noises: int = 2  # each sample mixes 1..max_noises noise clips
-    p_reverb: float = 0.2  # used only when the cache has RIRs
-    early_reflection_ms: float = 50.0  # reverberant speech target keeps the first 50 ms of the RIR
-    valid_fraction: float = 0.1
+    segment_seconds: float = param(1.0, ge=MIN_SEGMENT_SECONDS)
+    snr_db: list[float] = param(default_factory=lambda: [-5.0, 0.0, 5.0, 10.0, 20.0, 40.0])
+    speech_gain_db: list[float] = param(default_factory=lambda: [-6.0, 0.0, 6.0])
+    max_noises: int = param(2, ge=1)  # each sample mixes 1..max_noises noise clips
+    p_reverb: float = param(0.2, ge=0, le=1)  # used only when the cache has RIRs
+    early_reflection_ms: float = param(50.0, gt=0)  # reverberant speech target keeps the first 50 ms of the RIR
+    valid_fraction: float = param(0.1, gt=0, lt=1)
 
     def validate(self) -> None:
-        if self.segment_seconds <= 0:
-            raise ValueError(f"segment_seconds: got {self.segment_seconds}, need > 0")
-        if not self.snr_db or not self.speech_gain_db:
-            raise ValueError("snr_db and speech_gain_db need at least one value each")
-        if self.max_noises < 1:
-            raise ValueError(f"max_noises: got {self.max_noises}, need >= 1")
-        if not 0 <= self.p_reverb <= 1:
-            raise ValueError(f"p_reverb: got {self.p_reverb}, need a probability in [0, 1]")
-        if not 0 < self.valid_fraction < 1:
-            raise ValueError(f"valid_fraction: got {self.valid_fraction}, need 0 < f < 1")
+        validate_fields(self, "data.mix.")
 
 
 def _split(n: int, fraction: float) -> tuple[range, range]:
@@ -81,7 +74,7 @@ class Mixer:
         self.sample_rate = cache.sample_rate
         self.length = int(round(config.segment_seconds * self.sample_rate))
         if self.length < 960:
-            raise ValueError(f"segment_seconds: got {config.segment_seconds}, need at least 960 samples (0.02 s)")
+            raise ValueError(f"data.mix.segment_seconds: got {config.segment_seconds}, need at least 960 samples")
         ns, nn_ = cache.num_clips("speech"), cache.num_clips("noise")
         if ns == 0 or nn_ == 0:
             raise CacheError(f"cache {str(cache.directory)!r} needs speech and noise clips, has {ns} and {nn_}")
@@ -91,6 +84,8 @@ class Mixer:
 
     def _reverb(self, rng: np.random.Generator, speech: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(reverberant speech for the input, early-reflection speech for the target), same energy scale."""
+        from scipy.signal import fftconvolve  # here, not at import: scipy.signal costs ~0.8 s to import
+
         rir = self.cache.clip("rir", int(rng.integers(self.num_rirs))).astype(np.float64)
         rir = rir[int(np.argmax(np.abs(rir))) :]  # align to the direct path so the target is not delayed
         early = rir[: int(self.config.early_reflection_ms * self.sample_rate / 1000)]

@@ -10,8 +10,9 @@ from typing import Callable, Iterable
 import numpy as np
 from tqdm import tqdm
 
+from dfnet4.atomic_io import atomic_path, remove_stale_temps, write_json_atomic
 from dfnet4.data.audio import SAMPLE_RATE, list_audio_files, read_audio
-from dfnet4.data.cache import FORMAT, KINDS, VERSION, atomic_save_npy, atomic_write_json
+from dfnet4.data.cache import FORMAT, KINDS, VERSION
 
 DTYPES = {"float32": np.float32, "float16": np.float16}
 
@@ -19,6 +20,12 @@ DTYPES = {"float32": np.float32, "float16": np.float16}
 def _shard_paths(out: Path, kind: str, shard: int) -> tuple[Path, Path]:
     stem = out / kind / f"shard-{shard:05d}"
     return stem.with_suffix(".npy"), stem.with_suffix(".json")
+
+
+def save_npy_atomic(path: Path, array: np.ndarray) -> None:
+    """np.save through a temp file (dfnet4.atomic_io): no half shard, a clear error on a full disk."""
+    with atomic_path(path, needed=array.nbytes + 128, suffix=".npy", what="writing shard") as tmp:
+        np.save(tmp, array)
 
 
 def _load_manifest(manifest_path: Path, npy_path: Path, sources: list[str], dtype: str) -> dict | None:
@@ -46,8 +53,10 @@ def write_kind(
     verb: str = "prepare",
 ) -> dict:
     """Write one kind's shards. `items` are (source name, loader) pairs; a loader that raises marks
-    the source failed (recorded with its error). Complete shards from an earlier run are reused."""
+    the source failed (recorded with its error). Complete shards from an earlier run are reused,
+    the temp files of an interrupted one removed."""
     (out / kind).mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out / kind, log=lambda m: tqdm.write(f"dfnet4: {m}"))
     groups = [items[i : i + files_per_shard] for i in range(0, len(items), files_per_shard)]
     shards, clips, failed = [], [], []
     reused = 0
@@ -73,10 +82,10 @@ def write_kind(
                     offset += audio.size
                 bar.update(1)
             data = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-            atomic_save_npy(npy_path, data.astype(DTYPES[dtype]))
+            save_npy_atomic(npy_path, data.astype(DTYPES[dtype]))
             manifest = {"sources": sources, "dtype": dtype, "clips": entries, "failed": bad,
                         "npy_bytes": npy_path.stat().st_size}
-            atomic_write_json(manifest_path, manifest)  # written last: marks the shard complete
+            write_json_atomic(manifest_path, manifest)  # written last: marks the shard complete
         else:
             reused += 1
             for f in manifest["failed"]:  # never silent, also when resuming
@@ -93,7 +102,7 @@ def write_kind(
 def write_index(out: Path, kinds: dict[str, dict], sources: dict[str, str], dtype: str, extra: dict | None = None) -> dict:
     index = {"format": FORMAT, "version": VERSION, "sample_rate": SAMPLE_RATE, "dtype": dtype,
              "sources": sources, "kinds": kinds, **(extra or {})}
-    atomic_write_json(out / "index.json", index)
+    write_json_atomic(out / "index.json", index)
     return index
 
 
@@ -122,6 +131,7 @@ def prepare(
             raise ValueError(f"--{kind}: no audio files found below {str(dirs[kind])!r}")
         listed[kind] = (Path(dirs[kind]), files)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out, log=lambda m: tqdm.write(f"dfnet4: {m}"))
     kinds = {}
     for kind, (root, files) in listed.items():
         items = [(str(p.relative_to(root)), (lambda p=p: read_audio(p)[0])) for p in files]

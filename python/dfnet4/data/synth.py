@@ -9,7 +9,6 @@ band) and pauses, with a syllabic amplitude envelope. Noises: coloured noise (1/
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import lfilter
 
 SR = 48000
 _BLOCK = 480  # formants are updated every 10 ms; filter state carries across blocks
@@ -39,6 +38,8 @@ def _resonator(freq: float, bw: float, sr: int = SR) -> tuple[np.ndarray, np.nda
 
 
 def _voiced(rng: np.random.Generator, n: int, f0_base: float, sr: int = SR) -> np.ndarray:
+    from scipy.signal import lfilter  # here, not at import: scipy.signal costs ~0.8 s to import
+
     f0 = np.linspace(f0_base * rng.uniform(0.85, 1.2), f0_base * rng.uniform(0.8, 1.15), n)
     f0 *= 1 + 0.01 * rng.standard_normal(n).cumsum() / np.sqrt(n)  # slight jitter
     phase = np.cumsum(f0 / sr) % 1.0

@@ -12,6 +12,7 @@ from pathlib import Path
 import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
+from dfnet4.atomic_io import atomic_path
 from dfnet4.model.config import DfNet4Config
 from dfnet4.model.dfnet4 import DfNet4
 
@@ -22,7 +23,11 @@ def save(model: DfNet4, path: str | Path, metadata: dict[str, str] | None = None
     """Write all parameters (BatchNorm statistics included) and the config to `path` (.safetensors)."""
     meta = dict(metadata or {})
     meta[CONFIG_KEY] = json.dumps(model.config.to_dict())
-    mx.save_safetensors(str(path), dict(tree_flatten(model.parameters())), metadata=meta)
+    path = Path(path)
+    if path.suffix != ".safetensors":  # as mx.save_safetensors names it
+        path = path.with_name(path.name + ".safetensors")
+    with atomic_path(path, suffix=".safetensors") as tmp:  # complete or absent, never half written
+        mx.save_safetensors(str(tmp), dict(tree_flatten(model.parameters())), metadata=meta)
 
 
 def load(path: str | Path, **config_overrides) -> tuple[DfNet4, dict[str, str]]:

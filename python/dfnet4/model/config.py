@@ -5,6 +5,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field, fields
 
+from dfnet4.schema import ConfigError, param, require
+from dfnet4.schema import validate as validate_fields
+
+
+def _freq_odd(kernel: tuple[int, int]) -> str | None:
+    return None if kernel[1] % 2 else "the frequency size (second) must be odd"
+
+
+def _time_one(kernel: tuple[int, int]) -> str | None:
+    return None if kernel[0] == 1 and kernel[1] % 2 else "need (1, odd frequency size)"
+
 
 @dataclass
 class DfNet4Config:
@@ -13,74 +24,110 @@ class DfNet4Config:
     fused_gru: bool | None = None
     fused_scan: bool | None = None
     # signal processing ([df] section of DeepFilterNet3's config.ini)
-    sr: int = 48000
-    fft_size: int = 960
-    hop_size: int = 480
-    nb_erb: int = 32
-    nb_df: int = 96
-    min_nb_erb_freqs: int = 2
-    norm_tau: float = 1.0
-    lsnr_max: float = 35.0
-    lsnr_min: float = -15.0
-    df_order: int = 5
-    df_lookahead: int = 2
+    sr: int = param(48000, ge=1)
+    fft_size: int = param(960, ge=2)
+    hop_size: int = param(480, ge=1)
+    nb_erb: int = param(32, ge=8, multiple_of=8)  # two stride-2 convolutions, 8-band embedding
+    nb_df: int = param(96, ge=2, multiple_of=2)
+    min_nb_erb_freqs: int = param(2, ge=1)
+    norm_tau: float = param(1.0, gt=0)
+    lsnr_max: float = param(35.0)
+    lsnr_min: float = param(-15.0)
+    df_order: int = param(5, ge=1)
+    df_lookahead: int = param(2, ge=0)
     # network ([deepfilternet] section)
-    conv_lookahead: int = 2
-    conv_ch: int = 64
-    conv_kernel_inp: tuple[int, int] = (3, 3)
-    conv_kernel: tuple[int, int] = (1, 3)
-    convt_kernel: tuple[int, int] = (1, 3)
-    emb_hidden_dim: int = 256
-    emb_num_layers: int = 3
-    enc_linear_groups: int = 32
-    linear_groups: int = 16
-    df_hidden_dim: int = 256
-    df_num_layers: int = 2
-    df_pathway_kernel_size_t: int = 5
-    df_gru_linear_groups: int = 8  # DeepFilterNet3's DfDecoder leaves SqueezedGRU_S at its default 8
+    conv_lookahead: int = param(2, ge=0)
+    conv_ch: int = param(64, ge=1)
+    conv_kernel_inp: tuple[int, int] = param((3, 3), ge=1, check=_freq_odd)
+    conv_kernel: tuple[int, int] = param((1, 3), ge=1, check=_time_one)
+    convt_kernel: tuple[int, int] = param((1, 3), check=lambda k: None if k == (1, 3) else
+                                          "need (1, 3) (stride-2 transposed convolution)")
+    emb_hidden_dim: int = param(256, ge=1)
+    emb_num_layers: int = param(3, ge=2)  # encoder 1 layer, ERB decoder the rest
+    enc_linear_groups: int = param(32, ge=1)
+    linear_groups: int = param(16, ge=1)
+    df_hidden_dim: int = param(256, ge=1)
+    df_num_layers: int = param(2, ge=1)
+    df_pathway_kernel_size_t: int = param(5, ge=1)
+    df_gru_linear_groups: int = param(8, ge=1)  # DeepFilterNet3's DfDecoder leaves SqueezedGRU_S at its default 8
     # False: DFN3's forward (training, df.enhance): the first conv_lookahead feature frames are only
     # lookahead, the encoder starts at frame conv_lookahead. True: the encoder also runs over them
     # (its outputs for frames before 0 are dropped), as libDF's realtime runtime (DfTract) does.
     # Only the first ~20 output frames differ (the recurrent states start differently).
     warmup_lookahead: bool = False
     # extra options of the non-GRU backbones (ignored by gru)
-    mamba_d_state: int = 16
-    mamba_d_conv: int = 4
-    mamba_expand: int = 2
+    mamba_d_state: int = param(16, ge=1)
+    mamba_d_conv: int = param(4, ge=1)
+    mamba_expand: int = param(2, ge=1)
     # fused mamba only: the backward recomputes each block instead of keeping its activations
     # (about 1/8 the training memory per block, one more block forward; see backbones/mamba_block.py)
     mamba_recompute: bool = True
-    attention_heads: int = 4
-    attention_window: int | None = None
-    attention_ffn_expand: int = 2
+    attention_heads: int = param(4, ge=1)
+    attention_window: int | None = param(None, ge=1)
+    attention_ffn_expand: int = param(2, ge=1)
     extra: dict = field(default_factory=dict)  # free-form, saved with checkpoints
 
     def __post_init__(self):
-        self.conv_kernel_inp = tuple(self.conv_kernel_inp)
-        self.conv_kernel = tuple(self.conv_kernel)
-        self.convt_kernel = tuple(self.convt_kernel)
         self.validate()
 
     @property
     def freq_bins(self) -> int:
         return self.fft_size // 2 + 1
 
-    def validate(self) -> None:
-        def need(cond: bool, name: str, what: str) -> None:
-            if not cond:
-                raise ValueError(f"DfNet4Config: {name}={getattr(self, name)!r} {what}")
+    @property
+    def emb_dim(self) -> int:
+        """Width of the embedding between encoder and decoders."""
+        return self.conv_ch * self.nb_erb // 4
 
-        need(self.fft_size == 2 * self.hop_size, "fft_size", f"must be 2 * hop_size ({2 * self.hop_size})")
-        need(self.nb_erb % 8 == 0, "nb_erb", "must be divisible by 8 (two stride-2 convolutions, 8-band embedding)")
-        need(self.nb_df % 2 == 0 and 0 < self.nb_df < self.freq_bins, "nb_df", f"must be even and < {self.freq_bins}")
-        need(0 <= self.df_lookahead < self.df_order, "df_lookahead", f"must be in [0, df_order={self.df_order})")
-        need(self.conv_lookahead >= self.df_lookahead, "conv_lookahead", f"must be >= df_lookahead={self.df_lookahead}")
-        need(self.emb_num_layers >= 2, "emb_num_layers", "must be >= 2 (encoder 1 layer, ERB decoder the rest)")
-        need(self.conv_kernel[0] == 1 and self.convt_kernel[0] == 1, "conv_kernel", "(and convt_kernel) need time size 1")
-        for name in ("conv_kernel_inp", "conv_kernel", "convt_kernel"):
-            need(len(getattr(self, name)) == 2 and getattr(self, name)[1] % 2 == 1, name, "must be (time, odd freq)")
-        need(self.convt_kernel[1] == 3, "convt_kernel", "must be (1, 3) (stride-2 transposed convolution)")
-        need(isinstance(self.mamba_recompute, bool), "mamba_recompute", "must be true or false")
+    def validate(self) -> None:
+        """Every field by its rule (dfnet4.schema), then the constraints between fields; ConfigError
+        names the field to change."""
+        try:
+            validate_fields(self)
+            self._validate_relations()
+        except ConfigError as exc:
+            raise ConfigError(exc.key, exc.problem, context="DfNet4Config") from None
+
+    def _validate_relations(self) -> None:
+        require(self.fft_size == 2 * self.hop_size, "fft_size", self.fft_size, f"2 * hop_size ({2 * self.hop_size})")
+        require(self.nb_df < self.freq_bins, "nb_df", self.nb_df, f"< fft_size / 2 + 1 ({self.freq_bins})")
+        require(self.df_lookahead < self.df_order, "df_lookahead", self.df_lookahead,
+                f"0 <= df_lookahead < df_order ({self.df_order})")
+        require(self.conv_lookahead >= self.df_lookahead, "conv_lookahead", self.conv_lookahead,
+                f">= df_lookahead ({self.df_lookahead})")
+        require(self.lsnr_max > self.lsnr_min, "lsnr_max", self.lsnr_max, f"> lsnr_min ({self.lsnr_min})")
+        from dfnet4.dsp.erb import erb_widths
+
+        try:
+            erb_widths(self.sr, self.fft_size, self.nb_erb, self.min_nb_erb_freqs)
+        except ValueError:
+            raise ConfigError("nb_erb", f"got {self.nb_erb}, the {self.nb_erb} ERB bands of at least "
+                              f"min_nb_erb_freqs={self.min_nb_erb_freqs} bins do not fit the {self.freq_bins} "
+                              f"bins of fft_size={self.fft_size}") from None
+        # grouped linear layers split their input and output into equal groups
+        for groups, sizes in self._grouped_sizes().items():
+            bad = {what: n for what, n in sizes.items() if n % getattr(self, groups)}
+            require(not bad, groups, getattr(self, groups),
+                    "a divisor of " + ", ".join(f"{what} ({n})" for what, n in sizes.items()))
+        if self.backbone == "attention":
+            for hidden in ("emb_hidden_dim", "df_hidden_dim"):
+                require(getattr(self, hidden) % self.attention_heads == 0, "attention_heads", self.attention_heads,
+                        f"a divisor of {hidden} ({getattr(self, hidden)})")
+        if self.backbone == "mamba" and self.fused_scan is not False:
+            from dfnet4.ops.causal_conv import MAX_WIDTH
+
+            if self.fused_scan or _extension_available():
+                require(self.mamba_d_conv <= MAX_WIDTH, "mamba_d_conv", self.mamba_d_conv,
+                        f"<= {MAX_WIDTH} with the fused kernels (or fused_scan = false)")
+
+    def _grouped_sizes(self) -> dict[str, dict[str, int]]:
+        emb = ("conv_ch * nb_erb / 4", self.emb_dim)
+        return {
+            "enc_linear_groups": dict([("conv_ch * nb_df / 2", self.conv_ch * self.nb_df // 2), emb]),
+            "linear_groups": dict([emb, ("emb_hidden_dim", self.emb_hidden_dim), ("df_hidden_dim", self.df_hidden_dim),
+                                   ("nb_df * df_order * 2", self.nb_df * self.df_order * 2)]),
+            "df_gru_linear_groups": dict([emb, ("df_hidden_dim", self.df_hidden_dim)]),
+        }
 
     def backbone_options(self) -> dict:
         """Keyword options for `dfnet4.backbones.create` beyond sizes, layers and groups."""
@@ -106,5 +153,12 @@ class DfNet4Config:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"DfNet4Config.from_dict: unknown fields {unknown}")
+            raise ConfigError(unknown[0], f"unknown fields {unknown} (known: {', '.join(sorted(known))})",
+                              context="DfNet4Config.from_dict")
         return cls(**d)
+
+
+def _extension_available() -> bool:
+    from dfnet4 import _extension
+
+    return _extension.available()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import signal
@@ -16,6 +17,7 @@ import numpy as np
 from mlx.utils import tree_flatten
 from tqdm import tqdm
 
+from dfnet4.atomic_io import DiskFullError, free_bytes, remove_stale_temps, write_text_atomic
 from dfnet4.data.builtin import ensure_builtin
 from dfnet4.data.cache import AudioCache
 from dfnet4.data.loader import BatchLoader, validation_set
@@ -26,15 +28,23 @@ from dfnet4.train import distributed
 from dfnet4.train.config import RunConfig
 from dfnet4.train.losses import total_loss
 from dfnet4.train.metrics import MetricsLog, score_clips, si_sdr
-from dfnet4.train.plot import plot_curves
-from dfnet4.train.runtime import build_model, runtime_header
+from dfnet4.train.runlock import RunLock
+from dfnet4.train.runtime import FUSED_FLAG_BACKBONE, build_model, runtime_header
 
 
 class TrainingInterrupted(Exception):
-    """Raised after the checkpoint of an interrupted run (SIGINT/SIGTERM) has been written."""
+    """Raised when a run stops on SIGINT/SIGTERM, after the checkpoint of its last step is written.
+    `checkpoint` is the checkpoint of the step it stopped at, None if it stopped before the first
+    step of a new run (then there is nothing to resume)."""
 
-    def __init__(self, signum: int, checkpoint: Path | None):
-        super().__init__(f"interrupted by signal {signum}; saved {checkpoint}")
+    def __init__(self, signum: int, checkpoint: Path | None, out: Path, step: int):
+        if checkpoint is None:
+            text = (f"interrupted by signal {signum} before the first step; no checkpoint was written, "
+                    "so there is nothing to resume: start the run again")
+        else:
+            text = (f"interrupted by signal {signum} at step {step}; checkpoint {checkpoint}; continue with "
+                    f"--resume --out {out}")
+        super().__init__(text)
         self.signum, self.checkpoint = signum, checkpoint
 
 
@@ -80,7 +90,7 @@ class Trainer:
         """`interrupt_at_step` (for tests) requests a stop after that step exactly as a signal would."""
         cfg.validate()
         self.cfg, self.resume, self.progress = cfg, resume, progress
-        self.dist = distributed.init()
+        self.dist = distributed.init(cfg.train.dist_timeout)
         self.log = log if self.dist.is_main else (lambda *a, **k: None)
         self.interrupt_at_step = interrupt_at_step
         self.stop_signal: int | None = None
@@ -88,6 +98,8 @@ class Trainer:
         c = cfg.train.compile
         self.compiled = (mx.default_device().type == mx.gpu) if c == "auto" else bool(c)
         self.ckpt_dir = self.out / "checkpoints"
+        self.checkpoint: Path | None = None  # the checkpoint of the current step, once written or loaded
+        self.space_warned = False
 
     # ---------------------------------------------------------------- setup
     def _setup(self):
@@ -99,10 +111,11 @@ class Trainer:
                 self.log(f"dfnet4: --resume: no valid checkpoint in {self.ckpt_dir}, starting from scratch")
             else:
                 resume_from = found
-                saved_model = found[1]["model_config"]
-                if saved_model != cfg.model:
+                # sizes from the checkpoint; the fused flags (same weights either way) may change
+                model = {**found[1]["model_config"], **{k: v for k, v in cfg.model.items() if k in FUSED_FLAG_BACKBONE}}
+                if model != cfg.model:
                     self.log("dfnet4: --resume: using the model config stored in the checkpoint")
-                cfg.model = dict(saved_model)
+                cfg.model = model
         elif self.ckpt_dir.is_dir() and ckpt.candidates(self.ckpt_dir):
             raise ValueError(f"--out: {str(self.out)!r} already holds checkpoints; pass --resume to continue "
                              "that run or choose another --out")
@@ -123,6 +136,7 @@ class Trainer:
                      f"using {warmup} steps")
         self.optimizer = optim.AdamW(learning_rate=lr_schedule(t, self.total_steps), weight_decay=t.weight_decay)
         self.optimizer.init(self.model.trainable_parameters())
+        self._check_space_for_checkpoints()
         self.step, self.epoch, self.batch = 0, 0, 0
         self.last_valid: dict | None = None
         if resume_from is not None:
@@ -133,7 +147,9 @@ class Trainer:
         self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=self.dist.is_main)
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.toml").write_text(cfg.to_toml())
+            for where in (self.out, self.ckpt_dir):  # temp files and directories left by killed runs
+                remove_stale_temps(where, log=lambda m: self.log(f"dfnet4: {m}"))
+            write_text_atomic(self.out / "config.toml", cfg.to_toml())
             if resume_from is not None:
                 self.metrics.truncate_after(self.step)  # records after the checkpoint are recomputed
             elif self.metrics.path.is_file():
@@ -150,7 +166,28 @@ class Trainer:
         self.step = state["step"]
         self.epoch, self.batch = state["data_position"]["epoch"], state["data_position"]["batch"]
         self.last_valid = state.get("last_valid")
+        self.checkpoint = path
         self.log(f"dfnet4: resumed from {path} (step {self.step}, epoch {self.epoch}, batch {self.batch})")
+
+    def _check_space_for_checkpoints(self) -> None:
+        """Before the first step: stop now if not even one checkpoint fits on the disk, and warn if
+        fewer than the kept number plus one do (checkpoints are written before old ones are pruned)."""
+        if not self.dist.is_main:
+            return
+        needed = ckpt.estimate_bytes(self.model.parameters(), self.optimizer.state)
+        available = free_bytes(self.ckpt_dir)
+        if available is None:
+            return
+        if available < needed:
+            raise DiskFullError(self.ckpt_dir, needed, available, "for the checkpoints in")
+        if available < (self.cfg.train.keep_checkpoints + 1) * needed:
+            self._warn_space(f"low disk space: {available / 2**20:.1f} MiB free for {self.ckpt_dir}, each "
+                             f"checkpoint needs {needed / 2**20:.1f} MiB and {self.cfg.train.keep_checkpoints} are kept")
+
+    def _warn_space(self, message: str) -> None:
+        if not self.space_warned:  # once per run
+            self.space_warned = True
+            tqdm.write(f"dfnet4: warning: {message}")
 
     # ---------------------------------------------------------------- compute
     def _forward(self, model, clean, noisy):
@@ -206,7 +243,8 @@ class Trainer:
 
     # ---------------------------------------------------------------- bookkeeping
     def save_checkpoint(self) -> Path | None:
-        if not self.dist.is_main:
+        if not self.dist.is_main:  # rank 0 writes it
+            self.checkpoint = self.ckpt_dir / ckpt.checkpoint_name(self.step)
             return None
         state = {
             "epoch": self.epoch,
@@ -223,9 +261,9 @@ class Trainer:
             "world_size": self.dist.size,
             "last_valid": self.last_valid,
         }
-        path = ckpt.save(self.ckpt_dir, self.step, self.model.parameters(), self.optimizer.state, state,
-                         keep=self.cfg.train.keep_checkpoints)
-        return path
+        self.checkpoint = ckpt.save(self.ckpt_dir, self.step, self.model.parameters(), self.optimizer.state, state,
+                                    keep=self.cfg.train.keep_checkpoints, warn=self._warn_space)
+        return self.checkpoint
 
     def _run_validation(self) -> None:
         if self.dist.is_main:
@@ -241,6 +279,8 @@ class Trainer:
 
     def _plot(self) -> None:
         try:
+            from dfnet4.train.plot import plot_curves  # matplotlib only once a plot is due
+
             plot_curves(self.metrics.read(), self.out / "curves.png",
                         title=f"dfnet4 {self.cfg.model.get('backbone')}")
         except Exception as exc:  # a plotting problem must never kill a training run
@@ -255,16 +295,18 @@ class Trainer:
 
     # ---------------------------------------------------------------- main
     def run(self) -> dict:
-        self._setup()
-        handlers = {}
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGINT, signal.SIGTERM):
-                handlers[s] = signal.signal(s, self._on_signal)
-        try:
-            return self._loop()
-        finally:
-            for s, h in handlers.items():
-                signal.signal(s, h)
+        # only one writer per run directory (rank 0 writes; the other ranks only read it)
+        with RunLock(self.out, log=self.log) if self.dist.is_main else contextlib.nullcontext():
+            self._setup()
+            handlers = {}
+            if threading.current_thread() is threading.main_thread():
+                for s in (signal.SIGINT, signal.SIGTERM):
+                    handlers[s] = signal.signal(s, self._on_signal)
+            try:
+                return self._loop()
+            finally:
+                for s, h in handlers.items():
+                    signal.signal(s, h)
 
     def _loop(self) -> dict:
         cfg, t = self.cfg, self.cfg.train
@@ -288,8 +330,9 @@ class Trainer:
             for b, clean, noisy in self.loader.iterate(self.epoch, self.batch):
                 t0 = time.perf_counter()
                 mx.random.seed(step_seed(t.seed, self.step))  # e.g. dropout: same stream after a resume
-                loss, parts, norm = step_fn(mx.array(clean), mx.array(noisy))
-                mx.eval(loss, parts, norm, self.model.state, self.optimizer.state)
+                with self.dist.communication(f"step {self.step + 1} (gradient averaging)"):
+                    loss, parts, norm = step_fn(mx.array(clean), mx.array(noisy))
+                    mx.eval(loss, parts, norm, self.model.state, self.optimizer.state)
                 dt = time.perf_counter() - t0
                 self.step += 1
                 self.batch = b + 1
@@ -325,11 +368,12 @@ class Trainer:
         bar.close()
         if self.dist.is_main:
             self._plot()
-        self.dist.barrier()
+        ranks_finished = self.dist.finished()  # every rank got here (else DistributedError)
         summary = {"rank": self.dist.rank, "step": self.step, "epoch": self.epoch, "losses": losses, "last_valid": self.last_valid,
-                   "out": str(self.out)}
+                   "out": str(self.out), "ranks_finished": ranks_finished, "world_size": self.dist.size}
         if self.stop_signal is not None:
-            raise TrainingInterrupted(self.stop_signal, self.ckpt_dir / ckpt.checkpoint_name(self.step))
+            raise TrainingInterrupted(self.stop_signal, self.checkpoint, self.out, self.step)
         if self.dist.is_main:
-            (self.out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "losses"}, indent=1))
+            write_text_atomic(self.out / "summary.json",
+                              json.dumps({k: v for k, v in summary.items() if k != "losses"}, indent=1))
         return summary

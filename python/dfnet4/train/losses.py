@@ -10,34 +10,33 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import mlx.core as mx
+
+from dfnet4.schema import param, require
+from dfnet4.schema import validate as validate_fields
 
 _EPS = 1e-12  # inside the sqrt: keeps d|Y| finite at Y = 0
 
 
 @dataclass
 class LossConfig:
-    gamma: float = 0.3
-    spectral_magnitude: float = 1000.0
-    spectral_complex: float = 1000.0
-    mr_magnitude: float = 500.0
-    mr_complex: float = 500.0
-    mr_fft_sizes: list[int] = field(default_factory=lambda: [256, 512, 1024])
-    lsnr: float = 5e-4
-    lsnr_min: float = -15.0
-    lsnr_max: float = 35.0
+    gamma: float = param(0.3, gt=0, le=1)
+    spectral_magnitude: float = param(1000.0, ge=0)
+    spectral_complex: float = param(1000.0, ge=0)
+    mr_magnitude: float = param(500.0, ge=0)
+    mr_complex: float = param(500.0, ge=0)
+    mr_fft_sizes: list[int] = param(default_factory=lambda: [256, 512, 1024], ge=16, nonempty=False,
+                                    check=lambda sizes: None if all(n & (n - 1) == 0 for n in sizes)
+                                    else "need powers of two >= 16")
+    lsnr: float = param(5e-4, ge=0)
+    lsnr_min: float = param(-15.0)
+    lsnr_max: float = param(35.0)
 
     def validate(self) -> None:
-        for name in ("gamma", "spectral_magnitude", "spectral_complex", "mr_magnitude", "mr_complex", "lsnr"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"loss.{name}: got {getattr(self, name)}, need >= 0")
-        if not 0 < self.gamma <= 1:
-            raise ValueError(f"loss.gamma: got {self.gamma}, need 0 < gamma <= 1")
-        for n in self.mr_fft_sizes:
-            if n < 16 or n & (n - 1):
-                raise ValueError(f"loss.mr_fft_sizes: got {n}, need powers of two >= 16")
+        validate_fields(self, "loss.")
+        require(self.lsnr_max > self.lsnr_min, "loss.lsnr_max", self.lsnr_max, f"> loss.lsnr_min ({self.lsnr_min:g})")
 
 
 def _mag(re: mx.array, im: mx.array) -> mx.array:

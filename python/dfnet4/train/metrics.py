@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dfnet4.atomic_io import DiskFullError, free_bytes, is_disk_full, write_text_atomic
+
 
 def si_sdr(estimate: np.ndarray, reference: np.ndarray, eps: float = 1e-8) -> np.ndarray:
     """Scale-invariant SDR in dB along the last axis (zero-mean signals)."""
@@ -49,6 +51,8 @@ def optional_metrics() -> dict:
 def score_clips(estimates: np.ndarray, references: np.ndarray, sample_rate: int, max_clips: int) -> dict:
     """Mean of every optional metric over the first `max_clips` clips (failures are skipped, counted)."""
     result = {}
+    if max_clips <= 0:  # nothing to score: do not even import the metric packages (pystoi imports scipy.signal)
+        return result
     for name, fn in optional_metrics().items():
         values = []
         for est, ref in list(zip(estimates, references))[:max_clips]:
@@ -72,9 +76,15 @@ class MetricsLog:
         if not self.enabled:
             return
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}
-        with open(self.path, "a") as f:
-            f.write(json.dumps(clean) + "\n")
-            f.flush()
+        line = json.dumps(clean) + "\n"
+        try:
+            with open(self.path, "a") as f:
+                f.write(line)
+                f.flush()
+        except OSError as exc:  # a cut line is skipped by read(); the run stops with a clear message
+            if is_disk_full(exc):
+                raise DiskFullError(self.path, len(line), free_bytes(self.path.parent)) from exc
+            raise
 
     def read(self) -> list[dict]:
         if not self.path.is_file():
@@ -92,6 +102,4 @@ class MetricsLog:
         if not self.enabled or not self.path.is_file():
             return
         keep = [r for r in self.read() if r.get("step", 0) <= step]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in keep))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, "".join(json.dumps(r) + "\n" for r in keep))

@@ -10,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from dfnet4.atomic_io import atomic_path  # noqa: E402
+
 
 def plot_curves(records: list[dict], path: str | os.PathLike, title: str = "") -> Path:
     train = [r for r in records if r.get("kind") == "train"]
@@ -46,8 +48,9 @@ def plot_curves(records: list[dict], path: str | os.PathLike, title: str = "") -
         fig.suptitle(title)
     fig.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=path.suffix) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
     return path
