@@ -9,6 +9,8 @@ the Princen-Bradley condition w[n]^2 + w[n + hop]^2 = 1 at hop = fft / 2.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import mlx.core as mx
 import numpy as np
 
@@ -17,6 +19,7 @@ FFT_SIZE = 960
 HOP_SIZE = 480
 
 
+@lru_cache(maxsize=8)  # called per frame by the streaming analysis/synthesis; mx.arrays are immutable
 def vorbis_window(fft_size: int = FFT_SIZE) -> mx.array:
     """libdf's window sin(pi/2 * sin^2(pi * (n + 0.5) / N)), computed in float64 as libdf does."""
     n = np.arange(fft_size, dtype=np.float64)
@@ -48,7 +51,15 @@ def stft(audio: mx.array, fft_size: int = FFT_SIZE, hop_size: int = HOP_SIZE) ->
     total = (frames - 1) * hop_size + fft_size
     padded = mx.pad(audio.astype(mx.float32), [(0, 0), (left, total - left - n)])
     # fft = 2 * hop: frame t is hop-chunk t followed by hop-chunk t + 1.
-    chunks = padded.reshape(audio.shape[0], frames + 1, hop_size)
+    return analyse_hops(padded.reshape(audio.shape[0], frames + 1, hop_size))
+
+
+def analyse_hops(chunks: mx.array) -> mx.array:
+    """Consecutive hops (batch, n + 1, hop) -> the n frames over each pair of neighbours
+    (batch, n, hop + 1, 2): frame k windows hops k and k + 1. Shared by `stft` and the streaming
+    analysis (dsp.streaming), so both give the same numbers."""
+    hop_size = chunks.shape[-1]
+    fft_size = 2 * hop_size
     wnorm = 2.0 * hop_size / (fft_size * fft_size)  # libdf normalises in the analysis only
     # the scale goes into the (real) window: scaling the complex spectrum costs a complex multiply
     windows = mx.concatenate([chunks[:, :-1], chunks[:, 1:]], axis=-1) * (vorbis_window(fft_size) * wnorm)
@@ -69,9 +80,7 @@ def istft(spec: mx.array, length: int, fft_size: int = FFT_SIZE, hop_size: int =
             f"istft: length={length} needs {num_frames(max(length, 1), fft_size, hop_size)} frames, "
             f"spec has {frames}"
         )
-    cplx = spec[..., 0] + 1j * spec[..., 1]
-    # libdf's inverse FFT is unnormalised (x fft_size); mx.fft.irfft divides by fft_size.
-    y = mx.fft.irfft(cplx, n=fft_size, axis=-1) * (fft_size * vorbis_window(fft_size))
+    y = synthesise_frames(spec)
     b = spec.shape[0]
     zeros = mx.zeros((b, 1, hop_size), dtype=y.dtype)
     # overlap-add: hop-chunk j = second half of frame j - 1 + first half of frame j
@@ -79,3 +88,11 @@ def istft(spec: mx.array, length: int, fft_size: int = FFT_SIZE, hop_size: int =
     out = out.reshape(b, (frames + 1) * hop_size)
     return out[:, left : left + length]
 
+
+def synthesise_frames(spec: mx.array) -> mx.array:
+    """spec (batch, n, freqs, 2) -> the windowed time frames (batch, n, fft_size) to overlap-add
+    (libdf's synthesis; shared by `istft` and the streaming synthesis)."""
+    fft_size = 2 * (spec.shape[2] - 1)
+    cplx = spec[..., 0] + 1j * spec[..., 1]
+    # libdf's inverse FFT is unnormalised (x fft_size); mx.fft.irfft divides by fft_size.
+    return mx.fft.irfft(cplx, n=fft_size, axis=-1) * (fft_size * vorbis_window(fft_size))
