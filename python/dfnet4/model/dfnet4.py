@@ -104,10 +104,15 @@ class DfNet4(nn.Module):
     def _df_past(self) -> int:
         return self.config.df_order - 1 - self.config.df_lookahead
 
-    def init_state(self, batch: int) -> dict:
+    def init_state(self, batch: int, startup_frames: bool = False) -> dict:
         """Everything a stream carries: norm states, conv histories, backbone states, spectrum history.
 
-        `skip` counts the first feature frames the encoder never sees (they only exist as lookahead).
+        `skip` counts the first output frames that are not emitted (frames before 0, whose
+        features only serve as lookahead). `startup_frames=True` starts the stream as libDF's
+        realtime runtime (DfTract) does: the encoder runs from the first frame (as with
+        `warmup_lookahead`) and the `conv_lookahead` frames before 0 are emitted too (a zero
+        spectrum, masked, plus the deep filter's reach into frames 0, 1, ...), so every input
+        frame gives one output frame from the start.
         """
         cfg = self.config
         kt_inp = cfg.conv_kernel_inp[0] - 1
@@ -123,7 +128,7 @@ class DfNet4(nn.Module):
             "erb_dec": None,
             "df_dec": {"df_gru": None, "df_convp": mx.zeros((batch, kt_p, cfg.nb_df, cfg.conv_ch)) if kt_p else None},
             "spec": mx.zeros((batch, self._df_past + cfg.conv_lookahead, cfg.freq_bins, 2)),
-            "skip": cfg.conv_lookahead,
+            "skip": 0 if startup_frames else cfg.conv_lookahead,
         }
 
     def step(self, spec: mx.array, state: dict) -> tuple[mx.array, dict]:
