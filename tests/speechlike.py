@@ -47,3 +47,21 @@ def mixture(seconds: float = 1.0, snr_db: float = 5.0, sr: int = 48000, seed: in
     v = noise(seconds, sr, seed + 1)
     gain = np.sqrt(np.mean(s**2)) / 10 ** (snr_db / 20)
     return (s + gain * v).astype(np.float32)
+
+
+def babble(seconds: float = 1.0, talkers: int = 5, sr: int = 48000, seed: int = 10) -> np.ndarray:
+    """Several speech-like talkers at once (each shifted in time), unit RMS."""
+    n = int(seconds * sr)
+    rng = np.random.default_rng(seed)
+    x = np.zeros(n)
+    for k in range(talkers):
+        s = speech_like(seconds + 1.0, sr, seed + 1 + k)
+        start = int(rng.integers(0, sr))
+        x += s[start : start + n] * rng.uniform(0.6, 1.0)
+    return (x / np.sqrt(np.mean(x**2))).astype(np.float32)
+
+
+def mix(speech: np.ndarray, noise_: np.ndarray, snr_db: float) -> np.ndarray:
+    """speech + noise scaled to `snr_db` (both the same length)."""
+    gain = np.sqrt(np.mean(speech**2) / np.mean(noise_**2)) / 10 ** (snr_db / 20)
+    return (speech + gain * noise_).astype(np.float32)
