@@ -20,6 +20,7 @@ import mlx.core as mx
 import numpy as np
 from mlx.utils import tree_flatten, tree_unflatten
 
+from dfnet4.export.layout import conv_from_onnx, gru_from_onnx
 from dfnet4.model import DfNet4, DfNet4Config
 
 GRAPHS = ("enc", "erb_dec", "df_dec")
@@ -108,24 +109,6 @@ def _module(node) -> str:
     return node.output[0].split("/")[1]
 
 
-def _conv_weight(w: np.ndarray) -> np.ndarray:
-    """ONNX/PyTorch (out, in/g, kt, kf) -> ours (out, kt, kf, in/g)."""
-    return np.ascontiguousarray(w.transpose(0, 2, 3, 1))
-
-
-def _gru(w: np.ndarray, r: np.ndarray, b: np.ndarray) -> dict[str, np.ndarray]:
-    """ONNX GRU (gates z, r, h; linear_before_reset=1) -> mlx.nn.GRU (gates r, z, n)."""
-    wz, wr, wh = np.split(w[0], 3)
-    rz, rr, rh = np.split(r[0], 3)
-    wbz, wbr, wbh, rbz, rbr, rbh = np.split(b[0], 6)
-    return {
-        "Wx": np.concatenate([wr, wz, wh]),
-        "Wh": np.concatenate([rr, rz, rh]),
-        "b": np.concatenate([wbr + rbr, wbz + rbz, wbh]),
-        "bhn": rbh,
-    }
-
-
 def _graph_weights(graph, prefix: str, eps: float) -> dict[str, np.ndarray]:
     t = _tensors(graph)
     out: dict[str, np.ndarray] = {}
@@ -148,7 +131,7 @@ def _graph_weights(graph, prefix: str, eps: float) -> dict[str, np.ndarray]:
     for mod, nodes in convs.items():
         parts = ["conv", "pointwise"][: len(nodes)]
         for part, node in zip(parts, nodes):
-            out[f"{prefix}.{mod}.{part}.weight"] = _conv_weight(t[node.input[1]])
+            out[f"{prefix}.{mod}.{part}.weight"] = conv_from_onnx(t[node.input[1]])
         bias = t[nodes[-1].input[2]]  # Conv + BatchNorm folded into the block's last conv
         c = bias.shape[0]
         out[f"{prefix}.{mod}.norm.bias"] = bias
@@ -157,7 +140,7 @@ def _graph_weights(graph, prefix: str, eps: float) -> dict[str, np.ndarray]:
         out[f"{prefix}.{mod}.norm.running_var"] = np.ones(c, np.float32)
     for mod, nodes in grus.items():
         for i, node in enumerate(nodes):
-            for k, v in _gru(t[node.input[1]], t[node.input[2]], t[node.input[3]]).items():
+            for k, v in gru_from_onnx(t[node.input[1]], t[node.input[2]], t[node.input[3]]).items():
                 out[f"{prefix}.{mod}.core.layers.{i}.{k}"] = v
     return out
 
