@@ -74,7 +74,8 @@ def check_destination(path: Path, overwrite: bool) -> None:
         raise FileExistsError(f"-o: {str(path)!r} exists; pass --overwrite to replace it")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
-        raise FileNotFoundError(f"-o: folder {str(parent)!r} does not exist")
+        what = "is not a folder" if parent.exists() else "does not exist"
+        raise FileNotFoundError(f"-o: {str(parent)!r} {what}; cannot write {path.name!r} there")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"-o: folder {str(parent)!r} is not writable")
 
