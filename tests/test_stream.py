@@ -162,9 +162,11 @@ def test_every_file_matches_the_official_runtime(dfn3):
     for name, audio in _files().items():
         ref = official.enhance(audio)
         ours = run(Enhancer(dfn3), audio, [audio.size])
-        hop_chunks = run(Enhancer(dfn3), audio, [HOP])
-        # measured 99-125 dB (float32 agreement) over the whole file, from the first sample
-        for out in (ours, hop_chunks):
+        outs = [ours]
+        if name == "silences + babble":  # the gate hop by hop too, as a live stream meets it
+            outs.append(run(Enhancer(dfn3), audio, [HOP]))
+        # measured 72-127 dB (float32 agreement) over the whole file, from the first sample
+        for out in outs:
             assert snr_db(ref[20 * HOP :], out[20 * HOP :]) >= 40.0, name
             assert snr_db(ref, out) >= 40.0, name
         assert snr_db(audio, ours) < 10.0, name  # and it is an enhancement, not the input
