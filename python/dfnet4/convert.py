@@ -88,6 +88,8 @@ def config_from_ini(ini: str, **overrides) -> DfNet4Config:
         linear_groups=net.getint("linear_groups"), df_hidden_dim=net.getint("df_hidden_dim"),
         df_num_layers=net.getint("df_num_layers"), df_pathway_kernel_size_t=net.getint("df_pathway_kernel_size_t"),
     )
+    if cp.has_section("dfnet4"):  # written by dfnet4-export: what DeepFilterNet's config cannot say
+        values["df_gru_linear_groups"] = cp["dfnet4"].getint("df_gru_linear_groups", 8)
     values.update(overrides)
     return DfNet4Config(**values)
 
