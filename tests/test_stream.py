@@ -185,6 +185,8 @@ def test_bad_input_is_refused_with_clear_errors(tmp_path):
         enh.process(np.full((2, 10), np.nan, np.float32))
     with pytest.raises(ValueError, match="float samples"):
         enh.process(np.array([["a"], ["b"]]))
+    with pytest.raises(ValueError, match="x / 32768"):
+        enh.process(np.zeros((2, 10), np.int16))
     enh.flush()
     with pytest.raises(RuntimeError, match="reset"):
         enh.process(np.zeros((2, 10), np.float32))

@@ -118,8 +118,9 @@ class Enhancer:
         if self._closed:
             raise RuntimeError("Enhancer.process: the stream was flushed; call reset() to start a new one")
         x = np.asarray(chunk)
-        if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)) or x.dtype == bool:
-            raise ValueError(f"Enhancer.process: chunk must hold float samples, got dtype {x.dtype}")
+        if not np.issubdtype(x.dtype, np.floating):  # integer PCM would need a scale: say so, do not guess
+            raise ValueError(f"Enhancer.process: chunk must hold float samples in [-1, 1], got dtype {x.dtype} "
+                             "(convert 16-bit PCM with x / 32768)")
         if x.ndim == 1 and self.channels == 1:
             x = x[None]
         if x.ndim != 2 or x.shape[0] != self.channels:
