@@ -19,48 +19,13 @@ import soundfile as sf
 
 from dfnet4.atomic_io import atomic_path, remove_stale_temps
 from dfnet4.data.audio import SAMPLE_RATE, list_audio_files, read_audio, resample
+from dfnet4.loading import load_checkpoint_model, load_dfn3_model  # noqa: F401 (the CLI's loaders, importable here)
 
 OUTPUT_FORMATS = {"wav": "WAV", "flac": "FLAC"}
 # sample formats an output may keep from its input (the lossless ones; a lossy input is decoded to float)
 KEEPABLE_SUBTYPES = ("PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
 # when the input's sample format is not available in the output format: the lossless choice
 FALLBACK_SUBTYPE = {"WAV": "FLOAT", "FLAC": "PCM_24"}
-
-
-def load_checkpoint_model(path: str | os.PathLike, log=print):
-    """(model in eval mode, checkpoint state) from a checkpoint dir, a checkpoints dir or a run dir.
-
-    The fused flags of the training run are reset to "auto": the weights are the same for the fused
-    and the reference kernels, so a checkpoint trained with fused kernels enhances anywhere.
-    """
-    from dfnet4.train import checkpoint as ckpt
-    from dfnet4.train.runtime import model_classes
-
-    ckpt_path, state = ckpt.resolve(path, log)
-    Config, Model = model_classes()
-    # the expanded config pins every size even if DfNet4Config's defaults change later
-    model_cfg = dict(state.get("model_config_full") or state["model_config"])
-    model_cfg["fused_scan"] = model_cfg["fused_gru"] = None
-    model = Model(Config.from_dict(model_cfg))
-    params, _ = ckpt.load_arrays(ckpt_path)
-    try:
-        model.load_weights(tree_flatten(params), strict=True)
-    except ValueError as exc:
-        raise ckpt.CheckpointError(f"{ckpt_path}: the weights do not fit the model: {exc}") from exc
-    model.eval()
-    return model, {"checkpoint": str(ckpt_path), **state}
-
-
-def load_dfn3_model():
-    """DfNet4 with the official DeepFilterNet3 weights (needs the `dfn3` extra)."""
-    try:
-        from dfnet4 import convert
-
-        return convert.load_dfn3()
-    except ImportError as exc:
-        raise RuntimeError(
-            f"--dfn3 needs the optional packages of the dfn3 extra (pip install 'dfnet4[dfn3]'): {exc}"
-        ) from exc
 
 
 @dataclass
