@@ -264,3 +264,20 @@ def test_outputs_are_never_overwritten_silently_and_bad_paths_refused(tmp_path, 
     assert main(["-o", str(tmp_path / "y.tar.gz")]) == 2
     assert main([str(src), "--dfn3", "-o", str(tmp_path / "y.tar.gz")]) == 2
     assert "either CHECKPOINT or --dfn3" in capsys.readouterr().err
+
+
+def test_an_output_that_appears_while_exporting_is_not_replaced(tmp_path, monkeypatch):
+    from dfnet4.export import bundle
+
+    out = tmp_path / "late.tar.gz"
+    real_check = bundle.check_destination
+
+    def check_then_appear(path, overwrite):  # the file shows up after the check, before the rename
+        real_check(path, overwrite)
+        out.write_bytes(b"written meanwhile")
+
+    monkeypatch.setattr(bundle, "check_destination", check_then_appear)
+    with pytest.raises(ExportError, match="exists; pass --overwrite"):
+        export_bundle(_tiny("gru"), out)
+    assert out.read_bytes() == b"written meanwhile"
+    assert [p.name for p in tmp_path.iterdir()] == ["late.tar.gz"]  # no temp file left

@@ -43,6 +43,7 @@ def export_bundle(model, path: str | os.PathLike, *, overwrite: bool = False, so
     Refuses (ExportError) an unsupported model, an existing file without `overwrite`, a missing or
     unwritable folder, before any graph is built. BatchNorm is folded with its running statistics.
     """
+    from dfnet4.atomic_io import write_bytes_atomic
     from dfnet4.export import bundle, graphs
 
     check_exportable(model.config)
@@ -58,8 +59,10 @@ def export_bundle(model, path: str | os.PathLike, *, overwrite: bool = False, so
     protos = graphs.build(model)
     members = {f"{name}.onnx": protos[name].SerializeToString() for name in bundle.GRAPHS}
     members["config.ini"] = bundle.config_ini(model.config, source).encode()
-    try:
-        bundle.write_atomic(path, bundle.targz(members), overwrite)
+    try:  # temp file, fsync, rename; without overwrite never over a file that appeared meanwhile
+        write_bytes_atomic(path, bundle.targz(members), overwrite=overwrite)
+    except FileExistsError as exc:
+        raise ExportError(f"-o: {str(path)!r} exists; pass --overwrite to replace it") from exc
     except OSError as exc:
         raise ExportError(str(exc)) from exc
     return path

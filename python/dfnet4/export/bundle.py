@@ -1,5 +1,5 @@
 """The model bundle: a .tar.gz holding enc.onnx, erb_dec.onnx, df_dec.onnx and config.ini, laid
-out as DeepFilterNet3_onnx.tar.gz is (libDF finds the members by file name), written atomically.
+out as DeepFilterNet3_onnx.tar.gz is (libDF finds the members by file name).
 
 config.ini has the sections and keys DeepFilterNet's config has: libDF's runtime reads
 [train] model (must be deepfilternet3), [df] sr, fft_size, hop_size, nb_erb, nb_df,
@@ -15,7 +15,6 @@ import gzip
 import io
 import os
 import tarfile
-import tempfile
 from pathlib import Path
 
 MEMBER_DIR = "tmp/export"  # the official bundle's layout
@@ -78,33 +77,3 @@ def check_destination(path: Path, overwrite: bool) -> None:
         raise FileNotFoundError(f"-o: {str(parent)!r} {what}; cannot write {path.name!r} there")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise PermissionError(f"-o: folder {str(parent)!r} is not writable")
-
-
-def write_atomic(path: Path, data: bytes, overwrite: bool) -> None:
-    """Temp file in the target folder, fsync, then rename over the target: a reader sees the old
-    file or the whole new one, never a partial bundle. Without `overwrite`, an existing target
-    (even one created meanwhile) is never replaced."""
-    check_destination(path, overwrite)
-    parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if the target appeared in the meantime
-            except FileExistsError:
-                raise
-            except OSError:  # a file system without hard links: check, then rename
-                if path.exists():
-                    raise FileExistsError(path) from None
-                os.replace(tmp, path)
-    except FileExistsError as exc:
-        raise FileExistsError(f"-o: {str(path)!r} exists; pass --overwrite to replace it") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
