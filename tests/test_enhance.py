@@ -44,11 +44,20 @@ def test_files_and_folders_at_any_rate(tmp_path, trained, capsys):
     a, ra = sf.read(str(out / "in16k.wav"))
     b, rb = sf.read(str(out / "sub" / "st.wav"))
     assert ra == rb == 48000 and a.shape == (48000,) and b.shape == (24000, 2)
-    # the written file is the model's output (16-bit quantised) for the resampled input
+    # the written file (16-bit quantised) is the runtime-compatible enhancement of the resampled
+    # input: without silent hops, the offline forward with the encoder running from frame 0
     from dfnet4.data.audio import resample
+    from dfnet4.enhance import enhance_array
 
-    want = np.array(model.enhance(mx.array(resample(x16, 16000, 48000)[None])))[0]
+    x48 = resample(x16, 16000, 48000)
+    warm = DfNet4(DfNet4Config.from_dict({**model.config.to_dict(), "warmup_lookahead": True}))
+    warm.update(model.parameters())
+    warm.eval()
+    want = np.array(warm.enhance(mx.array(x48[None])))[0]
     np.testing.assert_allclose(a, np.clip(want, -1, 1), atol=2 / 32768)
+    # and the Enhancer's offline-equal path is the model's output
+    offline = np.array(model.enhance(mx.array(x48[None])))[0]
+    np.testing.assert_allclose(enhance_array(model, x48[None], runtime_compat=False)[0], offline, atol=2 / 32768)
     assert main([str(tmp_path / "in16k.wav"), "-o", str(tmp_path / "keep"), "--checkpoint", str(run), "--keep-rate"]) == 0
     k, rk = sf.read(str(tmp_path / "keep" / "in16k.wav"))
     assert rk == 16000 and k.shape == (16000,)
@@ -70,6 +79,68 @@ def test_long_inputs_stream_in_chunks_with_the_offline_result(trained, tmp_path)
                  str(trained[0]), "--chunk-seconds", "0.25"]) == 0
     out, _ = sf.read(str(tmp_path / "o" / "long.wav"))
     np.testing.assert_allclose(out, np.clip(offline[0], -1, 1), atol=2 / 32768 + 1e-5)
+    assert main([str(tmp_path / "long.wav"), "-o", str(tmp_path / "s"), "--checkpoint",
+                 str(trained[0]), "--chunk-seconds", "0.25", "--stream"]) == 0
+    out, _ = sf.read(str(tmp_path / "s" / "long.wav"))
+    np.testing.assert_allclose(out, np.clip(offline[0], -1, 1), atol=2 / 32768 + 1e-5)
+
+
+@pytest.mark.parametrize("keep_rate", [False, True])
+def test_stream_flag_reads_and_writes_block_by_block_with_the_same_output(trained, tmp_path, keep_rate):
+    run, _ = trained
+    rng = np.random.default_rng(8)
+    stereo = (0.1 * rng.standard_normal((int(0.7 * 44100), 2))).astype(np.float32)
+    stereo[8000:20000] = 0.0  # digital silence: the gate skips these hops in both paths
+    sf.write(str(tmp_path / "in.wav"), stereo, 44100, subtype="FLOAT")
+    extra = ["--keep-rate"] if keep_rate else []
+    assert main([str(tmp_path / "in.wav"), "-o", str(tmp_path / "whole"), "--checkpoint", str(run), *extra]) == 0
+    read = []
+    real_blocks = sf.SoundFile.blocks
+
+    def counted(self, *a, **k):
+        for block in real_blocks(self, *a, **k):
+            read.append(len(block))
+            yield block
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sf.SoundFile, "blocks", counted)
+        assert main([str(tmp_path / "in.wav"), "-o", str(tmp_path / "stream"), "--checkpoint", str(run),
+                     "--chunk-seconds", "0.1", "--stream", *extra]) == 0
+    assert read[:-1] == [4410] * (len(read) - 1) and sum(read) == stereo.shape[0]  # 0.1 s blocks
+    whole, rw = sf.read(str(tmp_path / "whole" / "in.wav"), dtype="float32")
+    streamed, rs = sf.read(str(tmp_path / "stream" / "in.wav"), dtype="float32")
+    assert rw == rs == (44100 if keep_rate else 48000) and streamed.shape == whole.shape
+    assert sf.info(str(tmp_path / "stream" / "in.wav")).subtype == "FLOAT"
+    # soxr streams and one-shot soxr, blockwise and whole-file model steps: float32 rounding only
+    np.testing.assert_allclose(streamed, whole, rtol=0, atol=1e-4 * np.abs(whole).max())
+    assert np.abs(whole).max() > 1e-3
+
+
+def test_stream_flag_leaves_no_partial_file(trained, tmp_path, capsys):
+    run, _ = trained
+    audio = (0.1 * np.random.default_rng(9).standard_normal(48000)).astype(np.float32)
+    audio[30000] = np.nan  # found in the third 0.25 s block, after two were written
+    sf.write(str(tmp_path / "nan.wav"), audio, 48000, subtype="FLOAT")
+    sf.write(str(tmp_path / "cut.wav"), audio[:20000], 48000, subtype="FLOAT")
+    data = (tmp_path / "cut.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[: len(data) - 4000])  # the header announces 20000 frames
+    for name, why in (("nan.wav", "NaN or Inf"), ("cut.wav", "truncated")):
+        assert main([str(tmp_path / name), "-o", str(tmp_path / "o"), "--checkpoint", str(run),
+                     "--chunk-seconds", "0.25", "--stream"]) == 1
+        assert why in capsys.readouterr().err
+    assert list((tmp_path / "o").iterdir()) == []  # no half file, no temp file
+
+
+def test_checkpoint_without_a_model_config(trained, tmp_path, capsys):
+    from dfnet4.enhance import load_checkpoint_model
+
+    _, model = trained
+    ckpt.save(tmp_path / "ck", 1, model.parameters(), {"step": mx.array(1, mx.uint64)}, {"epoch": 0})
+    with pytest.raises(ckpt.CheckpointError, match="stores no model config"):
+        load_checkpoint_model(tmp_path / "ck", log=lambda m: None)
+    sf.write(str(tmp_path / "x.wav"), np.zeros(4800, np.float32), 48000)
+    assert main([str(tmp_path / "x.wav"), "-o", str(tmp_path / "o"), "--checkpoint", str(tmp_path / "ck")]) == 2
+    assert "stores no model config" in capsys.readouterr().err
 
 
 def test_bad_inputs(tmp_path, trained, capsys):

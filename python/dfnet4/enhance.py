@@ -8,17 +8,17 @@ file. The output keeps the input's sample format where the output format has it 
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
-import mlx.core as mx
-from mlx.utils import tree_flatten
 import numpy as np
 import soundfile as sf
 
 from dfnet4.atomic_io import atomic_path, remove_stale_temps
-from dfnet4.data.audio import SAMPLE_RATE, list_audio_files, read_audio, resample
+from dfnet4.data.audio import SAMPLE_RATE, list_audio_files, read_audio, read_blocks, resample
 from dfnet4.loading import load_checkpoint_model, load_dfn3_model  # noqa: F401 (the CLI's loaders, importable here)
 
 OUTPUT_FORMATS = {"wav": "WAV", "flac": "FLAC"}
@@ -101,53 +101,82 @@ def subtype_for(src_subtype: str, fmt: str, requested: str | None = None) -> str
     return FALLBACK_SUBTYPE[container]
 
 
-def enhance_array(model, audio: np.ndarray, chunk_frames: int = 3000) -> np.ndarray:
+def enhance_array(model, audio: np.ndarray, chunk_frames: int = 3000, runtime_compat: bool = True) -> np.ndarray:
     """(channels, samples) at 48 kHz -> enhanced (channels, samples); channels run as one batch.
 
-    Signals longer than `chunk_frames` STFT frames (30 s by default) go through the model's
-    streaming API chunk by chunk, which gives the offline output (the model is tested for that)
-    while the activations of only one chunk are alive at a time.
+    Through `dfnet4.Enhancer` in chunks of `chunk_frames` hops (30 s by default), so that the
+    activations of one chunk only are alive at a time; the chunking does not change the result.
+    `runtime_compat` (default) starts and gates silence as DeepFilterNet's official runtime does
+    and ends with the model's real tail (docs/deploy.md); False gives `model.enhance`'s output.
     """
-    from dfnet4 import dsp
+    from dfnet4.stream import Enhancer
 
-    x = mx.array(np.ascontiguousarray(audio, dtype=np.float32))
-    cfg = model.config
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames: got {chunk_frames}, need >= 1")
-    if dsp.num_frames(x.shape[1] + cfg.conv_lookahead * cfg.hop_size, cfg.fft_size, cfg.hop_size) <= chunk_frames:
-        return np.array(model.enhance(x))
-    n = x.shape[1]
-    pad = cfg.conv_lookahead * cfg.hop_size  # as model.enhance: the last frames get their lookahead
-    spec = dsp.stft(mx.pad(x, [(0, 0), (0, pad)]), cfg.fft_size, cfg.hop_size)
-    state = model.init_state(x.shape[0])
-    pieces = []
-    for start in range(0, spec.shape[1], chunk_frames):
-        out, state = model.step(spec[:, start : start + chunk_frames], state)
-        mx.eval(out, state)
-        pieces.append(out)
-    out, _ = model.flush(state)
-    pieces.append(out)
-    enh = mx.concatenate(pieces, axis=1)
-    return np.array(dsp.istft(enh, n + pad, cfg.fft_size, cfg.hop_size)[:, :n])
+    x = np.ascontiguousarray(audio, dtype=np.float32)
+    enh = Enhancer(model, channels=x.shape[0], runtime_compat=runtime_compat, compile=False)
+    step = chunk_frames * model.config.hop_size
+    return np.concatenate([enh.process(x[:, i : i + step]) for i in range(0, x.shape[1], step)] + [enh.flush()],
+                          axis=1)
+
+
+def stream_blocks(model, src: Path, out_rate: int, chunk_frames: int = 3000) -> Iterator[np.ndarray]:
+    """Enhanced (channels, samples) blocks at `out_rate` of the file `src`, read, resampled and
+    enhanced block by block (`chunk_frames` hops of audio each), so that any length runs in
+    constant memory; together they equal enhance_array on the whole file (resampled the same way)."""
+    import soxr
+
+    from dfnet4.stream import RESAMPLE_QUALITY, Enhancer
+
+    info = sf.info(str(src))
+    to_out = None if info.samplerate == out_rate else soxr.ResampleStream(
+        info.samplerate, out_rate, info.channels, dtype="float32", quality=RESAMPLE_QUALITY)
+    enh = Enhancer(model, out_rate, channels=info.channels, compile=False)
+    block = max(1, chunk_frames * model.config.hop_size * info.samplerate // model.config.sr)
+    for x in read_blocks(src, block):
+        if to_out is not None:
+            x = np.ascontiguousarray(to_out.resample_chunk(np.ascontiguousarray(x.T), last=False).T)
+        yield enh.process(x)
+    if to_out is not None:
+        yield enh.process(np.ascontiguousarray(to_out.resample_chunk(np.zeros((0, info.channels), np.float32),
+                                                                     last=True).T))
+    yield enh.flush()
 
 
 def enhance_file(model, src: Path, dst: Path, keep_rate: bool = False, chunk_frames: int = 3000,
-                 subtype: str | None = None, overwrite: bool = False) -> dict:
+                 subtype: str | None = None, overwrite: bool = False, stream: bool = False, progress=None) -> dict:
     """Enhance `src` into `dst` (format from its extension). `subtype` None keeps the input's sample
     format where possible (subtype_for). The file appears complete or not at all; without
-    `overwrite` an existing `dst` is never replaced (FileExistsError)."""
+    `overwrite` an existing `dst` is never replaced (FileExistsError). `stream`: read, enhance and
+    write block by block (stream_blocks) instead of reading the whole file first. `progress`, if
+    given, is called with the seconds written by each block (e.g. a tqdm bar's update)."""
     fmt = dst.suffix.lower().lstrip(".")
-    subtype = subtype_for(sf.info(str(src)).subtype, fmt, subtype)
-    audio, rate = read_audio(src, SAMPLE_RATE, mono=False)
-    enhanced = enhance_array(model, np.atleast_2d(audio), chunk_frames)
-    out_rate = rate if keep_rate else SAMPLE_RATE
-    if out_rate != SAMPLE_RATE:
-        enhanced = resample(enhanced, SAMPLE_RATE, out_rate)
-    clipped = int(np.sum(np.abs(enhanced) > 1.0))
+    info = sf.info(str(src))
+    subtype = subtype_for(info.subtype, fmt, subtype)
+    out_rate = info.samplerate if keep_rate else SAMPLE_RATE
+    if not stream:  # the whole file first: it is read and checked completely before anything is written
+        audio, _ = read_audio(src, SAMPLE_RATE, mono=False)
+        enhanced = resample(enhance_array(model, np.atleast_2d(audio), chunk_frames), SAMPLE_RATE, out_rate)
     dst.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(dst.parent, f".{dst.name}.tmp-*")  # left by a killed run
-    needed = enhanced.size * 8 + 4096  # at most 8 bytes a sample, plus the header
+    # at most 8 bytes a sample, plus the header
+    needed = math.ceil(info.frames * out_rate / info.samplerate) * info.channels * 8 + 4096
+    done = {"clipped": 0, "frames": 0}
+
+    def to_write(y: np.ndarray) -> np.ndarray:  # (frames, channels) in [-1, 1]; counts what is written
+        done["clipped"] += int(np.sum(np.abs(y) > 1.0))
+        done["frames"] += y.shape[1]
+        if progress is not None:
+            progress(y.shape[1] / out_rate)
+        return np.clip(y, -1.0, 1.0).T
+
     with atomic_path(dst, needed=needed, suffix=dst.suffix, overwrite=overwrite) as tmp:
-        sf.write(str(tmp), np.clip(enhanced, -1.0, 1.0).T, out_rate, subtype=subtype, format=OUTPUT_FORMATS[fmt])
-    return {"input": str(src), "output": str(dst), "rate": out_rate, "channels": enhanced.shape[0],
-            "seconds": enhanced.shape[1] / out_rate, "clipped_samples": clipped, "subtype": subtype}
+        if stream:  # written as the blocks come; the file appears (renamed) only when complete
+            with sf.SoundFile(str(tmp), "w", out_rate, info.channels, subtype=subtype,
+                              format=OUTPUT_FORMATS[fmt]) as f:
+                for y in stream_blocks(model, src, out_rate, chunk_frames):
+                    f.write(to_write(y))
+        else:
+            sf.write(str(tmp), to_write(enhanced), out_rate, subtype=subtype, format=OUTPUT_FORMATS[fmt])
+    return {"input": str(src), "output": str(dst), "rate": out_rate, "channels": info.channels,
+            "seconds": done["frames"] / out_rate, "clipped_samples": done["clipped"], "subtype": subtype}

@@ -17,7 +17,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description="Enhance audio files (any format soundfile reads, any "
                                 "sample rate); writes WAV (or FLAC) files at 48 kHz, or at each input's rate with "
                                 "--keep-rate, in the input's sample format where the output format has it. Inputs are "
-                                "never replaced, existing outputs only with --overwrite.")
+                                "never replaced, existing outputs only with --overwrite. The model starts up and "
+                                "skips near-silent hops as DeepFilterNet's official realtime runtime does "
+                                "(docs/deploy.md).")
     p.add_argument("inputs", nargs="+", metavar="IN", help="audio files or folders (searched recursively)")
     p.add_argument("-o", "--out-dir", required=True, help="output folder (folder inputs keep their sub-folders)")
     src = p.add_mutually_exclusive_group(required=True)
@@ -25,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--dfn3", action="store_true", help="use the official DeepFilterNet3 weights (needs the dfn3 extra)")
     p.add_argument("--chunk-seconds", type=float, default=30.0,
                    help="longer inputs are processed in streaming chunks of this length (default 30)")
+    p.add_argument("--stream", action="store_true",
+                   help="read, enhance and write each file block by block (--chunk-seconds at a time) through "
+                   "dfnet4's streaming enhancer: memory stays constant for inputs of any length; same output")
     p.add_argument("--keep-rate", action="store_true", help="write at each input's own sample rate")
     p.add_argument("--format", choices=sorted(OUTPUT_FORMATS), default="wav",
                    help="output file format and extension (default wav)")
@@ -59,16 +64,18 @@ def main(argv: list[str] | None = None) -> int:
             model, what = load_dfn3_model(), "DeepFilterNet3 (official weights)"
         else:
             model, info = load_checkpoint_model(args.checkpoint, log=lambda m: print(m, file=sys.stderr))
-            what = f"{info['checkpoint']} (backbone {info['model_config'].get('backbone')}, step {info['step']})"
+            what = f"{info['checkpoint']} (backbone {model.config.backbone}, step {info['step']})"
     except (ValueError, RuntimeError, CheckpointError) as exc:
         return fail(PROG, str(exc))
     print(f"{PROG}: model {what}", file=sys.stderr)
     failures = 0
-    for job in tqdm(jobs, desc="enhance", unit="file", disable=len(jobs) < 2 or not sys.stderr.isatty()):
+    tty = sys.stderr.isatty()
+    for job in tqdm(jobs, desc="enhance", unit="file", disable=len(jobs) < 2 or not tty):
         try:
-            r = enhance_file(model, job.src, job.dst, keep_rate=args.keep_rate, subtype=subtype,
-                             overwrite=args.overwrite,
-                             chunk_frames=max(1, int(args.chunk_seconds * 100)))  # 100 frames/s at hop 480
+            with tqdm(desc=job.src.name, unit="s", leave=False, disable=not (args.stream and tty)) as bar:
+                r = enhance_file(model, job.src, job.dst, keep_rate=args.keep_rate, subtype=subtype,
+                                 overwrite=args.overwrite, stream=args.stream, progress=bar.update,
+                                 chunk_frames=max(1, int(args.chunk_seconds * 100)))  # 100 frames/s at hop 480
         except DiskFullError as exc:  # the next files would not fit either
             return fail(PROG, str(exc), status=1)
         except Exception as exc:  # one bad file must not stop the batch, but it is reported and counted

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -86,19 +87,46 @@ def read_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, mono: bo
     audio (empty, NaN/Inf), and whatever soundfile raises (RuntimeError/LibsndfileError) for files
     it cannot decode.
     """
-    path = Path(path)
-    if is_broken_link(path):
-        raise FileNotFoundError(f"{path}: broken symbolic link (its target {os.readlink(path)!r} does not exist)")
-    with sf.SoundFile(str(path)) as f:
+    with _open(path) as f:
         announced = wav_header_frames(path) or f.frames
         data = f.read(dtype="float32", always_2d=True)
         rate = f.samplerate
-    if data.shape[0] < announced:
-        raise TruncatedAudioError(f"{path}: truncated: the header announces {announced} frames, the file holds "
-                                  f"{data.shape[0]} ({data.shape[0] / announced:.0%})")
-    if data.shape[0] == 0:
-        raise ValueError(f"{path}: the file holds no samples")
-    if not np.all(np.isfinite(data)):
-        raise ValueError(f"{path}: the file holds NaN or Inf samples")
+    _check_complete(path, data.shape[0], announced)
+    _check_finite(path, data)
     audio = data.mean(axis=1) if mono else data.T
     return resample(audio, rate, sample_rate), rate
+
+
+def read_blocks(path: str | os.PathLike, block_frames: int) -> Iterator[np.ndarray]:
+    """The file's samples as float32 (channels, frames) blocks of `block_frames` at its own rate,
+    for reading files of any length in constant memory. The checks of `read_audio`, as far as the
+    blocks read so far allow: NaN/Inf in a block raise at that block, a truncated or empty file
+    after the last one."""
+    with _open(path) as f:
+        announced = wav_header_frames(path) or f.frames
+        got = 0
+        for block in f.blocks(blocksize=block_frames, dtype="float32", always_2d=True):
+            _check_finite(path, block)
+            got += block.shape[0]
+            yield block.T
+    _check_complete(path, got, announced)
+
+
+def _open(path: str | os.PathLike) -> sf.SoundFile:
+    path = Path(path)
+    if is_broken_link(path):
+        raise FileNotFoundError(f"{path}: broken symbolic link (its target {os.readlink(path)!r} does not exist)")
+    return sf.SoundFile(str(path))
+
+
+def _check_complete(path, frames: int, announced: int) -> None:
+    if frames < announced:
+        raise TruncatedAudioError(f"{path}: truncated: the header announces {announced} frames, the file holds "
+                                  f"{frames} ({frames / announced:.0%})")
+    if frames == 0:
+        raise ValueError(f"{path}: the file holds no samples")
+
+
+def _check_finite(path, data: np.ndarray) -> None:
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{path}: the file holds NaN or Inf samples")
