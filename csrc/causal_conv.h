@@ -5,16 +5,17 @@
 #include <optional>
 #include <vector>
 
-#include "kernels/causal_conv.h"
-#include "mlx/mlx.h"
 #include "fused_primitive.h"
+#include "kernels/causal_conv_params.h"
+#include "mlx/mlx.h"
 #include "mlx/primitives.h"
 
 namespace dfnet4 {
 
 namespace mx = mlx::core;
 
-inline constexpr OpNames kConvNames{"dfnet4.ops.causal_conv1d", "dfnet4.reference.causal_conv1d"};
+inline constexpr OpNames kConvNames{"dfnet4.ops.causal_conv1d", "dfnet4.reference.causal_conv1d",
+                                    "causal_conv"};
 
 // Positions of the optional inputs in a primitive's input list, from the flags (dfk::kConv*).
 // The fixed ones are x, weight = 0, 1.
@@ -33,7 +34,9 @@ class CausalConv1d : public FusedForward {
  public:
   CausalConv1d(mx::Stream stream, int flags) : FusedForward(stream, flags, kConvNames) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+#ifdef _METAL_
   void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+#endif
   std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
                              const std::vector<mx::array>& cotangents,
                              const std::vector<int>& argnums,
@@ -51,7 +54,9 @@ class CausalConv1dGrad : public FusedBackward {
  public:
   CausalConv1dGrad(mx::Stream stream, int flags) : FusedBackward(stream, flags, kConvNames) {}
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+#ifdef _METAL_
   void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+#endif
   std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
   const char* name() const override { return "CausalConv1dGrad"; }
 
