@@ -43,46 +43,37 @@ long items(const dfk::ConvParams& p) {
 template <typename T, int K>
 struct ForwardRange {
   template <Isa>
-  static DF_INLINE void run(const dfk::ConvParams& p, const ForwardBuffers<T>& f, long begin, long end);
-};
-
-template <typename T, int K>
-template <Isa>
-DF_INLINE void ForwardRange<T, K>::run(const dfk::ConvParams& p, const ForwardBuffers<T>& f, long begin, long end) {
-  for (long e = begin; e < end; ++e) {
-    const Item it = item(p, e);
-    // Full blocks with a compile-time count: fully unrolled vector loops, sums kept in registers.
-    if (it.n == W) {
-      dfk::conv_forward_item<T, K, W, W>(p, it.b, it.chunk, it.c0, W, f.x, f.window, f.weight, f.bias, f.y,
-                                         f.new_window);
-    } else {
-      dfk::conv_forward_item<T, K, W, 0>(p, it.b, it.chunk, it.c0, it.n, f.x, f.window, f.weight, f.bias,
-                                         f.y, f.new_window);
+  static DF_INLINE void run(const dfk::ConvParams& p, const ForwardBuffers<T>& f, long begin, long end) {
+    for (long e = begin; e < end; ++e) {
+      const Item it = item(p, e);
+      // Full blocks with a compile-time count: fully unrolled vector loops, sums kept in registers.
+      if (it.n == W) {
+        dfk::conv_forward_item<T, K, W, W>(p, it.b, it.chunk, it.c0, W, f.x, f.window, f.weight, f.bias, f.y,
+                                           f.new_window);
+      } else {
+        dfk::conv_forward_item<T, K, W, 0>(p, it.b, it.chunk, it.c0, it.n, f.x, f.window, f.weight, f.bias,
+                                           f.y, f.new_window);
+      }
     }
   }
-}
+};
 
 template <typename T, int K>
 struct BackwardRange {
   template <Isa>
-  static DF_INLINE void run(const dfk::ConvParams& p, const BackwardBuffers<T>& g, long begin, long end);
-};
-
-template <typename T, int K>
-template <Isa>
-DF_INLINE void BackwardRange<T, K>::run(const dfk::ConvParams& p, const BackwardBuffers<T>& g, long begin,
-                                        long end) {
-  for (long e = begin; e < end; ++e) {
-    const Item it = item(p, e);
-    if (it.n == W) {
-      dfk::conv_backward_item<T, K, W, W>(p, it.b, it.chunk, it.c0, W, g.x, g.window, g.weight, g.bias, g.dy,
-                                          g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
-    } else {
-      dfk::conv_backward_item<T, K, W, 0>(p, it.b, it.chunk, it.c0, it.n, g.x, g.window, g.weight, g.bias,
-                                          g.dy, g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
+  static DF_INLINE void run(const dfk::ConvParams& p, const BackwardBuffers<T>& g, long begin, long end) {
+    for (long e = begin; e < end; ++e) {
+      const Item it = item(p, e);
+      if (it.n == W) {
+        dfk::conv_backward_item<T, K, W, W>(p, it.b, it.chunk, it.c0, W, g.x, g.window, g.weight, g.bias, g.dy,
+                                            g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
+      } else {
+        dfk::conv_backward_item<T, K, W, 0>(p, it.b, it.chunk, it.c0, it.n, g.x, g.window, g.weight, g.bias,
+                                            g.dy, g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
+      }
     }
   }
-}
+};
 
 template <typename T>
 struct Fold {

@@ -92,3 +92,23 @@ class FusedBackward : public FlaggedPrimitive {
 };
 
 }  // namespace dfnet4
+
+// The members a fused primitive declares, as MLX's DEFINE_* macros in mlx/primitives.h do for its
+// own: every primitive has DFNET4_EVAL (eval_cpu, and eval_gpu in Metal builds), DFNET4_SHAPES and
+// DFNET4_NAME; a forward primitive also DFNET4_VJP (it builds the backward primitive).
+#define DFNET4_EVAL_CPU \
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+#ifdef _METAL_
+#define DFNET4_EVAL                                                                                  \
+  DFNET4_EVAL_CPU                                                                                    \
+  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+#else
+#define DFNET4_EVAL DFNET4_EVAL_CPU
+#endif
+#define DFNET4_VJP                                                                                   \
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,                                  \
+                             const std::vector<mx::array>& cotangents, const std::vector<int>& argnums, \
+                             const std::vector<mx::array>& outputs) override;
+#define DFNET4_SHAPES std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
+#define DFNET4_NAME(NAME) \
+  const char* name() const override { return #NAME; }

@@ -31,16 +31,10 @@ struct GruInputs {
 class GruForward : public FusedForward {
  public:
   GruForward(mx::Stream stream, int flags) : FusedForward(stream, flags, kGruNames) {}
-  void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override;
-#ifdef _METAL_
-  void eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override;
-#endif
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums,
-                             const std::vector<mx::array>& outputs) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& in) override;
-  const char* name() const override { return "GruForward"; }
+  DFNET4_EVAL
+  DFNET4_VJP
+  DFNET4_SHAPES
+  DFNET4_NAME(GruForward)
 
   // Both evals check first that the inputs still fit together (shapeless replay).
   void check_input_sizes(const std::vector<mx::array>& in, const std::vector<mx::array>& out) const;
@@ -52,12 +46,9 @@ class GruForward : public FusedForward {
 class GruBackward : public FusedBackward {
  public:
   GruBackward(mx::Stream stream, int flags) : FusedBackward(stream, flags, kGruNames) {}
-  void eval_cpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override;
-#ifdef _METAL_
-  void eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) override;
-#endif
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& in) override;
-  const char* name() const override { return "GruBackward"; }
+  DFNET4_EVAL
+  DFNET4_SHAPES
+  DFNET4_NAME(GruBackward)
 
   void check_input_sizes(const std::vector<mx::array>& in) const;
 };

@@ -42,7 +42,8 @@ std::vector<mx::Shape> SelectiveScan::output_shapes(const std::vector<mx::array>
   const auto& u = inputs[0];
   const auto& A = inputs[2];
   const int b = u.shape(0), l = u.shape(1), d = u.shape(2), n = A.shape(1);
-  return {u.shape(), {b, d, n}, {b, (l + dfk::kScanChunk - 1) / dfk::kScanChunk, n, d}};  // checkpoints: channels last
+  const int chunks = (l + dfk::kScanChunk - 1) / dfk::kScanChunk;
+  return {u.shape(), {b, d, n}, {b, chunks, n, d}};  // checkpoints: channels last
 }
 
 void SelectiveScan::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {

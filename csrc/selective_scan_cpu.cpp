@@ -72,36 +72,39 @@ DF_INLINE void prefetch_forward_chunk(const dfk::ScanParams& p, const ForwardBuf
 template <typename S, int MAXN, int NFIX>
 struct ForwardRange {
   template <Isa>
-  static DF_INLINE void run(const dfk::ScanParams& p, const ForwardBuffers<S>& f, long begin, long end);
-};
-
-template <typename S, int MAXN, int NFIX>
-template <Isa>
-DF_INLINE void ForwardRange<S, MAXN, NFIX>::run(const dfk::ScanParams& p, const ForwardBuffers<S>& f, long begin,
-                                                long end) {
-  typedef typename dfk::Wide<S>::type V;
-  constexpr int W = dfk::Wide<S>::width;
-  dfk::ScanFwdCarry<V, MAXN> cy[dfk::kScanBlock / W];
-  dfk::ScanFwdCarry<S, MAXN> cy1[W];
-  for (long j = begin; j < end; ++j) {
-    const Block<S> k(p, j);
-    for (int i = 0; i < k.groups; ++i) dfk::scan_forward_init<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, f.A, f.h0, cy[i]);
-    for (int d = k.d1; d < k.d_end; ++d) dfk::scan_forward_init<S, MAXN, NFIX>(p, k.b, d, f.A, f.h0, cy1[d - k.d1]);
-    for (int c = 0; c < p.n_chunks; ++c) {
-      if (c + 1 < p.n_chunks) prefetch_forward_chunk(p, f, k.b, c + 1, k.d0, k.d_end);
+  static DF_INLINE void run(const dfk::ScanParams& p, const ForwardBuffers<S>& f, long begin, long end) {
+    typedef typename dfk::Wide<S>::type V;
+    constexpr int W = dfk::Wide<S>::width;
+    dfk::ScanFwdCarry<V, MAXN> cy[dfk::kScanBlock / W];
+    dfk::ScanFwdCarry<S, MAXN> cy1[W];
+    for (long j = begin; j < end; ++j) {
+      const Block<S> k(p, j);
       for (int i = 0; i < k.groups; ++i) {
-        dfk::scan_forward_chunk<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias,
-                                               f.out, f.ckpt, cy[i]);
+        dfk::scan_forward_init<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, f.A, f.h0, cy[i]);
       }
       for (int d = k.d1; d < k.d_end; ++d) {
-        dfk::scan_forward_chunk<S, MAXN, NFIX>(p, k.b, d, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias, f.out,
-                                               f.ckpt, cy1[d - k.d1]);
+        dfk::scan_forward_init<S, MAXN, NFIX>(p, k.b, d, f.A, f.h0, cy1[d - k.d1]);
+      }
+      for (int c = 0; c < p.n_chunks; ++c) {
+        if (c + 1 < p.n_chunks) prefetch_forward_chunk(p, f, k.b, c + 1, k.d0, k.d_end);
+        for (int i = 0; i < k.groups; ++i) {
+          dfk::scan_forward_chunk<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias,
+                                                 f.out, f.ckpt, cy[i]);
+        }
+        for (int d = k.d1; d < k.d_end; ++d) {
+          dfk::scan_forward_chunk<S, MAXN, NFIX>(p, k.b, d, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias, f.out,
+                                                 f.ckpt, cy1[d - k.d1]);
+        }
+      }
+      for (int i = 0; i < k.groups; ++i) {
+        dfk::scan_forward_finish<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, f.last, cy[i]);
+      }
+      for (int d = k.d1; d < k.d_end; ++d) {
+        dfk::scan_forward_finish<S, MAXN, NFIX>(p, k.b, d, f.last, cy1[d - k.d1]);
       }
     }
-    for (int i = 0; i < k.groups; ++i) dfk::scan_forward_finish<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, f.last, cy[i]);
-    for (int d = k.d1; d < k.d_end; ++d) dfk::scan_forward_finish<S, MAXN, NFIX>(p, k.b, d, f.last, cy1[d - k.d1]);
   }
-}
+};
 
 // What the backward reads and writes in chunk c for channels [d0, d1) of batch row b.
 template <typename S>
@@ -121,58 +124,56 @@ DF_INLINE void prefetch_backward_chunk(const dfk::ScanParams& p, const BackwardB
 template <typename S, int MAXN, int NFIX>
 struct BackwardRange {
   template <Isa>
-  static DF_INLINE void run(const dfk::ScanParams& p, const BackwardBuffers<S>& g, long begin, long end);
-};
-
-template <typename S, int MAXN, int NFIX>
-template <Isa>
-DF_INLINE void BackwardRange<S, MAXN, NFIX>::run(const dfk::ScanParams& p, const BackwardBuffers<S>& g, long begin,
-                                                 long end) {
-  typedef typename dfk::Wide<S>::type V;
-  constexpr int W = dfk::Wide<S>::width;
-  V sah[dfk::kScanChunk * MAXN], sa[dfk::kScanChunk * MAXN];
-  S sah1[dfk::kScanChunk * MAXN], sa1[dfk::kScanChunk * MAXN];
-  dfk::ScanBwdCarry<V, MAXN> cy[dfk::kScanBlock / W];
-  dfk::ScanBwdCarry<S, MAXN> cy1[W];
-  const dfk::ScanCpuLane<MAXN> lane;
-  const long part = static_cast<long>(p.length) * p.state;  // one block's partial, in elements
-  for (long j = begin; j < end; ++j) {
-    const Block<S> k(p, j);
-    std::memset(g.dB_part + j * part, 0, sizeof(S) * part);
-    std::memset(g.dC_part + j * part, 0, sizeof(S) * part);
-    for (int i = 0; i < k.groups; ++i) {
-      dfk::scan_backward_init<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, g.A, g.dlast, cy[i]);
-    }
-    for (int d = k.d1; d < k.d_end; ++d) dfk::scan_backward_init<S, MAXN, NFIX>(p, k.b, d, g.A, g.dlast, cy1[d - k.d1]);
-    for (int c = p.n_chunks - 1; c >= 0; --c) {
-      if (c > 0) prefetch_backward_chunk(p, g, k.b, c - 1, k.d0, k.d_end);
+  static DF_INLINE void run(const dfk::ScanParams& p, const BackwardBuffers<S>& g, long begin, long end) {
+    typedef typename dfk::Wide<S>::type V;
+    constexpr int W = dfk::Wide<S>::width;
+    V sah[dfk::kScanChunk * MAXN], sa[dfk::kScanChunk * MAXN];
+    S sah1[dfk::kScanChunk * MAXN], sa1[dfk::kScanChunk * MAXN];
+    dfk::ScanBwdCarry<V, MAXN> cy[dfk::kScanBlock / W];
+    dfk::ScanBwdCarry<S, MAXN> cy1[W];
+    const dfk::ScanCpuLane<MAXN> lane;
+    const long part = static_cast<long>(p.length) * p.state;  // one block's partial, in elements
+    for (long j = begin; j < end; ++j) {
+      const Block<S> k(p, j);
+      std::memset(g.dB_part + j * part, 0, sizeof(S) * part);
+      std::memset(g.dC_part + j * part, 0, sizeof(S) * part);
       for (int i = 0; i < k.groups; ++i) {
-        dfk::scan_backward_chunk<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z,
-                                                g.bias, g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part,
-                                                g.dC_part, sah, sa, cy[i]);
+        dfk::scan_backward_init<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, g.A, g.dlast, cy[i]);
       }
       for (int d = k.d1; d < k.d_end; ++d) {
-        dfk::scan_backward_chunk<S, MAXN, NFIX>(p, k.b, d, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z, g.bias,
-                                                g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part, g.dC_part,
-                                                sah1, sa1, cy1[d - k.d1]);
+        dfk::scan_backward_init<S, MAXN, NFIX>(p, k.b, d, g.A, g.dlast, cy1[d - k.d1]);
+      }
+      for (int c = p.n_chunks - 1; c >= 0; --c) {
+        if (c > 0) prefetch_backward_chunk(p, g, k.b, c - 1, k.d0, k.d_end);
+        for (int i = 0; i < k.groups; ++i) {
+          dfk::scan_backward_chunk<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z,
+                                                  g.bias, g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part,
+                                                  g.dC_part, sah, sa, cy[i]);
+        }
+        for (int d = k.d1; d < k.d_end; ++d) {
+          dfk::scan_backward_chunk<S, MAXN, NFIX>(p, k.b, d, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z, g.bias,
+                                                  g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part, g.dC_part,
+                                                  sah1, sa1, cy1[d - k.d1]);
+        }
+      }
+      for (int i = 0; i < k.groups; ++i) {
+        dfk::scan_backward_finish<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, lane, g.dA_part, g.dD_part, g.dbias_part,
+                                                 g.dh0, cy[i]);
+      }
+      for (int d = k.d1; d < k.d_end; ++d) {
+        dfk::scan_backward_finish<S, MAXN, NFIX>(p, k.b, d, lane, g.dA_part, g.dD_part, g.dbias_part, g.dh0,
+                                                 cy1[d - k.d1]);
       }
     }
-    for (int i = 0; i < k.groups; ++i) {
-      dfk::scan_backward_finish<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, lane, g.dA_part, g.dD_part, g.dbias_part,
-                                               g.dh0, cy[i]);
-    }
-    for (int d = k.d1; d < k.d_end; ++d) {
-      dfk::scan_backward_finish<S, MAXN, NFIX>(p, k.b, d, lane, g.dA_part, g.dD_part, g.dbias_part, g.dh0,
-                                               cy1[d - k.d1]);
-    }
   }
-}
+};
 
 // One (batch, channel block) per piece, each run by the range loop's variant for this CPU.
 template <class Range, typename Buffers>
 void run_blocks(const dfk::ScanParams& p, const Buffers& buf) {
   const auto range = isa::variant<Range, const dfk::ScanParams&, const Buffers&, long, long>(isa::best());
-  dynamic_for(static_cast<long>(p.batch) * p.n_blocks, 1, [&](long begin, long end) { range(p, buf, begin, end); });
+  const long blocks = static_cast<long>(p.batch) * p.n_blocks;
+  dynamic_for(blocks, 1, [&](long begin, long end) { range(p, buf, begin, end); });
 }
 
 template <typename T, int MAXN, int NFIX>

@@ -12,6 +12,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 from causal_conv_cases import NAMES, cotangents, make_inputs, vjp
+from gradient_check import directional_derivatives
 from test_selective_scan_support import assert_close
 
 from dfnet4 import _extension, ops, reference
@@ -130,18 +131,8 @@ def test_float64_matches_numpy_and_gradients_match_finite_differences(activation
         y, w = ops.causal_conv1d(**dict(zip(names, arrays)), activation=activation, return_window=True)
         return (y * cot_y).sum() + (w * cot_window).sum()
 
-    grads = mx.grad(loss, argnums=tuple(range(len(names))))(*inputs.values())
-    rng = np.random.default_rng(11)
-    eps = 1e-6
-    for i, name in enumerate(names):
-        direction = mx.array(rng.standard_normal(inputs[name].shape))
-        plus, minus = list(inputs.values()), list(inputs.values())
-        plus[i] = plus[i] + eps * direction
-        minus[i] = minus[i] - eps * direction
-        numeric = (loss(*plus) - loss(*minus)).item() / (2 * eps)
-        analytic = (grads[i] * direction).sum().item()
-        # Central differences in float64: truncation O(eps^2), rounding O(1e-16 / eps) ~ 1e-10.
-        assert math.isclose(analytic, numeric, rel_tol=1e-7, abs_tol=1e-8), (name, analytic, numeric)
+    for i, analytic, numeric in directional_derivatives(loss, list(inputs.values()), seed=11):
+        assert math.isclose(analytic, numeric, rel_tol=1e-7, abs_tol=1e-8), (names[i], analytic, numeric)
 
 
 def test_a_channel_slice_of_a_wider_array(device):

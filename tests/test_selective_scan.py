@@ -10,6 +10,7 @@ import math
 import mlx.core as mx
 import numpy as np
 import pytest
+from gradient_check import directional_derivatives
 from test_selective_scan_support import ALL_OPTIONS, OPTIONAL, assert_close, make_inputs
 
 from dfnet4 import _extension, ops, reference
@@ -160,19 +161,8 @@ def test_float64_forward_matches_numpy_and_gradients_match_finite_differences(so
         )
         return (o * cot_out).sum() + (l * cot_last).sum()
 
-    grads = mx.grad(loss, argnums=tuple(range(len(names))))(*kwargs.values())
-    rng = np.random.default_rng(11)
-    eps = 1e-6
-    for i, name in enumerate(names):
-        direction = mx.array(rng.standard_normal(kwargs[name].shape))
-        plus = list(kwargs.values())
-        minus = list(kwargs.values())
-        plus[i] = plus[i] + eps * direction
-        minus[i] = minus[i] - eps * direction
-        numeric = (loss(*plus) - loss(*minus)).item() / (2 * eps)
-        analytic = (grads[i] * direction).sum().item()
-        # Central differences in float64: truncation O(eps^2) and rounding O(1e-16 / eps) ~ 1e-10.
-        assert math.isclose(analytic, numeric, rel_tol=1e-6, abs_tol=1e-8), (name, analytic, numeric)
+    for i, analytic, numeric in directional_derivatives(loss, list(kwargs.values()), seed=11):
+        assert math.isclose(analytic, numeric, rel_tol=1e-6, abs_tol=1e-8), (names[i], analytic, numeric)
 
 
 def test_nan_in_gives_nan_out_without_crashing(device):

@@ -31,21 +31,8 @@ def _validate(u, delta, A, B, C, D, z, delta_bias, h0, max_state):
     check.optional("h0", h0, (batch, channels, state), "(batch, channels, state)")
 
 
-def selective_scan(
-    u,
-    delta,
-    A,
-    B,
-    C,
-    D=None,
-    z=None,
-    delta_bias=None,
-    delta_softplus=False,
-    h0=None,
-    return_last_state=False,
-    *,
-    stream=None,
-):
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None,
+                   return_last_state=False, *, stream=None):
     """Fused selective scan.
 
     u, delta, z: (batch, time, channels); A: (channels, state); B, C: (batch, time, state);
