@@ -51,7 +51,28 @@ def exact(actual, expected, label):
     assert_close(actual, expected, label, rtol=0, atol_scale=0)
 
 
-class ScanSpec:
+class Spec:
+    """What most ops share; each spec below overrides what its op does differently."""
+
+    shapeless_grad = True
+    # The x86 variants (csrc/cpu_isa.h) differ in vector width and FMA contraction only: a few
+    # float32 ulps, carried through recurrences and sums (measured per op, see below).
+    isa_tolerance = 1e-6
+    view_close = staticmethod(exact)  # views: the same kernels on the same values
+
+    # mx.compile: the same primitives run; only the summation order of the final loss may differ.
+    def compiled_close(self, got, want, label, kind):
+        if kind == "value":
+            assert_close(got, want, label, rtol=1e-6, atol_scale=0)
+        else:
+            assert_close(got, want, label, rtol=1e-6, atol_scale=1e-7)
+
+    @property
+    def isa_case(self):
+        return self.determinism_case
+
+
+class ScanSpec(Spec):
     name = "selective_scan"
     fn = staticmethod(ops.selective_scan)
     reference = staticmethod(references.selective_scan)
@@ -71,17 +92,9 @@ class ScanSpec:
         out, last = outs
         return (out * out).sum() + last.sum()
 
-    # mx.compile: the same primitives run; only the summation order of the final loss may differ.
-    def compiled_close(self, got, want, label, kind):
-        if kind == "value":
-            assert_close(got, want, label, rtol=1e-6, atol_scale=0)
-        else:
-            assert_close(got, want, label, rtol=1e-6, atol_scale=1e-7)
-
     compile_case = dict(batch=2, time=30, channels=36, seed=2)
     shapeless_shapes = [(2, 30, 36), (3, 41, 36), (1, 7, 36)]  # (batch, time, channels), state 4
     variants = {"all": ALL_OPTIONS, "none": frozenset()}
-    shapeless_grad = True
 
     def shapeless_case(self, variant, shape, seed):
         return self.case(*shape, options=self.variants[variant], seed=seed)
@@ -109,8 +122,6 @@ class ScanSpec:
         }
 
     view_case = dict(batch=2, time=25, channels=12, seed=4)
-    view_close = staticmethod(exact)  # same kernels on the same values
-
     half_case = dict(batch=2, time=30, channels=20, seed=9)
     half_oracle = staticmethod(references.selective_scan)
 
@@ -141,14 +152,10 @@ class ScanSpec:
         ({"u": mx.zeros((2, 0, 6)), "delta": mx.zeros((2, 0, 6))}, "u .*>= 1"),
     ]
 
-    determinism_case = dict(batch=3, time=45, channels=70, state=16, seed=12)
-    isa_case = determinism_case
-    # The x86 variants differ in vector width and FMA contraction: a few float32 ulps per step,
-    # carried through the recurrence and the sums over time (measured <= 1.5e-7 of the largest value).
-    isa_tolerance = 1e-6
+    determinism_case = dict(batch=3, time=45, channels=70, state=16, seed=12)  # ISA variants: <= 1.5e-7
 
 
-class ConvSpec:
+class ConvSpec(Spec):
     name = "causal_conv1d"
     fn = staticmethod(ops.causal_conv1d)
     reference = staticmethod(references.causal_conv1d)
@@ -166,11 +173,9 @@ class ConvSpec:
         y, w = outs
         return (y * y).sum() + (w * w * w).sum()
 
-    compiled_close = ScanSpec.compiled_close  # the same reasons as the scan's
     compile_case = dict(batch=2, time=70, channels=36, seed=2)
     shapeless_shapes = [(2, 70, 36), (3, 130, 36), (1, 2, 36)]  # (batch, time, channels), K 4
     variants = {"all": dict(bias=True, window=True), "none": dict(bias=False, window=False)}
-    shapeless_grad = True
 
     def shapeless_case(self, variant, shape, seed):
         return self.case(*shape, seed=seed, **self.variants[variant])
@@ -192,8 +197,6 @@ class ConvSpec:
         }
 
     view_case = dict(batch=2, time=25, channels=12, seed=4)
-    view_close = staticmethod(exact)  # same kernels on the same values
-
     half_case = dict(batch=2, time=70, channels=20, seed=9)
     half_oracle = staticmethod(references.causal_conv1d)
 
@@ -224,14 +227,10 @@ class ConvSpec:
         ({"activation": "SiLU"}, "activation .*'silu' or None"),
     ]
 
-    determinism_case = dict(batch=3, time=200, channels=150, seed=12)
-    isa_case = determinism_case
-    # K + 1 products per output and sums over batch * time for dweight/dbias, contracted into FMAs
-    # or not (measured <= 2.4e-7 of the largest value).
-    isa_tolerance = 1e-6
+    determinism_case = dict(batch=3, time=200, channels=150, seed=12)  # ISA variants: <= 2.4e-7
 
 
-class GruSpec:
+class GruSpec(Spec):
     name = "gru"
     fn = staticmethod(ops.gru)
     reference = staticmethod(references.gru)
@@ -315,10 +314,8 @@ class GruSpec:
 
     # 200 units: blocks split unevenly over 3 threads.
     determinism_case = dict(batch=5, time=7, input_size=4, hidden=200, seed=6)
-    # Batch 5 and hidden 70 exercise the batch-tile tails and partial unit blocks.
+    # Batch 5 and hidden 70 exercise the batch-tile tails and partial unit blocks (measured <= 1.3e-7).
     isa_case = dict(batch=5, time=9, input_size=4, hidden=70, seed=8)
-    # Same block order, different vector widths and FMA contraction: a few ulps (measured <= 1.3e-7).
-    isa_tolerance = 1e-6
 
 
 SPECS = [ScanSpec(), ConvSpec(), GruSpec()]

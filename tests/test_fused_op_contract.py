@@ -175,23 +175,23 @@ def test_every_cpu_instruction_set_variant_agrees(spec, isa, monkeypatch):
         assert max_scaled_error(grads_isa[k], grads[k]) < spec.isa_tolerance, k
 
 
-def test_jvp_vmap_and_second_order_raise_clear_errors():
-    for spec in SPECS:
-        case = spec.case(**spec.view_case)
-        names = list(case.arrays)
-        values = list(case.arrays.values())
-        ref = f"reference\\.{spec.name}"
+@specs
+def test_jvp_vmap_and_second_order_raise_clear_errors(spec):
+    case = spec.case(**spec.view_case)
+    names = list(case.arrays)
+    values = list(case.arrays.values())
+    ref = f"reference\\.{spec.name}"
 
-        def f(*a):
-            return run(spec.fn, dict(zip(names, a)), case.options)[0]
+    def f(*a):
+        return run(spec.fn, dict(zip(names, a)), case.options)[0]
 
-        with pytest.raises(RuntimeError, match=rf"{spec.name} does not support forward-mode .*jvp.*{ref}"):
-            mx.jvp(f, values, values)
-        with pytest.raises(RuntimeError, match=rf"{spec.name} does not support mx.vmap"):
-            mx.vmap(lambda first: f(first, *values[1:]))(mx.stack([values[0]] * 2))
-        first = mx.grad(lambda v: f(v, *values[1:]).sum())
-        with pytest.raises(RuntimeError, match=rf"{spec.name}: second-order .*second derivatives.*{ref}"):
-            mx.eval(mx.grad(lambda v: first(v).sum())(values[0]))
+    with pytest.raises(RuntimeError, match=rf"{spec.name} does not support forward-mode .*jvp.*{ref}"):
+        mx.jvp(f, values, values)
+    with pytest.raises(RuntimeError, match=rf"{spec.name} does not support mx.vmap"):
+        mx.vmap(lambda first: f(first, *values[1:]))(mx.stack([values[0]] * 2))
+    first = mx.grad(lambda v: f(v, *values[1:]).sum())
+    with pytest.raises(RuntimeError, match=rf"{spec.name}: second-order .*second derivatives.*{ref}"):
+        mx.eval(mx.grad(lambda v: first(v).sum())(values[0]))
 
 
 BAD = [(spec, overrides, pattern) for spec in SPECS for overrides, pattern in spec.bad]

@@ -29,13 +29,7 @@ struct ConvParams {
 };
 
 inline ConvParams make_conv_params(int batch, int length, int channels, int width, int flags) {
-  ConvParams p;
-  p.batch = batch;
-  p.length = length;
-  p.channels = channels;
-  p.width = width;
-  p.n_chunks = (length + kConvChunk - 1) / kConvChunk;
-  p.flags = flags;
+  const ConvParams p = {batch, length, channels, width, (length + kConvChunk - 1) / kConvChunk, flags};
   return p;
 }
 

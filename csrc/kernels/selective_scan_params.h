@@ -32,14 +32,8 @@ struct ScanParams {
 };
 
 inline ScanParams make_scan_params(int batch, int length, int channels, int state, int flags) {
-  ScanParams p;
-  p.batch = batch;
-  p.length = length;
-  p.channels = channels;
-  p.state = state;
-  p.n_chunks = (length + kScanChunk - 1) / kScanChunk;
-  p.n_blocks = (channels + kScanBlock - 1) / kScanBlock;
-  p.flags = flags;
+  const ScanParams p = {batch, length, channels, state, (length + kScanChunk - 1) / kScanChunk,
+                        (channels + kScanBlock - 1) / kScanBlock, flags};
   return p;
 }
 
