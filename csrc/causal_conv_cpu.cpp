@@ -40,36 +40,39 @@ long items(const dfk::ConvParams& p) {
   return static_cast<long>(p.batch) * p.n_chunks * ((p.channels + W - 1) / W);
 }
 
+// The forward and backward body of one item, with NF > 0 when its span has exactly NF channels.
 template <typename T, int K>
-struct ForwardRange {
-  template <Isa>
-  static DF_INLINE void run(const dfk::ConvParams& p, const ForwardBuffers<T>& f, long begin, long end) {
-    for (long e = begin; e < end; ++e) {
-      const Item it = item(p, e);
-      // Full blocks with a compile-time count: fully unrolled vector loops, sums kept in registers.
-      if (it.n == W) {
-        dfk::conv_forward_item<T, K, W, W>(p, it.b, it.chunk, it.c0, W, f.x, f.window, f.weight, f.bias, f.y,
-                                           f.new_window);
-      } else {
-        dfk::conv_forward_item<T, K, W, 0>(p, it.b, it.chunk, it.c0, it.n, f.x, f.window, f.weight, f.bias,
-                                           f.y, f.new_window);
-      }
-    }
+struct ForwardItem {
+  typedef ForwardBuffers<T> Buffers;
+  template <int NF>
+  static DF_INLINE void run(const dfk::ConvParams& p, const Item& it, const Buffers& f) {
+    dfk::conv_forward_item<T, K, W, NF>(p, it.b, it.chunk, it.c0, it.n, f.x, f.window, f.weight, f.bias, f.y,
+                                        f.new_window);
   }
 };
 
 template <typename T, int K>
-struct BackwardRange {
+struct BackwardItem {
+  typedef BackwardBuffers<T> Buffers;
+  template <int NF>
+  static DF_INLINE void run(const dfk::ConvParams& p, const Item& it, const Buffers& g) {
+    dfk::conv_backward_item<T, K, W, NF>(p, it.b, it.chunk, it.c0, it.n, g.x, g.window, g.weight, g.bias, g.dy,
+                                         g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
+  }
+};
+
+// Items [begin, end): full blocks with a compile-time count (fully unrolled vector loops, sums kept
+// in registers), the row's last, narrower block with a run-time one.
+template <class Body>
+struct ItemRange {
   template <Isa>
-  static DF_INLINE void run(const dfk::ConvParams& p, const BackwardBuffers<T>& g, long begin, long end) {
+  static DF_INLINE void run(const dfk::ConvParams& p, const typename Body::Buffers& buf, long begin, long end) {
     for (long e = begin; e < end; ++e) {
       const Item it = item(p, e);
       if (it.n == W) {
-        dfk::conv_backward_item<T, K, W, W>(p, it.b, it.chunk, it.c0, W, g.x, g.window, g.weight, g.bias, g.dy,
-                                            g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
+        Body::template run<W>(p, it, buf);
       } else {
-        dfk::conv_backward_item<T, K, W, 0>(p, it.b, it.chunk, it.c0, it.n, g.x, g.window, g.weight, g.bias,
-                                            g.dy, g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
+        Body::template run<0>(p, it, buf);
       }
     }
   }
@@ -95,13 +98,13 @@ void run_items(const dfk::ConvParams& p, const Buffers& buf, isa::Isa cpu) {
 template <typename T>
 void forward_any(const dfk::ConvParams& p, const ForwardBuffers<T>& f) {
   const auto cpu = isa::best();
-  with_width(p.width, [&]<int K>() { run_items<ForwardRange<T, K>>(p, f, cpu); });
+  with_width(p.width, [&]<int K>() { run_items<ItemRange<ForwardItem<T, K>>>(p, f, cpu); });
 }
 
 template <typename T>
 void backward_any(const dfk::ConvParams& p, const BackwardBuffers<T>& g) {
   const auto cpu = isa::best();
-  with_width(p.width, [&]<int K>() { run_items<BackwardRange<T, K>>(p, g, cpu); });
+  with_width(p.width, [&]<int K>() { run_items<ItemRange<BackwardItem<T, K>>>(p, g, cpu); });
   const auto fold = isa::variant<Fold<T>, const T*, T*, int, long>(cpu);
   const int count = p.batch * p.n_chunks;
   fold(g.dw_part, g.dweight, count, static_cast<long>(p.width) * p.channels);

@@ -50,7 +50,7 @@ SEEDED = {
         "csrc/kernels/gru_fwd.h:40", r"'pr' has type '__generic float &.*without an address space"),
     "device pointer where a thread one is expected": (
         "selective_scan", "      k_y[k] = hsum<T, MAXN>(ch);", "      k_y[k] = hsum<T, MAXN>(out);",
-        "csrc/kernels/selective_scan_fwd.h:97", r"no matching function for call to 'hsum'.*__global"),
+        "csrc/kernels/selective_scan_fwd.h:96", r"no matching function for call to 'hsum'.*__global"),
     "write through a constant": (
         "causal_conv", "  const dfk::ConvParams p = params;", "  const dfk::ConvParams p = params; params.width = 3;",
         "metal/causal_conv.metal:18", r"read-only variable is not assignable"),

@@ -127,14 +127,9 @@ template <typename T, int MAXN, int NFIX>
 DF_INLINE void scan_backward_init(ScanParams p, int b, int d, const DF_DEVICE Scalar<T>* DF_RESTRICT A,
                                   const DF_DEVICE Scalar<T>* DF_RESTRICT dlast,
                                   DF_THREAD ScanBwdCarry<T, MAXN>& cy) {
-  typedef Vec<T> VT;
-  const int N = NFIX > 0 ? NFIX : p.state;
-  const long bd = (long)b * p.channels + d;
-  for (int n = 0; n < N; ++n) {
-    cy.lam[n] = VT::load_strided(dlast + bd * N + n, N);  // dL/dh_{L-1}, from last_state's cotangent
-    cy.dA_acc[n] = T{};
-    cy.a[n] = VT::load_strided(A + (long)d * N + n, N);
-  }
+  scan_load_row<T, NFIX>(p, d, A, cy.a);
+  scan_load_row<T, NFIX>(p, (long)b * p.channels + d, dlast, cy.lam);  // dL/dh_{L-1}: last_state's cotangent
+  for (int n = 0; n < (NFIX > 0 ? NFIX : p.state); ++n) cy.dA_acc[n] = T{};
   cy.dD_acc = T{};
   cy.dbias_acc = T{};
 }

@@ -50,4 +50,13 @@ struct ScanStates<f32x16> {
 };
 #endif
 
+// dst[n] = row `row` of a (rows, state) array, n < state: A's row d, or row b * channels + d of h0 or
+// dlast. For a vector T of channels, each lane's row is `state` elements further on.
+template <typename T, int NFIX>
+DF_INLINE void scan_load_row(ScanParams p, long row, const DF_DEVICE Scalar<T>* DF_RESTRICT src,
+                             DF_THREAD T* dst) {
+  const int N = NFIX > 0 ? NFIX : p.state;
+  for (int n = 0; n < N; ++n) dst[n] = Vec<T>::load_strided(src + row * N + n, N);
+}
+
 }  // namespace dfk

@@ -40,12 +40,11 @@ template <typename T, int MAXN, int NFIX>
 DF_INLINE void scan_forward_init(ScanParams p, int b, int d, const DF_DEVICE Scalar<T>* DF_RESTRICT A,
                                  const DF_DEVICE Scalar<T>* DF_RESTRICT h0,
                                  DF_THREAD ScanFwdCarry<T, MAXN>& cy) {
-  typedef Vec<T> VT;
-  const int N = NFIX > 0 ? NFIX : p.state;
-  const long bd = (long)b * p.channels + d;
-  for (int n = 0; n < N; ++n) {
-    cy.a[n] = VT::load_strided(A + (long)d * N + n, N);
-    cy.h[n] = (p.flags & kScanHasH0) ? VT::load_strided(h0 + bd * N + n, N) : T{};
+  scan_load_row<T, NFIX>(p, d, A, cy.a);
+  if (p.flags & kScanHasH0) {
+    scan_load_row<T, NFIX>(p, (long)b * p.channels + d, h0, cy.h);
+  } else {
+    for (int n = 0; n < (NFIX > 0 ? NFIX : p.state); ++n) cy.h[n] = T{};
   }
 }
 
