@@ -21,7 +21,6 @@ import os
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -36,13 +35,11 @@ BATCH, FRAMES, FEATURES = 8, 500, 256
 # --- measured inside one configuration's process ---------------------------------------------
 
 def best_time(fn, repeats: int) -> float:
-    fn()  # warm-up: allocation, OpenBLAS threads, kernel selection
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    """Seconds of fn()'s fastest run after one warm-up (allocation, OpenBLAS threads, kernel
+    selection), timed by dfnet4.bench.timing (imported here: after dfnet4 has chosen the BLAS)."""
+    from dfnet4.bench.timing import measure
+
+    return measure(fn, warmup=1, repeats=repeats).min_ms / 1e3
 
 
 def matmul_gflops(mx, size: int, dtype, repeats: int) -> float:

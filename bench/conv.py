@@ -12,11 +12,8 @@ conv.json).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
-import statistics
-import time
 from pathlib import Path
 
 import dfnet4  # noqa: F401  (before mlx: routes MLX's BLAS to OpenBLAS, docs/blas.md)
@@ -27,7 +24,8 @@ import numpy as np
 from dfnet4 import ops
 from dfnet4.backbones.mamba import MambaBlock
 from dfnet4.backbones.mamba_block import BlockOps
-from dfnet4.bench.machine import cpu_model, kernel_threads
+from dfnet4.bench import machine
+from op_bench import TableFormat, measure_pair, table
 
 
 def shifted_slices(x, weight, bias=None, window=None, activation="silu", return_window=False):
@@ -54,67 +52,14 @@ class SliceConvBlock(MambaBlock):
         self.use_ops(BlockOps(shifted_slices, self._ops.selective_scan))
 
 
-def timed(run, repeats):
-    mx.eval(run())  # warm-up (allocator, thread start-up)
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        mx.eval(run())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def peak_of(run):
-    gc.collect()
-    mx.synchronize()
-    mx.clear_cache()
-    mx.reset_peak_memory()
-    mx.eval(run())
-    return mx.get_peak_memory()
-
-
 def measure_op(conv, x, weight, bias, repeats):
     grad = mx.grad(lambda *a: conv(*a).sum(), argnums=(0, 1, 2))
-    return {
-        "forward_s": timed(lambda: conv(x, weight, bias), repeats),
-        "forward_backward_s": timed(lambda: grad(x, weight, bias), repeats),
-        "peak_bytes": peak_of(lambda: grad(x, weight, bias)),
-    }
+    return measure_pair(lambda: conv(x, weight, bias), lambda: grad(x, weight, bias), repeats)
 
 
 def measure_block(block, h, repeats):
     loss_and_grad = nn.value_and_grad(block, lambda b: b(h, None)[0].sum())
-    return {
-        "forward_s": timed(lambda: block(h, None)[0], repeats),
-        "forward_backward_s": timed(lambda: loss_and_grad(block), repeats),
-        "peak_bytes": peak_of(lambda: loss_and_grad(block)),
-    }
-
-
-def fmt_ms(seconds):
-    return f"{seconds * 1e3:,.2f}"
-
-
-def fmt_mib(nbytes):
-    return f"{nbytes / 2**20:,.1f}"
-
-
-def table(title, results):
-    fused = next(iter(results.values()))
-    lines = [
-        title,
-        "",
-        "| method | forward ms | forward+backward ms | peak memory MiB | fwd+bwd vs fused | peak vs fused |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {fmt_ms(r['forward_s'])} | {fmt_ms(r['forward_backward_s'])} | "
-            f"{fmt_mib(r['peak_bytes'])} | {r['forward_backward_s'] / fused['forward_backward_s']:,.1f}x | "
-            f"{r['peak_bytes'] / fused['peak_bytes']:,.2f}x |"
-        )
-    return "\n".join(lines)
+    return measure_pair(lambda: block(h, None)[0], lambda: loss_and_grad(block), repeats)
 
 
 def main():
@@ -136,7 +81,7 @@ def main():
     weight = mx.array(rng.uniform(-bound, bound, (args.width, args.channels)).astype(np.float32))
     bias = mx.array(rng.uniform(-bound, bound, (args.channels,)).astype(np.float32))
     mx.eval(x, weight, bias)
-    load_start = os.getloadavg()[0]
+    info = machine.describe(measure_blas=False)
 
     ops_results = {}
     for name, conv in METHODS.items():
@@ -152,31 +97,21 @@ def main():
         mx.eval(block.parameters(), h)
         block_results[name] = measure_block(block, h, args.repeats)
         print(f"block, {name}: {block_results[name]}", flush=True)
-    load_end = os.getloadavg()[0]
-
-    info = {
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "mlx": mx.__version__,
-        "device": str(mx.default_device()),
-        "dfnet4_threads": kernel_threads(),
-        "load_average_1m_start": load_start,
-        "load_average_1m_end": load_end,
-    }
+    info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     b, t, c, k = shape
+    fmt = TableFormat("MiB", ms_digits=2, peak_ratio_digits=2)
     text = "\n\n".join([
         table(f"Causal depthwise conv1d + SiLU, batch {b}, time {t}, channels {c}, K {k} (bias, no window), "
-              "float32; gradients for x, weight, bias", ops_results),
+              "float32; gradients for x, weight, bias", ops_results, fmt),
         table(f"One Mamba block (dims {dims}, expand 2 -> d_inner {c}, d_state 16, d_conv {k}, fused scan), "
-              f"batch {b}, time {t}; gradients for every parameter", block_results),
+              f"batch {b}, time {t}; gradients for every parameter", block_results, fmt),
     ])
-    text += (
-        f"\n\nMachine: {info['cpu']} ({info['cpu_count']} cores), mlx {info['mlx']}, "
-        f"device {info['device']}, dfnet4 threads {info['dfnet4_threads']}; 1-min load average "
-        f"{load_start:.1f} at start, {load_end:.1f} at end.\n"
-        f"Medians of {args.repeats} runs; peak memory of one forward+backward including inputs and "
-        "parameters (MiB = 2^20 bytes).\n"
-    )
+    text += "\n\n" + "\n".join([
+        *machine.summary_lines(info),
+        f"- Load average at end: {info['load_average_at_end'][0]:.2f} (1 min)",
+        f"- Medians of {args.repeats} runs after one warm-up; peak memory of a forward+backward including "
+        "inputs and parameters (MiB = 2^20 bytes).",
+    ]) + "\n"
     print(text)
 
     args.out_dir.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import time
@@ -23,48 +21,16 @@ import mlx.core as mx
 import mlx.nn as nn
 import numpy as np
 
+from dfnet4.bench import machine
+from dfnet4.bench.timing import measure
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def our_threads() -> int:
-    """The thread count of dfnet4's CPU kernels (same rule as csrc/parallel.h)."""
-    env = os.environ.get("DFNET4_NUM_THREADS", "")
-    return int(env) if env.isdigit() and int(env) >= 1 else (os.cpu_count() or 1)
-
-
-def blas_summary() -> str:
-    """Which BLAS MLX's matmuls (input projection, weight gradients) ran on."""
-    preload = os.environ.get("LD_PRELOAD", "")
-    try:
-        from dfnet4 import _blas
-    except ImportError:
-        if "blas" in preload.lower():
-            return f"interposed with LD_PRELOAD={preload} (dfnet4._blas not present in this build)"
-        return "reference BLAS (MLX's bundled netlib; dfnet4._blas not present in this build)"
-    info = _blas.report()
-    return info.get("summary", str(info))
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}"
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, compilation of nothing, thread start)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def median_ms(fn, repeats: int) -> float:
+    """Median wall time of fn() after one warm-up (dfnet4.bench.timing; fn evaluates its own MLX
+    work, or runs PyTorch's, and returns nothing)."""
+    return measure(fn, warmup=1, repeats=repeats).median_ms
 
 
 def make_data(B, T, D, H, seed=0):
@@ -130,7 +96,7 @@ def measure_mlx(cases, repeats):
     for label, (fwd, fwd_bwd) in cases.items():
         row = {}
         for kind, fn in [("fwd", fwd), ("fwd_bwd", fwd_bwd)]:
-            row[f"{kind}_ms"] = 1e3 * median_seconds(fn, repeats)
+            row[f"{kind}_ms"] = median_ms(fn, repeats)
             mx.clear_cache()
             mx.reset_peak_memory()
             before = mx.get_active_memory()  # inputs and weights: not counted, as for PyTorch
@@ -159,7 +125,7 @@ def torch_child(args) -> dict:
 
     def fwd():
         with torch.no_grad():
-            return model(x)[0]
+            model(x)
 
     def fwd_bwd():
         model.zero_grad(set_to_none=True)
@@ -170,8 +136,7 @@ def torch_child(args) -> dict:
     # freed blocks stay resident and hide the next call's peak.
     if args.torch_peak:
         return {f"{args.torch_peak}_peak_mb": peak_rss_growth_mb({"fwd": fwd, "fwd_bwd": fwd_bwd}[args.torch_peak])}
-    out = {"fwd_ms": 1e3 * median_seconds(fwd, args.repeats),
-           "fwd_bwd_ms": 1e3 * median_seconds(fwd_bwd, args.repeats)}
+    out = {"fwd_ms": median_ms(fwd, args.repeats), "fwd_bwd_ms": median_ms(fwd_bwd, args.repeats)}
     out["torch"] = torch.__version__
     return out
 
@@ -209,7 +174,7 @@ def main():
     p.add_argument("--input", type=int, default=256)
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=our_threads())
+    p.add_argument("--threads", type=int, default=machine.kernel_threads())
     p.add_argument("--out", type=Path, default=RESULTS)
     p.add_argument("--note", default="", help="a line added to the results (e.g. how the run was set up)")
     p.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
@@ -238,7 +203,7 @@ def main():
         "shape": {"batch": args.batch, "time": args.time, "input": args.input, "hidden": args.hidden},
         "dtype": "float32", "repeats": args.repeats, "threads": args.threads,
         "mlx": mx.__version__, "torch": torch_row["torch"] if torch_row else None,
-        "machine": machine(), "blas": blas_summary(),
+        "machine": machine.describe(measure_blas=False),
         "loadavg_before": load_before, "loadavg_after": load_after,
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "note": args.note,
     }
@@ -254,9 +219,9 @@ def main():
     elif torch_note:
         md.append(f"- {torch_note}")
     md += [f"- threads: {args.threads} (dfnet4 kernels and torch.set_num_threads)",
-           f"- MLX {meta['mlx']}; PyTorch {meta['torch']}; BLAS used by MLX: {meta['blas']}",
-           f"- machine: {meta['machine']}; load average before/after: "
-           f"{load_before[0]:.2f} / {load_after[0]:.2f} (1 min)",
+           f"- MLX {meta['mlx']}; PyTorch {meta['torch']}",
+           *machine.summary_lines(meta["machine"]),
+           f"- load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f} (1 min)",
            f"- {meta['date_utc']}"] + ([f"- note: {args.note}"] if args.note else [])
     text = "\n".join(md) + "\n"
     print(text)

@@ -11,19 +11,18 @@ the ratios (bench/results/scan.md, scan.json).
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import math
 import os
-import platform
-import statistics
-import time
 from pathlib import Path
 
+import dfnet4  # noqa: F401  (before mlx: routes MLX's BLAS to OpenBLAS, docs/blas.md)
 import mlx.core as mx
 import numpy as np
 
 from dfnet4 import ops, reference
+from dfnet4.bench import machine
+from op_bench import TableFormat, measure_pair, table
 
 
 def hillis_steele_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
@@ -88,84 +87,14 @@ def make_inputs(batch, length, channels, state, seed=0):
     return kwargs
 
 
-def measure(fn, kwargs, repeats):
+def measure_scan(fn, kwargs, repeats):
     names = list(kwargs)
     values = list(kwargs.values())
-
-    def forward():
-        return fn(**kwargs, delta_softplus=True)
-
     grad = mx.grad(
         lambda *a: fn(**dict(zip(names, a)), delta_softplus=True).sum(),
         argnums=tuple(range(len(names))),
     )
-
-    def timed(run):
-        times = []
-        for _ in range(repeats):
-            gc.collect()
-            start = time.perf_counter()
-            mx.eval(run())
-            times.append(time.perf_counter() - start)
-        return statistics.median(times)
-
-    mx.eval(forward())  # warm-up (allocator, thread start-up)
-    fwd = timed(forward)
-    fwd_bwd = timed(lambda: grad(*values))
-    gc.collect()
-    mx.synchronize()
-    mx.clear_cache()
-    mx.reset_peak_memory()
-    mx.eval(grad(*values))
-    peak = mx.get_peak_memory()
-    return {"forward_s": fwd, "forward_backward_s": fwd_bwd, "peak_bytes": peak}
-
-
-def machine_info():
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    threads = os.environ.get("DFNET4_NUM_THREADS") or str(os.cpu_count())
-    return {
-        "mlx": mx.__version__,
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "dfnet4_threads": int(threads),
-        "device": str(mx.default_device()),
-        "load_average_1m_start": os.getloadavg()[0],
-    }
-
-
-def fmt_ms(seconds):
-    return f"{seconds * 1e3:,.1f}"
-
-
-def fmt_mb(nbytes):
-    return f"{nbytes / 1e6:,.1f}"
-
-
-def table(shape, results):
-    fused = results["fused (dfnet4.ops)"]
-    lines = [
-        f"Selective scan, batch {shape[0]}, time {shape[1]}, channels {shape[2]}, state {shape[3]} "
-        "(D, z, delta_bias, softplus on), float32",
-        "",
-        "| method | forward ms | forward+backward ms | peak memory MB | fwd+bwd vs fused | peak vs fused |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in results.items():
-        lines.append(
-            f"| {name} | {fmt_ms(r['forward_s'])} | {fmt_ms(r['forward_backward_s'])} | "
-            f"{fmt_mb(r['peak_bytes'])} | {r['forward_backward_s'] / fused['forward_backward_s']:,.1f}x | "
-            f"{r['peak_bytes'] / fused['peak_bytes']:,.1f}x |"
-        )
-    return "\n".join(lines)
+    return measure_pair(lambda: fn(**kwargs, delta_softplus=True), lambda: grad(*values), repeats)
 
 
 def main():
@@ -182,25 +111,26 @@ def main():
 
     shape = (args.batch, args.time, args.channels, args.state)
     kwargs = make_inputs(*shape)
-    info = machine_info()
+    info = machine.describe(measure_blas=False)
     results = {}
     for name, fn in METHODS.items():
         if args.skip_hillis_steele and fn is hillis_steele_scan:
             continue
         repeats = args.repeats if fn is ops.selective_scan else args.baseline_repeats
-        results[name] = measure(fn, kwargs, repeats)
+        results[name] = measure_scan(fn, kwargs, repeats)
         print(f"{name}: {results[name]}", flush=True)
-    info["load_average_1m_end"] = os.getloadavg()[0]
+    info["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
 
-    text = table(shape, results)
+    title = (f"Selective scan, batch {shape[0]}, time {shape[1]}, channels {shape[2]}, state {shape[3]} "
+             "(D, z, delta_bias, softplus on), float32")
+    text = table(title, results, TableFormat("MB", ms_digits=1, peak_ratio_digits=1))
     fused = results["fused (dfnet4.ops)"]
     notes = [
         "",
-        f"Machine: {info['cpu']} ({info['cpu_count']} cores), {info['platform']}, mlx {info['mlx']}, "
-        f"device {info['device']}, dfnet4 threads {info['dfnet4_threads']}; 1-min load average "
-        f"{info['load_average_1m_start']:.1f} at start, {info['load_average_1m_end']:.1f} at end.",
-        f"Medians of {args.repeats} (fused) / {args.baseline_repeats} (baselines) runs; peak memory "
-        "of one forward+backward including the inputs.",
+        *machine.summary_lines(info),
+        f"- Load average at end: {info['load_average_at_end'][0]:.2f} (1 min)",
+        f"- Medians of {args.repeats} (fused) / {args.baseline_repeats} (baselines) runs after one warm-up; "
+        "peak memory of a forward+backward including the inputs (MB = 10^6 bytes).",
     ]
     targets = {"fused forward+backward ms (target <= 150)": fused["forward_backward_s"] * 1e3}
     if "reference loop" in results:

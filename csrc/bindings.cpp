@@ -11,8 +11,14 @@ static void bind_build_info(nb::module_& m) {
     d["metal"] = false;
 #endif
     d["cpu"] = true;
+#ifdef DFNET4_WITH_METAL_EMU
+    d["metal_emu"] = true;  // dfnet4._metal_emu was built beside it (test tooling)
+#else
+    d["metal_emu"] = false;
+#endif
     return d;
-  }, "Which backends this build of the extension supports.");
+  }, "Which backends this build of the extension supports, and whether the emulated-Metal test module "
+     "was built with it.");
 }
 DFNET4_REGISTER_BINDING(bind_build_info);
 

@@ -7,7 +7,6 @@
 #include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
-#include <sstream>
 #include <stdexcept>
 
 #include "causal_conv_cpu.h"
@@ -19,18 +18,10 @@ namespace dfnet4 {
 
 namespace {
 
-using util::alloc;
-using util::begin_cpu_eval;
-using util::for_float_dtype;
 using util::opt_ptr;
 using util::ptr;
-using util::shape_str;
 
-[[noreturn]] void bad(const std::string& msg) { util::bad_argument("causal_conv1d", msg); }
-
-void expect_shape(const char* name, const mx::array& a, const mx::Shape& want, const char* what) {
-  util::expect_shape("causal_conv1d", name, a, want, what);
-}
+constexpr util::ArgumentCheck check{"causal_conv1d"};
 
 }  // namespace
 
@@ -40,14 +31,7 @@ ConvInputs::ConvInputs(int flags) {
 }
 
 dfk::ConvParams conv_params(const mx::array& x, const mx::array& weight, int flags) {
-  dfk::ConvParams p;
-  p.batch = x.shape(0);
-  p.length = x.shape(1);
-  p.channels = x.shape(2);
-  p.width = weight.shape(0);
-  p.n_chunks = (p.length + dfk::kConvChunk - 1) / dfk::kConvChunk;
-  p.flags = flags;
-  return p;
+  return dfk::make_conv_params(x.shape(0), x.shape(1), x.shape(2), weight.shape(0), flags);
 }
 
 // ---- forward primitive ------------------------------------------------------------------------------
@@ -58,7 +42,7 @@ std::vector<mx::Shape> CausalConv1d::output_shapes(const std::vector<mx::array>&
 }
 
 void CausalConv1d::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  auto& enc = begin_cpu_eval("CausalConv1d", stream(), inputs, outputs);
+  auto& enc = util::begin_cpu_eval("CausalConv1d", stream(), inputs, outputs);
   const auto p = conv_params(inputs[0], inputs[1], flags_);
   const ConvInputs at(flags_);
 
@@ -68,7 +52,7 @@ void CausalConv1d::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx
                                   opt_ptr<T>(inputs, at.bias), outputs[0].data<T>(), outputs[1].data<T>()};
     enc.dispatch([p, f]() { conv_cpu::forward(p, f); });
   };
-  for_float_dtype(inputs[0], "CausalConv1d", launch);
+  util::for_float_dtype(inputs[0], "CausalConv1d", launch);
 }
 
 std::vector<mx::array> CausalConv1d::vjp(const std::vector<mx::array>& primals,
@@ -81,13 +65,8 @@ std::vector<mx::array> CausalConv1d::vjp(const std::vector<mx::array>& primals,
   // Backward inputs: the forward's inputs, then the cotangents of y and new_window (zeros when
   // unused; the latter is tiny).
   std::vector<mx::array> inputs(primals.begin(), primals.end());
-  for (int k = 0; k < 2; ++k) {
-    inputs.push_back(mx::contiguous(mx::astype(cotangents[k], dtype, s), false, s));
-  }
-  auto prim = std::make_shared<CausalConv1dGrad>(s, flags_);
-  auto shapes = prim->output_shapes(inputs);
-  auto grads = mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(shapes.size(), dtype),
-                                      prim, inputs);
+  for (int k = 0; k < 2; ++k) inputs.push_back(util::cotangent(cotangents[k], dtype, s));
+  auto grads = util::apply(std::make_shared<CausalConv1dGrad>(s, flags_), std::move(inputs), dtype);
   const CausalConv1dGrad::Outputs out_at(flags_);
   std::vector<mx::array> result;
   for (int arg : argnums) {
@@ -117,17 +96,13 @@ std::vector<mx::Shape> CausalConv1dGrad::output_shapes(const std::vector<mx::arr
 
 std::vector<mx::array> conv_grad_partials(const dfk::ConvParams& p, mx::Dtype dtype) {
   const int q = p.batch * p.n_chunks;
-  std::vector<mx::array> parts;
-  parts.emplace_back(mx::Shape{q, p.width, p.channels}, dtype, nullptr, std::vector<mx::array>{});
-  if (p.flags & dfk::kConvHasBias) {
-    parts.emplace_back(mx::Shape{q, p.channels}, dtype, nullptr, std::vector<mx::array>{});
-  }
-  for (auto& a : parts) alloc(a);
-  return parts;
+  std::vector<mx::Shape> shapes = {{q, p.width, p.channels}};
+  if (p.flags & dfk::kConvHasBias) shapes.push_back({q, p.channels});
+  return util::work_arrays(shapes, dtype);
 }
 
 void CausalConv1dGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  auto& enc = begin_cpu_eval("CausalConv1dGrad", stream(), inputs, outputs);
+  auto& enc = util::begin_cpu_eval("CausalConv1dGrad", stream(), inputs, outputs);
   const auto p = conv_params(inputs[0], inputs[1], flags_);
   const ConvInputs at(flags_);
   const Outputs out_at(flags_);
@@ -143,7 +118,7 @@ void CausalConv1dGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vecto
                                    parts[0].data<T>(), parts.size() > 1 ? parts[1].data<T>() : nullptr};
     enc.dispatch([p, g]() { conv_cpu::backward(p, g); });
   };
-  for_float_dtype(inputs[0], "CausalConv1dGrad", launch);
+  util::for_float_dtype(inputs[0], "CausalConv1dGrad", launch);
   enc.add_temporaries(std::move(parts));
 }
 
@@ -154,39 +129,28 @@ std::vector<mx::array> causal_conv1d(const mx::array& x, const mx::array& weight
                                      const std::optional<mx::array>& window, bool silu,
                                      mx::StreamOrDevice s_) {
   const auto s = mx::to_stream(s_);
-  if (x.ndim() != 3) bad("x must have shape (batch, time, channels), got " + shape_str(x));
-  if (weight.ndim() != 2) bad("weight must have shape (K, channels), got " + shape_str(weight));
+  using util::shape_str;
+  if (x.ndim() != 3) check.bad("x must have shape (batch, time, channels), got " + shape_str(x));
+  if (weight.ndim() != 2) check.bad("weight must have shape (K, channels), got " + shape_str(weight));
   const int b = x.shape(0), l = x.shape(1), c = x.shape(2), k = weight.shape(0);
-  if (b < 1 || l < 1 || c < 1) bad("x must have batch, time and channels >= 1, got " + shape_str(x));
+  if (b < 1 || l < 1 || c < 1) check.bad("x must have batch, time and channels >= 1, got " + shape_str(x));
   if (k < 1 || k > dfk::kConvMaxWidth) {
-    bad("weight must have 1 to " + std::to_string(dfk::kConvMaxWidth) + " taps (weight.shape[0]), got " +
-        shape_str(weight));
+    check.bad("weight must have 1 to " + std::to_string(dfk::kConvMaxWidth) + " taps (weight.shape[0]), got " +
+              shape_str(weight));
   }
-  expect_shape("weight", weight, {k, c}, "(K, channels) with x's channels");
-  if (bias) expect_shape("bias", *bias, {c}, "(channels,)");
-  if (window) expect_shape("window", *window, {b, k - 1, c}, "(batch, K-1, channels)");
-
+  check.shape("weight", weight, {k, c}, "(K, channels) with x's channels");
+  if (bias) check.shape("bias", *bias, {c}, "(channels,)");
+  if (window) check.shape("window", *window, {b, k - 1, c}, "(batch, K-1, channels)");
   const auto dtype = x.dtype();
-  if (dtype != mx::float32 && dtype != mx::float64) {
-    bad("the fused kernels take float32 (or float64 on the CPU); dfnet4.ops.causal_conv1d casts");
-  }
-  if (dtype == mx::float64 && s.device.type != mx::Device::cpu) {
-    bad("float64 is only supported on the CPU stream");
-  }
-  int flags = silu ? dfk::kConvSilu : 0;
-  std::vector<mx::array> inputs;
-  auto add = [&](const char* name, const mx::array& a) {
-    if (a.dtype() != dtype) bad(std::string(name) + " must have the same dtype as x");
-    inputs.push_back(mx::contiguous(a, false, s));
-  };
-  add("x", x);
-  add("weight", weight);
-  if (window && k > 1) { flags |= dfk::kConvHasWindow; add("window", *window); }
-  if (bias) { flags |= dfk::kConvHasBias; add("bias", *bias); }
+  util::check_compute_dtype(check.op, dtype, s);
 
-  auto prim = std::make_shared<CausalConv1d>(s, flags);
-  auto shapes = prim->output_shapes(inputs);
-  return mx::array::make_arrays(std::move(shapes), {dtype, dtype}, prim, inputs);
+  int flags = silu ? dfk::kConvSilu : 0;
+  util::InputList in(check.op, "x", dtype, s);
+  in.add("x", x);
+  in.add("weight", weight);
+  if (window && k > 1) { flags |= dfk::kConvHasWindow; in.add("window", *window); }
+  if (bias) { flags |= dfk::kConvHasBias; in.add("bias", *bias); }
+  return util::apply(std::make_shared<CausalConv1d>(s, flags), in.arrays(), dtype);
 }
 
 // ---- bindings ---------------------------------------------------------------------------------------

@@ -5,16 +5,17 @@
 #include <optional>
 #include <vector>
 
-#include "kernels/causal_conv.h"
-#include "mlx/mlx.h"
 #include "fused_primitive.h"
+#include "kernels/causal_conv_params.h"
+#include "mlx/mlx.h"
 #include "mlx/primitives.h"
 
 namespace dfnet4 {
 
 namespace mx = mlx::core;
 
-inline constexpr OpNames kConvNames{"dfnet4.ops.causal_conv1d", "dfnet4.reference.causal_conv1d"};
+inline constexpr OpNames kConvNames{"dfnet4.ops.causal_conv1d", "dfnet4.reference.causal_conv1d",
+                                    "causal_conv"};
 
 // Positions of the optional inputs in a primitive's input list, from the flags (dfk::kConv*).
 // The fixed ones are x, weight = 0, 1.
@@ -32,14 +33,10 @@ dfk::ConvParams conv_params(const mx::array& x, const mx::array& weight, int fla
 class CausalConv1d : public FusedForward {
  public:
   CausalConv1d(mx::Stream stream, int flags) : FusedForward(stream, flags, kConvNames) {}
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums,
-                             const std::vector<mx::array>& outputs) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
-  const char* name() const override { return "CausalConv1d"; }
+  DFNET4_EVAL
+  DFNET4_VJP
+  DFNET4_SHAPES
+  DFNET4_NAME(CausalConv1d)
 };
 
 // Inputs: the forward's inputs, then dy (batch, time, channels) and dnew_window (batch, K-1,
@@ -50,10 +47,9 @@ class CausalConv1d : public FusedForward {
 class CausalConv1dGrad : public FusedBackward {
  public:
   CausalConv1dGrad(mx::Stream stream, int flags) : FusedBackward(stream, flags, kConvNames) {}
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
-  const char* name() const override { return "CausalConv1dGrad"; }
+  DFNET4_EVAL
+  DFNET4_SHAPES
+  DFNET4_NAME(CausalConv1dGrad)
 
   // Output positions of the optional gradients (-1 when absent).
   struct Outputs {

@@ -1,29 +1,26 @@
 // CPU evaluation of the causal conv: the kernel bodies the Metal kernels call, over spans of
-// kConvBlock channels (contiguous, vectorised inner loops) on our own threads.
+// kConvBlock channels (contiguous, vectorised inner loops) on our own threads; each item loop is
+// compiled per instruction set (cpu_isa.h).
 // No code here reads floating-point exception flags; without this GCC may not turn the clamps of
-// dfk::gate_exp into selects (a compare "might trap"), and the SiLU loops would not vectorise.
+// dfk::fastmath::exp into selects (a compare "might trap"), and the SiLU loops would not vectorise.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
 #include "causal_conv_cpu.h"
 
 #include <algorithm>
-#include <atomic>
-#include <stdexcept>
 
 #include "causal_conv_width.h"
+#include "cpu_isa.h"
+#include "kernels/causal_conv_bwd.h"
+#include "kernels/causal_conv_fwd.h"
 #include "parallel.h"
-
-// As in selective_scan_cpu.cpp: on x86-64 Linux build the item loops for AVX-512, AVX2+FMA and the
-// baseline and let the loader pick (GCC >= 11); elsewhere build them once.
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#define DFNET4_CONV_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DFNET4_CONV_CLONES
-#endif
 
 namespace dfnet4::conv_cpu {
 namespace {
+
+using conv_width::with_width;
+using isa::Isa;
 
 constexpr int W = dfk::kConvBlock;
 
@@ -43,69 +40,72 @@ long items(const dfk::ConvParams& p) {
   return static_cast<long>(p.batch) * p.n_chunks * ((p.channels + W - 1) / W);
 }
 
+// The forward and backward body of one item, with NF > 0 when its span has exactly NF channels.
 template <typename T, int K>
-DFNET4_CONV_CLONES void forward_range(const dfk::ConvParams& p, const ForwardBuffers<T>& f, long begin,
-                                      long end) {
-  for (long e = begin; e < end; ++e) {
-    const Item it = item(p, e);
-    // Full blocks with a compile-time count: fully unrolled vector loops, sums kept in registers.
-    if (it.n == W) {
-      dfk::conv_forward_item<T, K, W, W>(p, it.b, it.chunk, it.c0, W, f.x, f.window, f.weight, f.bias, f.y,
-                                         f.new_window);
-    } else {
-      dfk::conv_forward_item<T, K, W, 0>(p, it.b, it.chunk, it.c0, it.n, f.x, f.window, f.weight, f.bias,
-                                         f.y, f.new_window);
-    }
+struct ForwardItem {
+  typedef ForwardBuffers<T> Buffers;
+  template <int NF>
+  static DF_INLINE void run(const dfk::ConvParams& p, const Item& it, const Buffers& f) {
+    dfk::conv_forward_item<T, K, W, NF>(p, it.b, it.chunk, it.c0, it.n, f.x, f.window, f.weight, f.bias, f.y,
+                                        f.new_window);
   }
-}
+};
 
 template <typename T, int K>
-DFNET4_CONV_CLONES void backward_range(const dfk::ConvParams& p, const BackwardBuffers<T>& g, long begin,
-                                       long end) {
-  for (long e = begin; e < end; ++e) {
-    const Item it = item(p, e);
-    if (it.n == W) {
-      dfk::conv_backward_item<T, K, W, W>(p, it.b, it.chunk, it.c0, W, g.x, g.window, g.weight, g.bias, g.dy,
-                                          g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
-    } else {
-      dfk::conv_backward_item<T, K, W, 0>(p, it.b, it.chunk, it.c0, it.n, g.x, g.window, g.weight, g.bias,
-                                          g.dy, g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
+struct BackwardItem {
+  typedef BackwardBuffers<T> Buffers;
+  template <int NF>
+  static DF_INLINE void run(const dfk::ConvParams& p, const Item& it, const Buffers& g) {
+    dfk::conv_backward_item<T, K, W, NF>(p, it.b, it.chunk, it.c0, it.n, g.x, g.window, g.weight, g.bias, g.dy,
+                                         g.dnew_window, g.dx, g.dwindow, g.dw_part, g.db_part);
+  }
+};
+
+// Items [begin, end): full blocks with a compile-time count (fully unrolled vector loops, sums kept
+// in registers), the row's last, narrower block with a run-time one.
+template <class Body>
+struct ItemRange {
+  template <Isa>
+  static DF_INLINE void run(const dfk::ConvParams& p, const typename Body::Buffers& buf, long begin, long end) {
+    for (long e = begin; e < end; ++e) {
+      const Item it = item(p, e);
+      if (it.n == W) {
+        Body::template run<W>(p, it, buf);
+      } else {
+        Body::template run<0>(p, it, buf);
+      }
     }
   }
-}
-
-// Items [0, n) handed out one at a time on demand, so a worker the OS delays (a busy machine) does
-// not hold up the others as it would with one fixed slice per worker.
-template <typename Fn>
-void claim_for(long n, Fn&& fn) {
-  std::atomic<long> next{0};
-  parallel_for(std::min<long>(num_threads(), n), [&](long, long, int) {
-    for (long e = next.fetch_add(1); e < n; e = next.fetch_add(1)) fn(e, e + 1);
-  });
-}
-
-using conv_width::with_width;
-static_assert(dfk::kConvMaxWidth == conv_width::kMaxWidth, "with_width covers every kernel width");
+};
 
 template <typename T>
-DFNET4_CONV_CLONES void fold(const T* src, T* dst, int count, long inner) {
-  for (long j0 = 0; j0 < inner; j0 += W) {
-    dfk::conv_sum_partials<T, W>(src, dst, count, inner, j0, static_cast<int>(std::min<long>(W, inner - j0)));
+struct Fold {
+  template <Isa>
+  static DF_INLINE void run(const T* src, T* dst, int count, long inner) {
+    for (long j0 = 0; j0 < inner; j0 += W) {
+      dfk::conv_sum_partials<T, W>(src, dst, count, inner, j0, static_cast<int>(std::min<long>(W, inner - j0)));
+    }
   }
+};
+
+// The work items, one at a time on demand, each run by the item loop's variant for this CPU.
+template <class Range, typename Buffers>
+void run_items(const dfk::ConvParams& p, const Buffers& buf, isa::Isa cpu) {
+  const auto range = isa::variant<Range, const dfk::ConvParams&, const Buffers&, long, long>(cpu);
+  dynamic_for(items(p), 1, [&](long begin, long end) { range(p, buf, begin, end); });
 }
 
 template <typename T>
 void forward_any(const dfk::ConvParams& p, const ForwardBuffers<T>& f) {
-  with_width(p.width, [&]<int K>() {
-    claim_for(items(p), [&](long begin, long end) { forward_range<T, K>(p, f, begin, end); });
-  });
+  const auto cpu = isa::best();
+  with_width(p.width, [&]<int K>() { run_items<ItemRange<ForwardItem<T, K>>>(p, f, cpu); });
 }
 
 template <typename T>
 void backward_any(const dfk::ConvParams& p, const BackwardBuffers<T>& g) {
-  with_width(p.width, [&]<int K>() {
-    claim_for(items(p), [&](long begin, long end) { backward_range<T, K>(p, g, begin, end); });
-  });
+  const auto cpu = isa::best();
+  with_width(p.width, [&]<int K>() { run_items<ItemRange<BackwardItem<T, K>>>(p, g, cpu); });
+  const auto fold = isa::variant<Fold<T>, const T*, T*, int, long>(cpu);
   const int count = p.batch * p.n_chunks;
   fold(g.dw_part, g.dweight, count, static_cast<long>(p.width) * p.channels);
   if (p.flags & dfk::kConvHasBias) fold(g.db_part, g.dbias, count, p.channels);

@@ -1,8 +1,8 @@
-// CPU drivers of the causal-conv kernel bodies: loop the per-item bodies of kernels/causal_conv.h
+// CPU drivers of the causal-conv kernel bodies: loop the per-item bodies of kernels/causal_conv_{fwd,bwd}.h
 // over the (batch, chunk, channel block) grid on our own threads.
 #pragma once
 
-#include "kernels/causal_conv.h"
+#include "kernels/causal_conv_params.h"
 
 namespace dfnet4::conv_cpu {
 

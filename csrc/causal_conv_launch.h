@@ -4,13 +4,12 @@
 
 #include <string>
 
-#include "kernels/causal_conv.h"
+#include "kernels/causal_conv_params.h"
+#include "launch_plan.h"
 
 namespace dfnet4::conv_launch {
 
-struct Size3 {
-  unsigned long x, y, z;
-};
+using namespace launch;
 
 // One instantiation per width K (metal/causal_conv.metal instantiates 1 .. kConvMaxWidth).
 inline std::string forward_kernel(int width) {
@@ -18,12 +17,6 @@ inline std::string forward_kernel(int width) {
 }
 inline std::string backward_kernel(int width) {
   return "dfnet4_causal_conv_bwd_f32_k" + std::to_string(width);
-}
-
-// Threads per threadgroup along channels (neighbouring threads read neighbouring channels).
-inline unsigned long group_width(unsigned long grid_x) {
-  const unsigned long max_width = 256;
-  return grid_x < max_width ? grid_x : max_width;
 }
 
 // Forward and backward: one thread per (channel, chunk, batch); no collectives, so any group
@@ -53,6 +46,5 @@ enum BackwardBuffer {
   kBwdX, kBwdWindow, kBwdWeight, kBwdBias, kBwdDy, kBwdDnewWindow,
   kBwdDx, kBwdDwindow, kBwdDwPart, kBwdDbPart, kBwdParams,
 };
-enum SumBuffer { kSumSrc, kSumDst, kSumCount, kSumInner };
 
 }  // namespace dfnet4::conv_launch

@@ -1,36 +1,25 @@
-// eval_gpu of the causal-conv primitives. Real Metal only on macOS builds (_METAL_); elsewhere a
-// clear error. The launch plan is in causal_conv_launch.h, shared with the emulated harness;
-// device, kernels and buffers come through metal_host.h.
+// eval_gpu of the causal-conv primitives (Metal builds only; elsewhere FlaggedPrimitive's error).
+// The launch plan is in causal_conv_launch.h, shared with the emulated harness; device, kernels and
+// buffers come through metal_host.h.
 #include "causal_conv.h"
 
+#ifdef _METAL_
+
+#include "causal_conv_launch.h"
 #include "metal_host.h"
 
-#ifdef _METAL_
-#include "causal_conv_launch.h"
-#endif
-
 namespace dfnet4 {
-
-namespace {
-constexpr const char* kOp = "dfnet4.ops.causal_conv1d";
-}  // namespace
-
-#ifdef _METAL_
-
-namespace {
-constexpr const char* kLibrary = "causal_conv";  // metal/causal_conv.metal
-}  // namespace
 
 void CausalConv1d::eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   using namespace conv_launch;
   namespace mh = metal_host;
   mh::check_inputs(inputs, "CausalConv1d");
-  auto& d = mh::device(stream(), kOp);
+  auto& d = mh::device(stream(), names_.op);
   mh::allocate(outputs);
   const auto p = conv_params(inputs[0], inputs[1], flags_);
   const ConvInputs at(flags_);
   auto& enc = mx::metal::get_command_encoder(stream());
-  enc.set_compute_pipeline_state(mh::kernel(d, kOp, kLibrary, forward_kernel(p.width)));
+  enc.set_compute_pipeline_state(mh::kernel(d, names_, forward_kernel(p.width)));
   enc.set_input_array(inputs[0], kFwdX);
   // Absent optional inputs: bind x; the kernel never reads them (flags).
   enc.set_input_array(at.window >= 0 ? inputs[at.window] : inputs[0], kFwdWindow);
@@ -47,7 +36,7 @@ void CausalConv1dGrad::eval_gpu(const std::vector<mx::array>& inputs, std::vecto
   using namespace conv_launch;
   namespace mh = metal_host;
   mh::check_inputs(inputs, "CausalConv1dGrad");
-  auto& d = mh::device(stream(), kOp);
+  auto& d = mh::device(stream(), names_.op);
   mh::allocate(outputs);
   const auto p = conv_params(inputs[0], inputs[1], flags_);
   const ConvInputs at(flags_);
@@ -56,7 +45,7 @@ void CausalConv1dGrad::eval_gpu(const std::vector<mx::array>& inputs, std::vecto
   auto parts = conv_grad_partials(p, mx::float32);  // freed when the command buffer completes
 
   // 1. The backward kernel.
-  enc.set_compute_pipeline_state(mh::kernel(d, kOp, kLibrary, backward_kernel(p.width)));
+  enc.set_compute_pipeline_state(mh::kernel(d, names_, backward_kernel(p.width)));
   enc.set_input_array(inputs[0], kBwdX);
   enc.set_input_array(at.window >= 0 ? inputs[at.window] : inputs[0], kBwdWindow);
   enc.set_input_array(inputs[1], kBwdWeight);
@@ -74,7 +63,7 @@ void CausalConv1dGrad::eval_gpu(const std::vector<mx::array>& inputs, std::vecto
   enc.dispatch_threads(mh::size(grid(p)), mh::size(group(p)));
 
   // 2. Fold the partials: dweight, then dbias (MLX orders the dispatches by their buffers).
-  auto* sum = mh::kernel(d, kOp, kLibrary, sum_kernel());
+  auto* sum = mh::kernel(d, names_, sum_kernel());
   auto fold = [&](const mx::array& src, mx::array& dst, const SumPlan& plan) {
     const int count = plan.count, inner = static_cast<int>(plan.inner);
     enc.set_compute_pipeline_state(sum);
@@ -89,16 +78,6 @@ void CausalConv1dGrad::eval_gpu(const std::vector<mx::array>& inputs, std::vecto
   enc.add_temporaries(std::move(parts));
 }
 
-#else  // no Metal in this build
-
-void CausalConv1d::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  metal_host::unavailable(kOp);
-}
-
-void CausalConv1dGrad::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  metal_host::unavailable(kOp);
-}
-
-#endif
-
 }  // namespace dfnet4
+
+#endif  // _METAL_

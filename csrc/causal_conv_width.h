@@ -1,26 +1,24 @@
 // The conv kernels are instantiated per width K (a compile-time loop bound); this turns the runtime
-// width into that instantiation. Shared by the CPU eval and the emulated-Metal harness.
+// width into that instantiation, for every K from 1 to dfk::kConvMaxWidth. Shared by the CPU eval
+// and the emulated-Metal harness.
 #pragma once
 
 #include <stdexcept>
+#include <string>
+
+#include "kernels/causal_conv_params.h"
 
 namespace dfnet4::conv_width {
 
-inline constexpr int kMaxWidth = 8;  // = dfk::kConvMaxWidth (static_assert where both are visible)
-
-// Calls f.template operator()<K>() for K = width (1 .. kMaxWidth).
-template <typename F>
+// Calls f.template operator()<K>() for K = width (1 .. dfk::kConvMaxWidth).
+template <int K = 1, typename F>
 void with_width(int width, F&& f) {
-  switch (width) {
-    case 1: return f.template operator()<1>();
-    case 2: return f.template operator()<2>();
-    case 3: return f.template operator()<3>();
-    case 4: return f.template operator()<4>();
-    case 5: return f.template operator()<5>();
-    case 6: return f.template operator()<6>();
-    case 7: return f.template operator()<7>();
-    case 8: return f.template operator()<8>();
-    default: throw std::invalid_argument("causal_conv1d: no kernel for this width");
+  if (width == K) return f.template operator()<K>();
+  if constexpr (K < dfk::kConvMaxWidth) {
+    return with_width<K + 1>(width, static_cast<F&&>(f));
+  } else {
+    throw std::invalid_argument("causal_conv1d: no kernel for width " + std::to_string(width) + " (1 to " +
+                                std::to_string(static_cast<int>(dfk::kConvMaxWidth)) + ")");
   }
 }
 

@@ -1,7 +1,8 @@
-// What the selective scan's and the causal conv's primitives have in common: one int of flags fixed
-// at construction (which optional inputs and outputs exist), equivalence by those flags (for
-// mx.compile's common-subexpression pass), and the transforms they refuse, with messages that name
-// the public op and its pure-MLX reference.
+// The base of every fused primitive (forward and backward of the selective scan, the causal conv,
+// the GRU): one int of flags fixed at construction (which optional inputs and outputs exist),
+// equivalence by those flags (for mx.compile's common-subexpression pass), the transforms they
+// refuse, with messages that name the public op and its pure-MLX reference, and the eval_gpu of a
+// build without Metal. docs/architecture.md describes how a primitive is built.
 #pragma once
 
 #include <stdexcept>
@@ -15,9 +16,11 @@ namespace dfnet4 {
 
 namespace mx = mlx::core;
 
+// What the messages name, and where the op's Metal kernels are (metal/<library>.metal).
 struct OpNames {
   const char* op;         // e.g. "dfnet4.ops.selective_scan"
   const char* reference;  // e.g. "dfnet4.reference.selective_scan"
+  const char* library;    // e.g. "selective_scan"
 };
 
 class FlaggedPrimitive : public mx::Primitive {
@@ -26,11 +29,28 @@ class FlaggedPrimitive : public mx::Primitive {
       : mx::Primitive(stream), flags_(flags), names_(names) {}
   // MLX compares primitives of the same type only (typeid first), so the cast is safe.
   bool is_equivalent(const mx::Primitive& other) const override {
-    return flags_ == static_cast<const FlaggedPrimitive&>(other).flags_;
+    const auto& o = static_cast<const FlaggedPrimitive&>(other);
+    return flags_ == o.flags_ && same_attributes(o);
   }
   int flags() const { return flags_; }
+  bool has(int flag) const { return (flags_ & flag) != 0; }
+  const OpNames& names() const { return names_; }
+
+#ifndef _METAL_
+  // A build without GPU kernels (Linux, CUDA builds of MLX; the Metal ones are built on macOS
+  // only): say so and how to run on the CPU. Metal builds: each primitive's <op>_metal.cpp.
+  void eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) override {
+    throw std::runtime_error(std::string(names_.op) +
+                             ": this build of dfnet4 has no GPU kernels (they are built on macOS "
+                             "with MLX's Metal backend only); run it on the CPU: "
+                             "`with mx.stream(mx.cpu): ...` or mx.set_default_device(mx.cpu)");
+  }
+#endif
 
  protected:
+  // Attributes besides the flags that make two instances compute different things (a primitive
+  // with, say, an epsilon overrides this); `other` has this one's type.
+  virtual bool same_attributes(const FlaggedPrimitive& /*other*/) const { return true; }
   [[noreturn]] void refuse(const std::string& what) const { throw std::runtime_error(names_.op + what); }
   int flags_;
   OpNames names_;
@@ -57,7 +77,8 @@ class FusedBackward : public FlaggedPrimitive {
   using FlaggedPrimitive::FlaggedPrimitive;
   std::vector<mx::array> vjp(const std::vector<mx::array>&, const std::vector<mx::array>&,
                              const std::vector<int>&, const std::vector<mx::array>&) override {
-    refuse(std::string(": second-order gradients are not supported (the backward primitive has no vjp); use ") +
+    refuse(std::string(": second-order gradients are not supported (no second derivatives: the backward "
+                       "primitive has no vjp); use ") +
            names_.reference + " for higher-order derivatives");
   }
   std::vector<mx::array> jvp(const std::vector<mx::array>&, const std::vector<mx::array>&,
@@ -71,3 +92,23 @@ class FusedBackward : public FlaggedPrimitive {
 };
 
 }  // namespace dfnet4
+
+// The members a fused primitive declares, as MLX's DEFINE_* macros in mlx/primitives.h do for its
+// own: every primitive has DFNET4_EVAL (eval_cpu, and eval_gpu in Metal builds), DFNET4_SHAPES and
+// DFNET4_NAME; a forward primitive also DFNET4_VJP (it builds the backward primitive).
+#define DFNET4_EVAL_CPU \
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+#ifdef _METAL_
+#define DFNET4_EVAL                                                                                  \
+  DFNET4_EVAL_CPU                                                                                    \
+  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+#else
+#define DFNET4_EVAL DFNET4_EVAL_CPU
+#endif
+#define DFNET4_VJP                                                                                   \
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,                                  \
+                             const std::vector<mx::array>& cotangents, const std::vector<int>& argnums, \
+                             const std::vector<mx::array>& outputs) override;
+#define DFNET4_SHAPES std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
+#define DFNET4_NAME(NAME) \
+  const char* name() const override { return #NAME; }

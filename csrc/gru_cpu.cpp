@@ -3,38 +3,29 @@
 // when the previous one is complete (StepTasks, gru_team.h).
 // The hidden-to-hidden products run as a register-blocked micro-kernel over a packed copy of Wh
 // whose inner loop is a contiguous axpy (vectorises without reassociating a reduction); the gate
-// math is the shared body from kernels/gru.h.
+// math is the shared body from kernels/gru_{fwd,bwd}.h. The workers are compiled per instruction set
+// (cpu_isa.h), with register tiles sized for each.
 // No code here reads floating-point exception flags; without this GCC may not turn the clamps of
-// dfk::gate_exp into selects (a compare "might trap"), and the gate loop would not vectorise.
+// dfk::fastmath::exp into selects (a compare "might trap"), and the gate loop would not vectorise.
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC optimize("no-trapping-math")
 #endif
 #include "gru_cpu.h"
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <type_traits>
 #include <vector>
 
+#include "cpu_isa.h"
 #include "gru_team.h"
-#include "kernels/gru.h"
+#include "kernels/gru_bwd.h"
+#include "kernels/gru_fwd.h"
 #include "parallel.h"
-
-#if defined(__GNUC__) || defined(__clang__)
-#define DFNET4_ALWAYS_INLINE inline __attribute__((always_inline))
-#else
-#define DFNET4_ALWAYS_INLINE inline
-#endif
-
-#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
-#define DFNET4_X86_DISPATCH 1
-#define DFNET4_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define DFNET4_TARGET_AVX512 __attribute__((target("avx512f,avx2,fma")))
-#endif
 
 namespace dfnet4 {
 namespace {
+
+using isa::Isa;
 
 constexpr int kUnits = 16;        // forward: hidden units per block (3 gates -> 48 columns)
 constexpr int kCols = 3 * kUnits;  // columns of one micro-kernel block, forward and backward
@@ -43,7 +34,7 @@ constexpr int kCols = 3 * kUnits;  // columns of one micro-kernel block, forward
 // Written with explicit VB-byte vectors (GCC/Clang vector extension) so the BB x kCols
 // accumulators stay in registers: each k is kCols/L vector loads of W and BB broadcasts.
 template <typename T, int BB, int VB>
-DFNET4_ALWAYS_INLINE void block_product(const T* a, long lda, int K, const T* W, long ldw,
+DF_INLINE void block_product(const T* a, long lda, int K, const T* W, long ldw,
                                         T (&out)[BB][kCols]) {
   typedef T V __attribute__((vector_size(VB)));
   constexpr int L = VB / (int)sizeof(T), NV = kCols / L;
@@ -95,7 +86,7 @@ std::vector<T> pack_forward(const T* Wh, int H, int blocks) {
 // Copies the nj <= kUnits units of a block; full blocks take the fixed-size path (a few vector
 // moves) instead of a variable-length memcpy call, which showed up in profiles.
 template <typename T>
-DFNET4_ALWAYS_INLINE void copy_units(T* __restrict dst, const T* __restrict src, int nj) {
+DF_INLINE void copy_units(T* __restrict dst, const T* __restrict src, int nj) {
   if (nj == kUnits) {
     for (int u = 0; u < kUnits; ++u) dst[u] = src[u];
   } else {
@@ -103,47 +94,35 @@ DFNET4_ALWAYS_INLINE void copy_units(T* __restrict dst, const T* __restrict src,
   }
 }
 
-// The shared cell body over one block of units, on local arrays. Kept out of line (one copy
-// per ISA): inlined into the big worker loop GCC no longer vectorises it.
-#define DFNET4_GATE_BLOCK_PARAMS(T)                                                              \
-  const T *__restrict gr, const T *__restrict gz, const T *__restrict gn, const T *__restrict sr, \
-      const T *__restrict sz, const T *__restrict hn, const T *__restrict hv, T *__restrict r,    \
-      T *__restrict z, T *__restrict n, T *__restrict h
-#define DFNET4_GATE_BLOCK_BODY(T)                                                                  \
-  for (int u = 0; u < kUnits; ++u) {                                                               \
-    dfk::GruCellOut<T> o = dfk::gru_cell_forward<T>(gr[u], gz[u], gn[u], sr[u], sz[u], hn[u], hv[u]); \
-    r[u] = o.r;                                                                                    \
-    z[u] = o.z;                                                                                    \
-    n[u] = o.n;                                                                                    \
-    h[u] = o.h;                                                                                    \
-  }
+// Register tiles per instruction set: BB batch rows of VB-byte vectors.
+template <Isa isa>
+struct Tile {
+  static constexpr int BB = isa == Isa::Avx512 ? 4 : isa == Isa::Avx2 ? 2 : 1;
+  static constexpr int VB = isa == Isa::Avx512 ? 64 : isa == Isa::Avx2 ? 32 : 16;
+};
 
+// The shared cell body over one block of units, on local arrays. Run out of line (one copy per
+// instruction set, isa::call): inlined into the big worker loop GCC no longer vectorises it.
 template <typename T>
-__attribute__((noinline)) void gate_block_generic(DFNET4_GATE_BLOCK_PARAMS(T)) {
-  DFNET4_GATE_BLOCK_BODY(T)
-}
-#ifdef DFNET4_X86_DISPATCH
-DFNET4_TARGET_AVX2 __attribute__((noinline)) void gate_block_avx2(DFNET4_GATE_BLOCK_PARAMS(float)) {
-  DFNET4_GATE_BLOCK_BODY(float)
-}
-DFNET4_TARGET_AVX512 __attribute__((noinline)) void gate_block_avx512(
-    DFNET4_GATE_BLOCK_PARAMS(float)) {
-  DFNET4_GATE_BLOCK_BODY(float)
-}
-#endif
+struct GateBlock {
+  template <Isa>
+  static DF_INLINE void run(const T* __restrict gr, const T* __restrict gz, const T* __restrict gn,
+                            const T* __restrict sr, const T* __restrict sz, const T* __restrict hn,
+                            const T* __restrict hv, T* __restrict r, T* __restrict z, T* __restrict n,
+                            T* __restrict h) {
+    for (int u = 0; u < kUnits; ++u) {
+      dfk::GruCellOut<T> o = dfk::gru_cell_forward<T>(gr[u], gz[u], gn[u], sr[u], sz[u], hn[u], hv[u]);
+      r[u] = o.r;
+      z[u] = o.z;
+      n[u] = o.n;
+      h[u] = o.h;
+    }
+  }
+};
 
-// VB (the worker's vector width) says which ISA the caller was compiled for.
-template <typename T, int VB>
-DFNET4_ALWAYS_INLINE void gate_block(DFNET4_GATE_BLOCK_PARAMS(T)) {
-#ifdef DFNET4_X86_DISPATCH
-  if constexpr (std::is_same_v<T, float> && VB == 64) return gate_block_avx512(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
-  if constexpr (std::is_same_v<T, float> && VB == 32) return gate_block_avx2(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
-#endif
-  gate_block_generic<T>(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
-}
-
-template <typename T, int BB, int VB>
-DFNET4_ALWAYS_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, int b0) {
+template <typename T, int BB, Isa isa>
+DF_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, int b0) {
+  constexpr int VB = Tile<isa>::VB;
   const int H = c.d.H, TT = c.d.T;
   const T* h_prev = t == 0 ? c.h0 + (long)b0 * H : c.hs + ((long)b0 * TT + t - 1) * H;
   const long lda = t == 0 ? H : (long)TT * H;
@@ -168,7 +147,7 @@ DFNET4_ALWAYS_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, i
       hn[u] = acc[bb][2 * kUnits + u] + bh[u];
     }
     T r[kUnits], z[kUnits], n[kUnits], h[kUnits];
-    gate_block<T, VB>(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
+    isa::call<isa, GateBlock<T>>(gr, gz, gn, sr, sz, hn, hv, r, z, n, h);
     T* s = c.gates + row * 4 * H + j0;  // layout of dfk::gru_forward_finish: r, z, n, hn
     copy_units(c.hs + row * H + j0, h, nj);
     copy_units(s, r, nj);
@@ -179,17 +158,21 @@ DFNET4_ALWAYS_INLINE void forward_tile(const ForwardCtx<T>& c, int t, int blk, i
 }
 
 // One thread of the team: claims (step, block) tasks until none are left, BB batch rows at a time.
-template <typename T, int BB, int VB>
-DFNET4_ALWAYS_INLINE void forward_worker_body(const ForwardCtx<T>& c, StepTasks& tasks) {
-  for (long k = tasks.claim(); k >= 0; k = tasks.claim()) {
-    const int t = (int)(k / tasks.per_step()), blk = (int)(k % tasks.per_step());
-    tasks.wait_for_step(t);
-    int b = 0;
-    for (; b + BB <= c.d.B; b += BB) forward_tile<T, BB, VB>(c, t, blk, b);
-    for (; b < c.d.B; ++b) forward_tile<T, 1, VB>(c, t, blk, b);
-    tasks.finish();
+template <typename T>
+struct ForwardWorker {
+  template <Isa isa>
+  static DF_INLINE void run(const ForwardCtx<T>& c, StepTasks& tasks) {
+    constexpr int BB = Tile<isa>::BB;
+    for (long k = tasks.claim(); k >= 0; k = tasks.claim()) {
+      const int t = (int)(k / tasks.per_step()), blk = (int)(k % tasks.per_step());
+      tasks.wait_for_step(t);
+      int b = 0;
+      for (; b + BB <= c.d.B; b += BB) forward_tile<T, BB, isa>(c, t, blk, b);
+      for (; b < c.d.B; ++b) forward_tile<T, 1, isa>(c, t, blk, b);
+      tasks.finish();
+    }
   }
-}
+};
 
 template <typename T>
 struct BackwardCtx {
@@ -210,14 +193,14 @@ std::vector<T> pack_backward(const T* Wh, int H, int blocks) {
 
 // Reverse step t (or, with t == -1, the final dh0) for hidden units blk*48.. and BB batch rows.
 template <typename T, int BB, int VB>
-DFNET4_ALWAYS_INLINE void backward_tile(const BackwardCtx<T>& c, int t, int blk, int b0) {
+DF_INLINE void backward_tile(const BackwardCtx<T>& c, int t, int blk, int b0) {
   const int H = c.d.H, TT = c.d.T;
   const bool last = t == TT - 1;
   T acc[BB][kCols];
   if (!last) {  // Wh^T dgh_{t+1}: rows of dgh at step t+1, K = 3H
     const long lda = (long)TT * 3 * H;
-    block_product<T, BB, VB>(c.dgh + ((long)b0 * TT + t + 1) * 3 * H, lda, 3 * H,
-                         c.Wp + (long)blk * kCols, c.ldw, acc);
+    block_product<T, BB, VB>(c.dgh + ((long)b0 * TT + t + 1) * 3 * H, lda, 3 * H, c.Wp + (long)blk * kCols,
+                             c.ldw, acc);
   }
   const int j_end = std::min(H, (blk + 1) * kCols);
   for (int bb = 0; bb < BB; ++bb)
@@ -232,88 +215,27 @@ DFNET4_ALWAYS_INLINE void backward_tile(const BackwardCtx<T>& c, int t, int blk,
 }
 
 // Steps s = 0..T run t = T-1-s; the last step (t = -1) computes dh0.
-template <typename T, int BB, int VB>
-DFNET4_ALWAYS_INLINE void backward_worker_body(const BackwardCtx<T>& c, StepTasks& tasks) {
-  for (long k = tasks.claim(); k >= 0; k = tasks.claim()) {
-    const int s = (int)(k / tasks.per_step()), blk = (int)(k % tasks.per_step());
-    const int t = c.d.T - 1 - s;
-    tasks.wait_for_step(s);
-    int b = 0;
-    for (; b + BB <= c.d.B; b += BB) backward_tile<T, BB, VB>(c, t, blk, b);
-    for (; b < c.d.B; ++b) backward_tile<T, 1, VB>(c, t, blk, b);
-    tasks.finish();
-  }
-}
-
-// ISA variants of the workers (x86: runtime dispatch, so a generic build still uses AVX2/AVX-512).
 template <typename T>
-void forward_worker_generic(const ForwardCtx<T>& c, StepTasks& q) {
-  forward_worker_body<T, 1, 16>(c, q);
-}
-template <typename T>
-void backward_worker_generic(const BackwardCtx<T>& c, StepTasks& q) {
-  backward_worker_body<T, 1, 16>(c, q);
-}
-#ifdef DFNET4_X86_DISPATCH
-DFNET4_TARGET_AVX2 void forward_worker_avx2(const ForwardCtx<float>& c, StepTasks& q) {
-  forward_worker_body<float, 2, 32>(c, q);
-}
-DFNET4_TARGET_AVX2 void backward_worker_avx2(const BackwardCtx<float>& c, StepTasks& q) {
-  backward_worker_body<float, 2, 32>(c, q);
-}
-DFNET4_TARGET_AVX512 void forward_worker_avx512(const ForwardCtx<float>& c, StepTasks& q) {
-  forward_worker_body<float, 4, 64>(c, q);
-}
-DFNET4_TARGET_AVX512 void backward_worker_avx512(const BackwardCtx<float>& c, StepTasks& q) {
-  backward_worker_body<float, 4, 64>(c, q);
-}
-#endif
-
-template <typename Ctx>
-using WorkerFn = void (*)(const Ctx&, StepTasks&);
-
-enum class Isa { Generic, Avx2, Avx512 };
-
-// The best ISA this CPU has, capped by DFNET4_CPU_ISA=generic|avx2 (so tests can run every
-// variant on one machine).
-Isa cpu_isa() {
-  Isa best = Isa::Generic;
-#ifdef DFNET4_X86_DISPATCH
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) best = Isa::Avx2;
-  if (__builtin_cpu_supports("avx512f")) best = Isa::Avx512;
-#endif
-  const char* cap = std::getenv("DFNET4_CPU_ISA");
-  if (cap && std::strcmp(cap, "generic") == 0) return Isa::Generic;
-  if (cap && std::strcmp(cap, "avx2") == 0 && best == Isa::Avx512) return Isa::Avx2;
-  return best;
-}
-
-template <typename T>
-WorkerFn<ForwardCtx<T>> pick_forward() {
-#ifdef DFNET4_X86_DISPATCH
-  if constexpr (std::is_same_v<T, float>) {
-    switch (cpu_isa()) {
-      case Isa::Avx512: return forward_worker_avx512;
-      case Isa::Avx2: return forward_worker_avx2;
-      case Isa::Generic: break;
+struct BackwardWorker {
+  template <Isa isa>
+  static DF_INLINE void run(const BackwardCtx<T>& c, StepTasks& tasks) {
+    constexpr int BB = Tile<isa>::BB, VB = Tile<isa>::VB;
+    for (long k = tasks.claim(); k >= 0; k = tasks.claim()) {
+      const int s = (int)(k / tasks.per_step()), blk = (int)(k % tasks.per_step());
+      const int t = c.d.T - 1 - s;
+      tasks.wait_for_step(s);
+      int b = 0;
+      for (; b + BB <= c.d.B; b += BB) backward_tile<T, BB, VB>(c, t, blk, b);
+      for (; b < c.d.B; ++b) backward_tile<T, 1, VB>(c, t, blk, b);
+      tasks.finish();
     }
   }
-#endif
-  return forward_worker_generic<T>;
-}
+};
 
-template <typename T>
-WorkerFn<BackwardCtx<T>> pick_backward() {
-#ifdef DFNET4_X86_DISPATCH
-  if constexpr (std::is_same_v<T, float>) {
-    switch (cpu_isa()) {
-      case Isa::Avx512: return backward_worker_avx512;
-      case Isa::Avx2: return backward_worker_avx2;
-      case Isa::Generic: break;
-    }
-  }
-#endif
-  return backward_worker_generic<T>;
+// The workers' variant for this CPU: float only (double, for the float64 checks, runs the baseline).
+template <class Worker, typename T, class Ctx>
+isa::Entry<const Ctx&, StepTasks&> pick_worker() {
+  return isa::variant<Worker, const Ctx&, StepTasks&>(std::is_same_v<T, float> ? isa::best() : Isa::Generic);
 }
 
 // Threads worth using: at most one per block, and none that would get less than ~64k
@@ -334,7 +256,7 @@ void gru_forward_cpu(const GruDims& d, const T* gx, const T* Wh, const T* bhn, c
   ForwardCtx<T> c{d, gx, bhn, h0, Wp.data(), (long)blocks * kCols, blocks, hs, gates};
   const int n = team_size(d, blocks);
   StepTasks tasks(d.T, blocks);
-  auto fn = pick_forward<T>();
+  auto fn = pick_worker<ForwardWorker<T>, T, ForwardCtx<T>>();
   run_team(n, [&](int) { fn(c, tasks); });
 }
 
@@ -348,7 +270,7 @@ void gru_backward_cpu(const GruDims& d, const T* dhs, const T* gates, const T* h
                    dgx, dgh, dh0,   dh_direct.data()};
   const int n = team_size(d, blocks);
   StepTasks tasks(d.T + 1, blocks);  // T reverse steps, then dh0
-  auto fn = pick_backward<T>();
+  auto fn = pick_worker<BackwardWorker<T>, T, BackwardCtx<T>>();
   run_team(n, [&](int) { fn(c, tasks); });
 }
 

@@ -11,16 +11,15 @@
 #pragma once
 #include <string>
 
-#include "kernels/gru_params.h"  // not kernels/gru.h: the emulated harness reads this first
+#include "kernels/gru_params.h"  // not the bodies: the emulated harness reads this first
+#include "launch_plan.h"
 
 namespace dfnet4::gru_launch {
 
+using launch::Size3;
+
 constexpr unsigned kSimdWidth = 32;
 constexpr unsigned kSimdsPerGroup = 4;
-
-struct Size3 {
-  unsigned x, y, z;
-};
 
 struct Dispatch {
   std::string name;  // host name in metal/gru.metal, without the dtype suffix
@@ -31,12 +30,12 @@ struct Dispatch {
 
 inline Size3 forward_threads() { return {kSimdWidth * kSimdsPerGroup, 1, 1}; }
 inline Size3 forward_groups(int B, int H) {
-  return {(unsigned)((H + kSimdsPerGroup - 1) / kSimdsPerGroup),
-          (unsigned)((B + dfk::kGruBatchPerSimd - 1) / dfk::kGruBatchPerSimd), 1};
+  return {(unsigned long)((H + kSimdsPerGroup - 1) / kSimdsPerGroup),
+          (unsigned long)((B + dfk::kGruBatchPerSimd - 1) / dfk::kGruBatchPerSimd), 1};
 }
-inline Size3 backward_threads() { return {(unsigned)dfk::kGruBackwardThreads, 1, 1}; }
+inline Size3 backward_threads() { return {(unsigned long)dfk::kGruBackwardThreads, 1, 1}; }
 inline Size3 backward_groups(int B, int H) {
-  return {(unsigned)((H + dfk::kGruBackwardThreads - 1) / dfk::kGruBackwardThreads), (unsigned)B, 1};
+  return {(unsigned long)((H + dfk::kGruBackwardThreads - 1) / dfk::kGruBackwardThreads), (unsigned long)B, 1};
 }
 
 // Buffers of gru_forward_step: 0 gx, 1 Wh, 2 bhn, 3 h0, 4 hs (out), 5 gates (out), 6 params.

@@ -1,26 +1,18 @@
-// eval_gpu of the GRU primitives. Metal builds run metal/gru.metal following the launch plan in
-// gru_launch.h (the same plan the emulated tests run); device, kernels and buffers come through
-// metal_host.h. Every other build has no GPU path.
+// eval_gpu of the GRU primitives (Metal builds only; elsewhere FlaggedPrimitive's error): runs
+// metal/gru.metal following the launch plan in gru_launch.h (the same plan the emulated tests run);
+// device, kernels and buffers come through metal_host.h.
 #include "gru.h"
 
-#include "metal_host.h"
-
 #ifdef _METAL_
+
 #include <cstring>
 
 #include "gru_launch.h"
-#endif
+#include "metal_host.h"
 
 namespace dfnet4 {
 
 namespace {
-constexpr const char* kOp = "dfnet4.ops.gru";
-}  // namespace
-
-#ifdef _METAL_
-namespace {
-
-constexpr const char* kLibrary = "gru";  // metal/gru.metal
 
 // A zeroed float32 buffer standing in for an absent bhn / h0 (Apple GPUs share memory with the
 // CPU, so it is cleared from the host), kept alive until the command buffer completes.
@@ -36,14 +28,15 @@ void GruForward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::arra
   namespace mh = metal_host;
   check_input_sizes(in, out);
   mh::check_inputs(in, "GruForward");
-  auto& d = mh::device(stream(), kOp);
+  auto& d = mh::device(stream(), names_.op);
   mh::allocate(out);
   auto& enc = mx::metal::get_command_encoder(stream());
   const int B = out[0].shape(0), T = out[0].shape(1), H = out[0].shape(2);
-  const mx::array bhn = has_bhn_ ? in[2] : zeros_buffer({H}, enc);
-  const mx::array h0 = has_h0_ ? in[has_bhn_ ? 3 : 2] : zeros_buffer({B, H}, enc);
+  const GruInputs at(flags_);
+  const mx::array bhn = at.bhn >= 0 ? in[at.bhn] : zeros_buffer({H}, enc);
+  const mx::array h0 = at.h0 >= 0 ? in[at.h0] : zeros_buffer({B, H}, enc);
   gru_launch::forward(B, T, H, [&](const gru_launch::Dispatch& disp) {
-    enc.set_compute_pipeline_state(mh::kernel(d, kOp, kLibrary, disp.name + "_float32"));
+    enc.set_compute_pipeline_state(mh::kernel(d, names_, disp.name + "_float32"));
     enc.set_input_array(in[0], 0);
     enc.set_input_array(in[1], 1);
     enc.set_input_array(bhn, 2);
@@ -59,15 +52,15 @@ void GruBackward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::arr
   namespace mh = metal_host;
   check_input_sizes(in);
   mh::check_inputs(in, "GruBackward");
-  auto& d = mh::device(stream(), kOp);
+  auto& d = mh::device(stream(), names_.op);
   mh::allocate(out);
   auto& enc = mx::metal::get_command_encoder(stream());
   const int B = in[2].shape(0), T = in[2].shape(1), H = in[2].shape(2);
-  const mx::array h0 = has_h0_ ? in[4] : zeros_buffer({B, H}, enc);
+  const mx::array h0 = has(dfk::kGruHasH0) ? in[4] : zeros_buffer({B, H}, enc);
   // Scratch: the part of dL/dh_t that bypasses Wh, carried from one step's dispatch to the next.
   mx::array dh_direct = mh::scratch({B, H}, enc);
   gru_launch::backward(B, T, H, [&](const gru_launch::Dispatch& disp) {
-    enc.set_compute_pipeline_state(mh::kernel(d, kOp, kLibrary, disp.name + "_float32"));
+    enc.set_compute_pipeline_state(mh::kernel(d, names_, disp.name + "_float32"));
     if (disp.name == "gru_backward_step") {
       enc.set_input_array(in[0], 0);  // dhs
       enc.set_input_array(in[1], 1);  // gates
@@ -89,15 +82,6 @@ void GruBackward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::arr
   });
 }
 
-#else  // no Metal in this build
-
-void GruForward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  metal_host::unavailable(kOp);
-}
-void GruBackward::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  metal_host::unavailable(kOp);
-}
-
-#endif
-
 }  // namespace dfnet4
+
+#endif  // _METAL_

@@ -1,33 +1,17 @@
 // The host side every primitive's eval_gpu shares (docs/macos.md, "How a new op gets its Metal
 // kernel"): the Metal device with a clear error when there is none, kernels compiled at first use
 // from the embedded source (metal_kernel_sources.h) with the Metal compiler's message on failure,
-// the input contract of our kernels, output and scratch allocation, launch sizes. Builds without
-// Metal get only unavailable(), the error their eval_gpu raises.
+// the input contract of our kernels, output and scratch allocation, launch sizes. Metal builds
+// only; elsewhere eval_gpu is FlaggedPrimitive's (fused_primitive.h), a clear error.
 #pragma once
-
-#include <stdexcept>
-#include <string>
-
-namespace dfnet4::metal_host {
-
-inline const char* kReportHint =
-    "If this is a Mac with Apple silicon, please run `python -m dfnet4.selfcheck` and send its "
-    "whole output (see docs/macos.md, 'Reporting a failure').";
-
-// eval_gpu of a build without Metal kernels (Linux, CUDA builds of MLX).
-[[noreturn]] inline void unavailable(const char* op) {
-  throw std::runtime_error(std::string(op) +
-                           ": this build of dfnet4 has no GPU kernels (they are built on macOS "
-                           "with MLX's Metal backend only); run it on the CPU: "
-                           "`with mx.stream(mx.cpu): ...` or mx.set_default_device(mx.cpu)");
-}
-
-}  // namespace dfnet4::metal_host
 
 #ifdef _METAL_
 
+#include <stdexcept>
+#include <string>
 #include <vector>
 
+#include "fused_primitive.h"
 #include "metal_kernel_sources.h"
 #include "mlx/allocator.h"
 #include "mlx/array.h"
@@ -37,6 +21,10 @@ inline const char* kReportHint =
 namespace dfnet4::metal_host {
 
 namespace mx = mlx::core;
+
+inline const char* kReportHint =
+    "If this is a Mac with Apple silicon, please run `python -m dfnet4.selfcheck` and send its "
+    "whole output (see docs/macos.md, 'Reporting a failure').";
 
 inline std::string device_name(const mx::Device& d) {
   return std::string(d.type == mx::Device::gpu ? "gpu" : "cpu") + ":" + std::to_string(d.index);
@@ -54,11 +42,13 @@ inline mx::metal::Device& device(const mx::Stream& s, const char* op) {
   return mx::metal::device(s.device);
 }
 
-// The compute pipeline of kernel `name` in library `library` (metal/<library>.metal). MLX compiles
+// The compute pipeline of kernel `name` of the op's library (metal/<library>.metal). MLX compiles
 // the library from its embedded source the first time any of its kernels is asked for and keeps it
 // for the process ("dfnet4_<library>" in the device's library cache).
-inline MTL::ComputePipelineState* kernel(mx::metal::Device& d, const char* op,
-                                         const std::string& library, const std::string& name) {
+inline MTL::ComputePipelineState* kernel(mx::metal::Device& d, const OpNames& names,
+                                         const std::string& name) {
+  const char* op = names.op;
+  const std::string library = names.library;
   MTL::Library* lib = nullptr;
   try {
     lib = d.get_library("dfnet4_" + library, [&library]() {

@@ -2,6 +2,7 @@
 // thread, so our kernels bring their own threads (joined before eval returns).
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -48,6 +49,20 @@ void parallel_for(long n, Fn&& fn, int max_workers = 0) {
   run(0);
   for (auto& t : threads) t.join();
   if (error) std::rethrow_exception(error);
+}
+
+// Calls fn(begin, end) on pieces of [0, n) of `grain` items, handed out on demand: a worker that the
+// OS delays (a busy machine) does not hold up the others as it would with one fixed slice each.
+// Which worker runs a piece never changes its arithmetic, so results do not depend on the threads.
+template <typename Fn>
+void dynamic_for(long n, long grain, Fn&& fn) {
+  std::atomic<long> next{0};
+  const long workers = std::min<long>(num_threads(), (n + grain - 1) / grain);
+  parallel_for(workers, [&](long, long, int) {
+    for (long begin = next.fetch_add(grain); begin < n; begin = next.fetch_add(grain)) {
+      fn(begin, std::min(n, begin + grain));
+    }
+  });
 }
 
 }  // namespace dfnet4

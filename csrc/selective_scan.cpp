@@ -7,7 +7,6 @@
 #include <nanobind/stl/variant.h>
 #include <nanobind/stl/vector.h>
 
-#include <sstream>
 #include <stdexcept>
 
 #include "mlx/backend/cpu/encoder.h"
@@ -19,20 +18,10 @@ namespace dfnet4 {
 
 namespace {
 
-int ceil_div(int a, int b) { return (a + b - 1) / b; }
-
-using util::alloc;
-using util::begin_cpu_eval;
-using util::for_float_dtype;
 using util::opt_ptr;
 using util::ptr;
-using util::shape_str;
 
-[[noreturn]] void bad(const std::string& msg) { util::bad_argument("selective_scan", msg); }
-
-void expect_shape(const char* name, const mx::array& a, const mx::Shape& want, const char* what) {
-  util::expect_shape("selective_scan", name, a, want, what);
-}
+constexpr util::ArgumentCheck check{"selective_scan"};
 
 }  // namespace
 
@@ -44,15 +33,7 @@ ScanInputs::ScanInputs(int flags, bool with_h0) {
 }
 
 dfk::ScanParams scan_params(const mx::array& u, const mx::array& A, int flags) {
-  dfk::ScanParams p;
-  p.batch = u.shape(0);
-  p.length = u.shape(1);
-  p.channels = u.shape(2);
-  p.state = A.shape(1);
-  p.n_chunks = ceil_div(p.length, dfk::kScanChunk);
-  p.n_blocks = ceil_div(p.channels, dfk::kScanBlock);
-  p.flags = flags;
-  return p;
+  return dfk::make_scan_params(u.shape(0), u.shape(1), u.shape(2), A.shape(1), flags);
 }
 
 // ---- forward primitive ------------------------------------------------------------------------------
@@ -61,11 +42,12 @@ std::vector<mx::Shape> SelectiveScan::output_shapes(const std::vector<mx::array>
   const auto& u = inputs[0];
   const auto& A = inputs[2];
   const int b = u.shape(0), l = u.shape(1), d = u.shape(2), n = A.shape(1);
-  return {u.shape(), {b, d, n}, {b, ceil_div(l, dfk::kScanChunk), n, d}};  // checkpoints: channels last
+  const int chunks = (l + dfk::kScanChunk - 1) / dfk::kScanChunk;
+  return {u.shape(), {b, d, n}, {b, chunks, n, d}};  // checkpoints: channels last
 }
 
 void SelectiveScan::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  auto& enc = begin_cpu_eval("SelectiveScan", stream(), inputs, outputs);
+  auto& enc = util::begin_cpu_eval("SelectiveScan", stream(), inputs, outputs);
   const auto p = scan_params(inputs[0], inputs[2], flags_);
   const ScanInputs at(flags_);
 
@@ -78,7 +60,7 @@ void SelectiveScan::eval_cpu(const std::vector<mx::array>& inputs, std::vector<m
                                   outputs[1].data<T>(), outputs[2].data<T>()};
     enc.dispatch([p, f]() { scan_cpu::forward(p, f); });
   };
-  for_float_dtype(inputs[0], "SelectiveScan", launch);
+  util::for_float_dtype(inputs[0], "SelectiveScan", launch);
 }
 
 std::vector<mx::array> SelectiveScan::vjp(const std::vector<mx::array>& primals,
@@ -95,13 +77,8 @@ std::vector<mx::array> SelectiveScan::vjp(const std::vector<mx::array>& primals,
     if (idx >= 0) inputs.push_back(primals[idx]);
   }
   inputs.push_back(outputs[2]);
-  for (int k = 0; k < 2; ++k) {
-    inputs.push_back(mx::contiguous(mx::astype(cotangents[k], dtype, s), false, s));
-  }
-  auto prim = std::make_shared<SelectiveScanGrad>(s, flags_);
-  auto shapes = prim->output_shapes(inputs);
-  auto grads = mx::array::make_arrays(std::move(shapes), std::vector<mx::Dtype>(shapes.size(), dtype),
-                                      prim, inputs);
+  for (int k = 0; k < 2; ++k) inputs.push_back(util::cotangent(cotangents[k], dtype, s));
+  auto grads = util::apply(std::make_shared<SelectiveScanGrad>(s, flags_), std::move(inputs), dtype);
   const SelectiveScanGrad::Outputs out_at(flags_);
   std::vector<mx::array> result;
   for (int arg : argnums) {
@@ -137,19 +114,15 @@ std::vector<mx::Shape> SelectiveScanGrad::output_shapes(const std::vector<mx::ar
 
 std::vector<mx::array> scan_grad_partials(const dfk::ScanParams& p, mx::Dtype dtype) {
   const int b = p.batch, l = p.length, d = p.channels, n = p.state, blocks = p.n_blocks;
-  std::vector<mx::array> parts;
-  for (mx::Shape shape : std::vector<mx::Shape>{{b, d, n}, {b, blocks, l, n}, {b, blocks, l, n}}) {
-    parts.emplace_back(shape, dtype, nullptr, std::vector<mx::array>{});
-  }
-  if (p.flags & dfk::kScanHasD) parts.emplace_back(mx::Shape{b, d}, dtype, nullptr, std::vector<mx::array>{});
-  if (p.flags & dfk::kScanHasBias) parts.emplace_back(mx::Shape{b, d}, dtype, nullptr, std::vector<mx::array>{});
-  for (auto& a : parts) alloc(a);
-  return parts;
+  std::vector<mx::Shape> shapes = {{b, d, n}, {b, blocks, l, n}, {b, blocks, l, n}};
+  if (p.flags & dfk::kScanHasD) shapes.push_back({b, d});
+  if (p.flags & dfk::kScanHasBias) shapes.push_back({b, d});
+  return util::work_arrays(shapes, dtype);
 }
 
 void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
                                  std::vector<mx::array>& outputs) {
-  auto& enc = begin_cpu_eval("SelectiveScanGrad", stream(), inputs, outputs);
+  auto& enc = util::begin_cpu_eval("SelectiveScanGrad", stream(), inputs, outputs);
   const auto p = scan_params(inputs[0], inputs[2], flags_);
   const ScanInputs at(flags_, /*with_h0=*/false);
   const Outputs out_at(flags_);
@@ -189,7 +162,7 @@ void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
       for (const auto& f : folds) scan_cpu::sum_partials(f.src, f.dst, f.outer, f.count, f.inner);
     });
   };
-  for_float_dtype(inputs[0], "SelectiveScanGrad", launch);
+  util::for_float_dtype(inputs[0], "SelectiveScanGrad", launch);
   enc.add_temporaries(std::move(parts));
 }
 
@@ -202,50 +175,38 @@ std::vector<mx::array> selective_scan(const mx::array& u, const mx::array& delta
                                       const std::optional<mx::array>& delta_bias, bool delta_softplus,
                                       const std::optional<mx::array>& h0, mx::StreamOrDevice s_) {
   const auto s = mx::to_stream(s_);
-  if (u.ndim() != 3) bad("u must have shape (batch, time, channels), got " + shape_str(u));
-  if (A.ndim() != 2) bad("A must have shape (channels, state), got " + shape_str(A));
+  using util::shape_str;
+  if (u.ndim() != 3) check.bad("u must have shape (batch, time, channels), got " + shape_str(u));
+  if (A.ndim() != 2) check.bad("A must have shape (channels, state), got " + shape_str(A));
   const int b = u.shape(0), l = u.shape(1), d = u.shape(2), n = A.shape(1);
-  if (b < 1 || l < 1 || d < 1) bad("u must have batch, time and channels >= 1, got " + shape_str(u));
+  if (b < 1 || l < 1 || d < 1) check.bad("u must have batch, time and channels >= 1, got " + shape_str(u));
   if (n < 1 || n > dfk::kScanMaxState) {
-    bad("A must have 1 to " + std::to_string(dfk::kScanMaxState) + " states (A.shape[1]), got " +
-        shape_str(A));
+    check.bad("A must have 1 to " + std::to_string(dfk::kScanMaxState) + " states (A.shape[1]), got " +
+              shape_str(A));
   }
-  expect_shape("delta", delta, {b, l, d}, "(batch, time, channels) like u");
-  expect_shape("A", A, {d, n}, "(channels, state) with u's channels");
-  expect_shape("B", B, {b, l, n}, "(batch, time, state)");
-  expect_shape("C", C, {b, l, n}, "(batch, time, state)");
-  if (D) expect_shape("D", *D, {d}, "(channels,)");
-  if (z) expect_shape("z", *z, {b, l, d}, "(batch, time, channels) like u");
-  if (delta_bias) expect_shape("delta_bias", *delta_bias, {d}, "(channels,)");
-  if (h0) expect_shape("h0", *h0, {b, d, n}, "(batch, channels, state)");
-
+  check.shape("delta", delta, {b, l, d}, "(batch, time, channels) like u");
+  check.shape("A", A, {d, n}, "(channels, state) with u's channels");
+  check.shape("B", B, {b, l, n}, "(batch, time, state)");
+  check.shape("C", C, {b, l, n}, "(batch, time, state)");
+  if (D) check.shape("D", *D, {d}, "(channels,)");
+  if (z) check.shape("z", *z, {b, l, d}, "(batch, time, channels) like u");
+  if (delta_bias) check.shape("delta_bias", *delta_bias, {d}, "(channels,)");
+  if (h0) check.shape("h0", *h0, {b, d, n}, "(batch, channels, state)");
   const auto dtype = u.dtype();
-  if (dtype != mx::float32 && dtype != mx::float64) {
-    bad("the fused kernels take float32 (or float64 on the CPU); dfnet4.ops.selective_scan casts");
-  }
-  if (dtype == mx::float64 && s.device.type != mx::Device::cpu) {
-    bad("float64 is only supported on the CPU stream");
-  }
-  int flags = 0;
-  std::vector<mx::array> inputs;
-  auto add = [&](const char* name, const mx::array& a) {
-    if (a.dtype() != dtype) bad(std::string(name) + " must have the same dtype as u");
-    inputs.push_back(mx::contiguous(a, false, s));
-  };
-  add("u", u);
-  add("delta", delta);
-  add("A", A);
-  add("B", B);
-  add("C", C);
-  if (D) { flags |= dfk::kScanHasD; add("D", *D); }
-  if (z) { flags |= dfk::kScanHasZ; add("z", *z); }
-  if (delta_bias) { flags |= dfk::kScanHasBias; add("delta_bias", *delta_bias); }
-  if (h0) { flags |= dfk::kScanHasH0; add("h0", *h0); }
-  if (delta_softplus) flags |= dfk::kScanSoftplus;
+  util::check_compute_dtype(check.op, dtype, s);
 
-  auto prim = std::make_shared<SelectiveScan>(s, flags);
-  auto shapes = prim->output_shapes(inputs);
-  auto outs = mx::array::make_arrays(std::move(shapes), {dtype, dtype, dtype}, prim, inputs);
+  int flags = delta_softplus ? dfk::kScanSoftplus : 0;
+  util::InputList in(check.op, "u", dtype, s);
+  in.add("u", u);
+  in.add("delta", delta);
+  in.add("A", A);
+  in.add("B", B);
+  in.add("C", C);
+  if (D) { flags |= dfk::kScanHasD; in.add("D", *D); }
+  if (z) { flags |= dfk::kScanHasZ; in.add("z", *z); }
+  if (delta_bias) { flags |= dfk::kScanHasBias; in.add("delta_bias", *delta_bias); }
+  if (h0) { flags |= dfk::kScanHasH0; in.add("h0", *h0); }
+  auto outs = util::apply(std::make_shared<SelectiveScan>(s, flags), in.arrays(), dtype);
   return {outs[0], outs[1]};
 }
 

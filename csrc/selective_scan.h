@@ -5,16 +5,17 @@
 #include <optional>
 #include <vector>
 
-#include "kernels/selective_scan.h"
-#include "mlx/mlx.h"
 #include "fused_primitive.h"
+#include "kernels/selective_scan_params.h"
+#include "mlx/mlx.h"
 #include "mlx/primitives.h"
 
 namespace dfnet4 {
 
 namespace mx = mlx::core;
 
-inline constexpr OpNames kScanNames{"dfnet4.ops.selective_scan", "dfnet4.reference.selective_scan"};
+inline constexpr OpNames kScanNames{"dfnet4.ops.selective_scan", "dfnet4.reference.selective_scan",
+                                    "selective_scan"};
 
 // Positions of the optional inputs in a primitive's input list, from the flags
 // (dfk::kScanHas*). The fixed ones are u, delta, A, B, C = 0..4.
@@ -32,14 +33,10 @@ dfk::ScanParams scan_params(const mx::array& u, const mx::array& A, int flags);
 class SelectiveScan : public FusedForward {
  public:
   SelectiveScan(mx::Stream stream, int flags) : FusedForward(stream, flags, kScanNames) {}
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums,
-                             const std::vector<mx::array>& outputs) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
-  const char* name() const override { return "SelectiveScan"; }
+  DFNET4_EVAL
+  DFNET4_VJP
+  DFNET4_SHAPES
+  DFNET4_NAME(SelectiveScan)
 };
 
 // Inputs: u, delta, A, B, C, then D, z, bias when flagged, then checkpoints, dout, dlast.
@@ -50,10 +47,9 @@ class SelectiveScan : public FusedForward {
 class SelectiveScanGrad : public FusedBackward {
  public:
   SelectiveScanGrad(mx::Stream stream, int flags) : FusedBackward(stream, flags, kScanNames) {}
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
-  const char* name() const override { return "SelectiveScanGrad"; }
+  DFNET4_EVAL
+  DFNET4_SHAPES
+  DFNET4_NAME(SelectiveScanGrad)
 
   // Output positions of the optional gradients (-1 when absent).
   struct Outputs {

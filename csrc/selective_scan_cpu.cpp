@@ -1,41 +1,21 @@
 // CPU evaluation of the selective scan: the same kernel bodies the Metal kernels call, looped over
-// (batch, channel) on our own threads (MLX's CPU backend does no intra-op threading).
+// (batch, channel) on our own threads (MLX's CPU backend does no intra-op threading). The loops
+// over `state` in the bodies vectorise; each range loop is compiled per instruction set (cpu_isa.h).
 #include "selective_scan_cpu.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cstring>
 #include <initializer_list>
 
+#include "cpu_isa.h"
+#include "kernels/selective_scan_bwd.h"
+#include "kernels/selective_scan_fwd.h"
 #include "parallel.h"
-
-// The bodies are written so their loops over `state` vectorise; on x86-64 Linux build each driver
-// for AVX-512 and AVX2+FMA as well as the baseline and let the loader pick (ifunc), so one wheel is
-// both portable and fast (GCC >= 11). Elsewhere (clang, arm64 with NEON as baseline) build it once.
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#define DFNET4_SCAN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DFNET4_SCAN_CLONES
-#endif
 
 namespace dfnet4::scan_cpu {
 namespace {
 
-// The value type that runs `width` neighbouring channels at once, one per SIMD lane (channels-last
-// arrays make their elements contiguous), for buffers of element type S. Channels left over at the
-// end of a row (channels % width) run one at a time as S.
-template <typename S>
-struct Lanes {
-  typedef S Vec;
-  static constexpr int width = 1;
-};
-#if DFK_SCAN_LANES > 1
-template <>
-struct Lanes<float> {
-  typedef dfk::ScanF16 Vec;
-  static constexpr int width = DFK_SCAN_LANES;
-};
-#endif
+using isa::Isa;
 
 // Software prefetch into L2 of `rows` rows, `stride` elements apart, of elements [d0, d1) from
 // `base` (RW: 0 to read, 1 to write). A block of channels walks the (batch, time, channels) arrays
@@ -44,7 +24,7 @@ struct Lanes<float> {
 // Not into L1: rows a power of two apart fall into the same few L1 sets, so lines fetched a chunk
 // early would only evict each other there (measured: L1 prefetch ~1/3 of the gain of L2 prefetch).
 template <int RW, typename S>
-DFK_SCAN_INLINE void prefetch_rows(const S* base, long stride, int rows, int d0, int d1) {
+DF_INLINE void prefetch_rows(const S* base, long stride, int rows, int d0, int d1) {
   if (!base) return;  // an absent optional array
   for (int r = 0; r < rows; ++r) {
     const S* row = base + r * stride;
@@ -55,7 +35,7 @@ DFK_SCAN_INLINE void prefetch_rows(const S* base, long stride, int rows, int d0,
 
 // Rows of time chunk c of a (batch, time, channels) array, channels [d0, d1) of batch row b.
 template <int RW, typename S>
-DFK_SCAN_INLINE void prefetch_chunk(const dfk::ScanParams& p, const S* a, int b, int c, int d0, int d1) {
+DF_INLINE void prefetch_chunk(const dfk::ScanParams& p, const S* a, int b, int c, int d0, int d1) {
   const int t0 = c * dfk::kScanChunk;
   const int rows = std::min(static_cast<int>(dfk::kScanChunk), p.length - t0);
   prefetch_rows<RW>(a ? a + (static_cast<long>(b) * p.length + t0) * p.channels : a, p.channels, rows, d0, d1);
@@ -71,15 +51,15 @@ struct Block {
       : b(static_cast<int>(j / p.n_blocks)),
         d0(static_cast<int>(j % p.n_blocks) * dfk::kScanBlock),
         d_end(std::min(p.channels, d0 + static_cast<int>(dfk::kScanBlock))),
-        groups((d_end - d0) / Lanes<S>::width) {
-    d1 = d0 + groups * Lanes<S>::width;
+        groups((d_end - d0) / dfk::Wide<S>::width) {
+    d1 = d0 + groups * dfk::Wide<S>::width;
   }
 };
 
 // What the forward reads and writes in chunk c for channels [d0, d1) of batch row b.
 template <typename S>
-DFK_SCAN_INLINE void prefetch_forward_chunk(const dfk::ScanParams& p, const ForwardBuffers<S>& f, int b, int c,
-                                            int d0, int d1) {
+DF_INLINE void prefetch_forward_chunk(const dfk::ScanParams& p, const ForwardBuffers<S>& f, int b, int c,
+                                      int d0, int d1) {
   for (const S* a : {f.u, f.delta, f.z}) prefetch_chunk<0>(p, a, b, c, d0, d1);
   prefetch_chunk<1>(p, f.out, b, c, d0, d1);
   prefetch_rows<1>(f.ckpt + (static_cast<long>(b) * p.n_chunks + c) * p.state * p.channels, p.channels, p.state,
@@ -90,35 +70,46 @@ DFK_SCAN_INLINE void prefetch_forward_chunk(const dfk::ScanParams& p, const Forw
 // outside, the block's full vector groups and then its leftover channels inside, so that channels
 // one at a time still share each row's cache lines while they are hot.
 template <typename S, int MAXN, int NFIX>
-DFNET4_SCAN_CLONES void forward_range(const dfk::ScanParams& p, const ForwardBuffers<S>& f, long begin, long end) {
-  typedef typename Lanes<S>::Vec V;
-  constexpr int W = Lanes<S>::width;
-  dfk::ScanFwdCarry<V, MAXN> cy[dfk::kScanBlock / W];
-  dfk::ScanFwdCarry<S, MAXN> cy1[W];
-  for (long j = begin; j < end; ++j) {
-    const Block<S> k(p, j);
-    for (int i = 0; i < k.groups; ++i) dfk::scan_forward_init<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, f.A, f.h0, cy[i]);
-    for (int d = k.d1; d < k.d_end; ++d) dfk::scan_forward_init<S, MAXN, NFIX>(p, k.b, d, f.A, f.h0, cy1[d - k.d1]);
-    for (int c = 0; c < p.n_chunks; ++c) {
-      if (c + 1 < p.n_chunks) prefetch_forward_chunk(p, f, k.b, c + 1, k.d0, k.d_end);
+struct ForwardRange {
+  template <Isa>
+  static DF_INLINE void run(const dfk::ScanParams& p, const ForwardBuffers<S>& f, long begin, long end) {
+    typedef typename dfk::Wide<S>::type V;
+    constexpr int W = dfk::Wide<S>::width;
+    dfk::ScanFwdCarry<V, MAXN> cy[dfk::kScanBlock / W];
+    dfk::ScanFwdCarry<S, MAXN> cy1[W];
+    for (long j = begin; j < end; ++j) {
+      const Block<S> k(p, j);
       for (int i = 0; i < k.groups; ++i) {
-        dfk::scan_forward_chunk<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias,
-                                               f.out, f.ckpt, cy[i]);
+        dfk::scan_forward_init<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, f.A, f.h0, cy[i]);
       }
       for (int d = k.d1; d < k.d_end; ++d) {
-        dfk::scan_forward_chunk<S, MAXN, NFIX>(p, k.b, d, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias, f.out,
-                                               f.ckpt, cy1[d - k.d1]);
+        dfk::scan_forward_init<S, MAXN, NFIX>(p, k.b, d, f.A, f.h0, cy1[d - k.d1]);
+      }
+      for (int c = 0; c < p.n_chunks; ++c) {
+        if (c + 1 < p.n_chunks) prefetch_forward_chunk(p, f, k.b, c + 1, k.d0, k.d_end);
+        for (int i = 0; i < k.groups; ++i) {
+          dfk::scan_forward_chunk<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias,
+                                                 f.out, f.ckpt, cy[i]);
+        }
+        for (int d = k.d1; d < k.d_end; ++d) {
+          dfk::scan_forward_chunk<S, MAXN, NFIX>(p, k.b, d, c, f.u, f.delta, f.B, f.C, f.D, f.z, f.bias, f.out,
+                                                 f.ckpt, cy1[d - k.d1]);
+        }
+      }
+      for (int i = 0; i < k.groups; ++i) {
+        dfk::scan_forward_finish<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, f.last, cy[i]);
+      }
+      for (int d = k.d1; d < k.d_end; ++d) {
+        dfk::scan_forward_finish<S, MAXN, NFIX>(p, k.b, d, f.last, cy1[d - k.d1]);
       }
     }
-    for (int i = 0; i < k.groups; ++i) dfk::scan_forward_finish<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, f.last, cy[i]);
-    for (int d = k.d1; d < k.d_end; ++d) dfk::scan_forward_finish<S, MAXN, NFIX>(p, k.b, d, f.last, cy1[d - k.d1]);
   }
-}
+};
 
 // What the backward reads and writes in chunk c for channels [d0, d1) of batch row b.
 template <typename S>
-DFK_SCAN_INLINE void prefetch_backward_chunk(const dfk::ScanParams& p, const BackwardBuffers<S>& g, int b, int c,
-                                             int d0, int d1) {
+DF_INLINE void prefetch_backward_chunk(const dfk::ScanParams& p, const BackwardBuffers<S>& g, int b, int c,
+                                       int d0, int d1) {
   for (const S* a : {g.u, g.delta, g.dout, g.z}) prefetch_chunk<0>(p, a, b, c, d0, d1);
   for (const S* a : {g.du, g.ddelta, g.dz}) prefetch_chunk<1>(p, a, b, c, d0, d1);
   prefetch_rows<0>(g.ckpt + (static_cast<long>(b) * p.n_chunks + c) * p.state * p.channels, p.channels, p.state,
@@ -131,71 +122,68 @@ DFK_SCAN_INLINE void prefetch_backward_chunk(const dfk::ScanParams& p, const Bac
 // vector groups run first, then its leftover channels one by one, in a fixed order, so the sums do
 // not depend on the thread count.
 template <typename S, int MAXN, int NFIX>
-DFNET4_SCAN_CLONES void backward_range(const dfk::ScanParams& p, const BackwardBuffers<S>& g, long begin,
-                                       long end) {
-  typedef typename Lanes<S>::Vec V;
-  constexpr int W = Lanes<S>::width;
-  V sah[dfk::kScanChunk * MAXN], sa[dfk::kScanChunk * MAXN];
-  S sah1[dfk::kScanChunk * MAXN], sa1[dfk::kScanChunk * MAXN];
-  dfk::ScanBwdCarry<V, MAXN> cy[dfk::kScanBlock / W];
-  dfk::ScanBwdCarry<S, MAXN> cy1[W];
-  const dfk::ScanCpuLane<MAXN> lane;
-  const long part = static_cast<long>(p.length) * p.state;  // one block's partial, in elements
-  for (long j = begin; j < end; ++j) {
-    const Block<S> k(p, j);
-    std::memset(g.dB_part + j * part, 0, sizeof(S) * part);
-    std::memset(g.dC_part + j * part, 0, sizeof(S) * part);
-    for (int i = 0; i < k.groups; ++i) {
-      dfk::scan_backward_init<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, g.A, g.dlast, cy[i]);
-    }
-    for (int d = k.d1; d < k.d_end; ++d) dfk::scan_backward_init<S, MAXN, NFIX>(p, k.b, d, g.A, g.dlast, cy1[d - k.d1]);
-    for (int c = p.n_chunks - 1; c >= 0; --c) {
-      if (c > 0) prefetch_backward_chunk(p, g, k.b, c - 1, k.d0, k.d_end);
+struct BackwardRange {
+  template <Isa>
+  static DF_INLINE void run(const dfk::ScanParams& p, const BackwardBuffers<S>& g, long begin, long end) {
+    typedef typename dfk::Wide<S>::type V;
+    constexpr int W = dfk::Wide<S>::width;
+    V sah[dfk::kScanChunk * MAXN], sa[dfk::kScanChunk * MAXN];
+    S sah1[dfk::kScanChunk * MAXN], sa1[dfk::kScanChunk * MAXN];
+    dfk::ScanBwdCarry<V, MAXN> cy[dfk::kScanBlock / W];
+    dfk::ScanBwdCarry<S, MAXN> cy1[W];
+    const dfk::ScanCpuLane<MAXN> lane;
+    const long part = static_cast<long>(p.length) * p.state;  // one block's partial, in elements
+    for (long j = begin; j < end; ++j) {
+      const Block<S> k(p, j);
+      std::memset(g.dB_part + j * part, 0, sizeof(S) * part);
+      std::memset(g.dC_part + j * part, 0, sizeof(S) * part);
       for (int i = 0; i < k.groups; ++i) {
-        dfk::scan_backward_chunk<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z,
-                                                g.bias, g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part,
-                                                g.dC_part, sah, sa, cy[i]);
+        dfk::scan_backward_init<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, g.A, g.dlast, cy[i]);
       }
       for (int d = k.d1; d < k.d_end; ++d) {
-        dfk::scan_backward_chunk<S, MAXN, NFIX>(p, k.b, d, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z, g.bias,
-                                                g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part, g.dC_part,
-                                                sah1, sa1, cy1[d - k.d1]);
+        dfk::scan_backward_init<S, MAXN, NFIX>(p, k.b, d, g.A, g.dlast, cy1[d - k.d1]);
+      }
+      for (int c = p.n_chunks - 1; c >= 0; --c) {
+        if (c > 0) prefetch_backward_chunk(p, g, k.b, c - 1, k.d0, k.d_end);
+        for (int i = 0; i < k.groups; ++i) {
+          dfk::scan_backward_chunk<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z,
+                                                  g.bias, g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part,
+                                                  g.dC_part, sah, sa, cy[i]);
+        }
+        for (int d = k.d1; d < k.d_end; ++d) {
+          dfk::scan_backward_chunk<S, MAXN, NFIX>(p, k.b, d, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z, g.bias,
+                                                  g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part, g.dC_part,
+                                                  sah1, sa1, cy1[d - k.d1]);
+        }
+      }
+      for (int i = 0; i < k.groups; ++i) {
+        dfk::scan_backward_finish<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, lane, g.dA_part, g.dD_part, g.dbias_part,
+                                                 g.dh0, cy[i]);
+      }
+      for (int d = k.d1; d < k.d_end; ++d) {
+        dfk::scan_backward_finish<S, MAXN, NFIX>(p, k.b, d, lane, g.dA_part, g.dD_part, g.dbias_part, g.dh0,
+                                                 cy1[d - k.d1]);
       }
     }
-    for (int i = 0; i < k.groups; ++i) {
-      dfk::scan_backward_finish<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, lane, g.dA_part, g.dD_part, g.dbias_part,
-                                               g.dh0, cy[i]);
-    }
-    for (int d = k.d1; d < k.d_end; ++d) {
-      dfk::scan_backward_finish<S, MAXN, NFIX>(p, k.b, d, lane, g.dA_part, g.dD_part, g.dbias_part, g.dh0,
-                                               cy1[d - k.d1]);
-    }
   }
-}
+};
 
-// Items [0, n) in pieces of `grain` handed out on demand, so a worker that the OS delays (a busy
-// machine) does not hold up the others as it would with one fixed slice per worker.
-template <typename Fn>
-void dynamic_for(long n, long grain, Fn&& fn) {
-  std::atomic<long> next{0};
-  const long workers = std::min<long>(num_threads(), (n + grain - 1) / grain);
-  parallel_for(workers, [&](long, long, int) {
-    for (long begin = next.fetch_add(grain); begin < n; begin = next.fetch_add(grain)) {
-      fn(begin, std::min(n, begin + grain));
-    }
-  });
+// One (batch, channel block) per piece, each run by the range loop's variant for this CPU.
+template <class Range, typename Buffers>
+void run_blocks(const dfk::ScanParams& p, const Buffers& buf) {
+  const auto range = isa::variant<Range, const dfk::ScanParams&, const Buffers&, long, long>(isa::best());
+  const long blocks = static_cast<long>(p.batch) * p.n_blocks;
+  dynamic_for(blocks, 1, [&](long begin, long end) { range(p, buf, begin, end); });
 }
 
 template <typename T, int MAXN, int NFIX>
 void run_forward(const dfk::ScanParams& p, const ForwardBuffers<T>& f) {
-  dynamic_for(static_cast<long>(p.batch) * p.n_blocks, 1,
-              [&](long begin, long end) { forward_range<T, MAXN, NFIX>(p, f, begin, end); });
+  run_blocks<ForwardRange<T, MAXN, NFIX>>(p, f);
 }
 
 template <typename T, int MAXN, int NFIX>
 void run_backward(const dfk::ScanParams& p, const BackwardBuffers<T>& g) {
-  dynamic_for(static_cast<long>(p.batch) * p.n_blocks, 1,
-              [&](long begin, long end) { backward_range<T, MAXN, NFIX>(p, g, begin, end); });
+  run_blocks<BackwardRange<T, MAXN, NFIX>>(p, g);
 }
 
 // state 16 (Mamba's default) gets fully unrolled vector loops; other sizes the runtime-count ones.
@@ -214,14 +202,18 @@ void backward_any(const dfk::ScanParams& p, const BackwardBuffers<T>& g) {
 }
 
 template <typename T>
-DFNET4_SCAN_CLONES void sum_range(const T* src, T* dst, int count, long inner, long begin, long end) {
-  for (long e = begin; e < end; ++e) dfk::scan_sum_partials<T>(src, dst, count, inner, e / inner, e % inner);
-}
+struct SumRange {
+  template <Isa>
+  static DF_INLINE void run(const T* src, T* dst, int count, long inner, long begin, long end) {
+    for (long e = begin; e < end; ++e) dfk::scan_sum_partials<T>(src, dst, count, inner, e / inner, e % inner);
+  }
+};
 
 template <typename T>
 void sum_any(const T* src, T* dst, int outer, int count, long inner) {
+  const auto range = isa::variant<SumRange<T>, const T*, T*, int, long, long, long>(isa::best());
   parallel_for(static_cast<long>(outer) * inner, [&](long begin, long end, int) {
-    sum_range<T>(src, dst, count, inner, begin, end);
+    range(src, dst, count, inner, begin, end);
   });
 }
 

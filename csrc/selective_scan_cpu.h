@@ -1,8 +1,8 @@
 // CPU drivers of the selective-scan kernel bodies: loop the per-(batch, channel) bodies of
-// kernels/selective_scan.h over the grid on dfnet4::parallel_for's threads.
+// kernels/selective_scan_{fwd,bwd}.h over the grid on dfnet4::parallel_for's threads.
 #pragma once
 
-#include "kernels/selective_scan.h"
+#include "kernels/selective_scan_params.h"
 
 namespace dfnet4::scan_cpu {
 

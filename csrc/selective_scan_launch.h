@@ -4,13 +4,12 @@
 
 #include <string>
 
-#include "kernels/selective_scan.h"
+#include "kernels/selective_scan_params.h"
+#include "launch_plan.h"
 
 namespace dfnet4::scan_launch {
 
-struct Size3 {
-  unsigned long x, y, z;
-};
+using namespace launch;
 
 // Which instantiation of the bodies runs for a given state size (the CPU driver picks the same).
 struct Variant {
@@ -30,12 +29,6 @@ inline std::string forward_kernel(int state) {
 }
 inline std::string backward_kernel(int state) {
   return std::string("dfnet4_selective_scan_bwd_f32_") + variant(state).suffix;
-}
-
-// Threads per threadgroup along channels (a multiple of the SIMD width).
-inline unsigned long group_width(unsigned long grid_x) {
-  const unsigned long max_width = 256;
-  return grid_x < max_width ? grid_x : max_width;
 }
 
 // Forward: one thread per (channel, batch); no collectives, so any group width works.
@@ -77,7 +70,6 @@ inline SumPlan sum_plan(const dfk::ScanParams& p, int target) {
 inline const char* sum_kernel() { return "dfnet4_selective_scan_sum_f32"; }
 inline Size3 sum_grid(const SumPlan& s) { return {(unsigned long)s.inner, (unsigned long)s.outer, 1}; }
 inline Size3 sum_group(const SumPlan&) { return {64, 1, 1}; }
-enum SumBuffer { kSumSrc, kSumDst, kSumCount, kSumInner };
 
 // Buffer indices of the kernels (metal/selective_scan.metal).
 enum ForwardBuffer {

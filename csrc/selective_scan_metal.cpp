@@ -1,36 +1,25 @@
-// eval_gpu of the selective-scan primitives. Real Metal only on macOS builds (_METAL_); elsewhere
-// a clear error. The launch plan is in selective_scan_launch.h, shared with the emulated harness;
-// device, kernels and buffers come through metal_host.h.
+// eval_gpu of the selective-scan primitives (Metal builds only; elsewhere FlaggedPrimitive's
+// error). The launch plan is in selective_scan_launch.h, shared with the emulated harness; device,
+// kernels and buffers come through metal_host.h.
 #include "selective_scan.h"
 
-#include "metal_host.h"
-
 #ifdef _METAL_
+
+#include "metal_host.h"
 #include "selective_scan_launch.h"
-#endif
 
 namespace dfnet4 {
-
-namespace {
-constexpr const char* kOp = "dfnet4.ops.selective_scan";
-}  // namespace
-
-#ifdef _METAL_
-
-namespace {
-constexpr const char* kLibrary = "selective_scan";  // metal/selective_scan.metal
-}  // namespace
 
 void SelectiveScan::eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   using namespace scan_launch;
   namespace mh = metal_host;
   mh::check_inputs(inputs, "SelectiveScan");
-  auto& d = mh::device(stream(), kOp);
+  auto& d = mh::device(stream(), names_.op);
   mh::allocate(outputs);
   const auto p = scan_params(inputs[0], inputs[2], flags_);
   const ScanInputs at(flags_);
   auto& enc = mx::metal::get_command_encoder(stream());
-  enc.set_compute_pipeline_state(mh::kernel(d, kOp, kLibrary, forward_kernel(p.state)));
+  enc.set_compute_pipeline_state(mh::kernel(d, names_, forward_kernel(p.state)));
   for (int i = 0; i < 5; ++i) enc.set_input_array(inputs[i], i);
   // Absent optional inputs: bind u; the kernel never reads them (flags).
   enc.set_input_array(at.D >= 0 ? inputs[at.D] : inputs[0], kFwdD);
@@ -49,7 +38,7 @@ void SelectiveScanGrad::eval_gpu(const std::vector<mx::array>& inputs,
   using namespace scan_launch;
   namespace mh = metal_host;
   mh::check_inputs(inputs, "SelectiveScanGrad");
-  auto& d = mh::device(stream(), kOp);
+  auto& d = mh::device(stream(), names_.op);
   mh::allocate(outputs);
   const auto p = scan_params(inputs[0], inputs[2], flags_);
   const ScanInputs at(flags_, /*with_h0=*/false);
@@ -65,7 +54,7 @@ void SelectiveScanGrad::eval_gpu(const std::vector<mx::array>& inputs,
   const int part_dbias = (flags_ & dfk::kScanHasBias) ? (part_dD >= 0 ? 4 : 3) : -1;
 
   // 1. The backward kernel.
-  enc.set_compute_pipeline_state(mh::kernel(d, kOp, kLibrary, backward_kernel(p.state)));
+  enc.set_compute_pipeline_state(mh::kernel(d, names_, backward_kernel(p.state)));
   for (int i = 0; i < 5; ++i) enc.set_input_array(inputs[i], i);
   enc.set_input_array(at.D >= 0 ? inputs[at.D] : inputs[0], kBwdD);
   enc.set_input_array(at.z >= 0 ? inputs[at.z] : inputs[0], kBwdZ);
@@ -93,7 +82,7 @@ void SelectiveScanGrad::eval_gpu(const std::vector<mx::array>& inputs,
   std::vector<int> targets = {kSumDA, kSumDB, kSumDC};
   if (part_dD >= 0) { folds.push_back({part_dD, out_at.dD}); targets.push_back(kSumDD); }
   if (part_dbias >= 0) { folds.push_back({part_dbias, out_at.dbias}); targets.push_back(kSumDbias); }
-  auto* sum = mh::kernel(d, kOp, kLibrary, sum_kernel());
+  auto* sum = mh::kernel(d, names_, sum_kernel());
   for (size_t f = 0; f < folds.size(); ++f) {
     const SumPlan plan = sum_plan(p, targets[f]);
     const int count = plan.count, inner = static_cast<int>(plan.inner);
@@ -107,16 +96,6 @@ void SelectiveScanGrad::eval_gpu(const std::vector<mx::array>& inputs,
   enc.add_temporaries(std::move(parts));
 }
 
-#else  // no Metal in this build
-
-void SelectiveScan::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  metal_host::unavailable(kOp);
-}
-
-void SelectiveScanGrad::eval_gpu(const std::vector<mx::array>&, std::vector<mx::array>&) {
-  metal_host::unavailable(kOp);
-}
-
-#endif
-
 }  // namespace dfnet4
+
+#endif  // _METAL_

@@ -1,11 +1,12 @@
 // Metal kernels of the causal conv: thin wrappers that map GPU thread positions onto the shared
-// kernel bodies (csrc/kernels/causal_conv.h). Launch plan: csrc/causal_conv_launch.h.
+// kernel bodies (csrc/kernels/causal_conv_{fwd,bwd}.h). Launch plan: csrc/causal_conv_launch.h.
 // Inputs are float32 (the op casts half/bfloat16 inputs); the GPU has no double.
 #include <metal_stdlib>
 
 using namespace metal;
 
-#include "kernels/causal_conv.h"
+#include "kernels/causal_conv_bwd.h"
+#include "kernels/causal_conv_fwd.h"
 
 // One thread per (channel, chunk, batch) = gid; a span of one channel.
 template <int K>

@@ -1,11 +1,12 @@
-// Metal wrappers of the GRU recurrence kernel bodies (csrc/kernels/gru.h). Launch plan and buffer
-// indices: csrc/gru_launch.h. Forward: one SIMD group per (hidden unit, chunk of batch rows):
+// Metal wrappers of the GRU recurrence kernel bodies (csrc/kernels/gru_{fwd,bwd}.h). Launch plan
+// and buffer indices: csrc/gru_launch.h. Forward: one SIMD group per (hidden unit, chunk of batch rows):
 // lanes split each dot product, simd_sum reduces it, lane 0 applies the gate math; SIMD groups
 // past the last hidden unit compute on unit 0 and write nothing, so every lane reaches the
 // collectives. Backward: one thread per (batch row, hidden unit), no collectives.
 #include <metal_stdlib>
 
-#include "kernels/gru.h"
+#include "kernels/gru_bwd.h"
+#include "kernels/gru_fwd.h"
 
 using namespace metal;
 

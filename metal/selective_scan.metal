@@ -1,11 +1,12 @@
 // Metal kernels of the selective scan: thin wrappers that map GPU thread positions onto the shared
-// kernel bodies (csrc/kernels/selective_scan.h). Launch plan: csrc/selective_scan_launch.h.
+// kernel bodies (csrc/kernels/selective_scan_{fwd,bwd}.h). Launch plan: csrc/selective_scan_launch.h.
 // Inputs are float32 (the op casts half/bfloat16 inputs); the GPU has no double.
 #include <metal_stdlib>
 
-using namespace metal;  // before the bodies: they use Metal's as_type unqualified
+using namespace metal;
 
-#include "kernels/selective_scan.h"
+#include "kernels/selective_scan_bwd.h"
+#include "kernels/selective_scan_fwd.h"
 
 // One thread per (channel, batch) = (gid.x, gid.y).
 template <int MAXN, int NFIX>

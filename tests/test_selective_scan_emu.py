@@ -1,5 +1,5 @@
 """metal/selective_scan.metal, compiled as C++ against the Metal emulator and run with eval_gpu's
-launch plan, against the CPU primitive (DESIGN.md decision 2)."""
+launch plan, against the CPU primitive (docs/metal-emulation.md)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ from pathlib import Path
 import mlx.core as mx
 import numpy as np
 import pytest
+import metal_emulator
 from test_selective_scan_support import ALL_OPTIONS, OPTIONAL, assert_close, make_inputs
 
-from dfnet4 import _extension, ops
+from dfnet4 import ops
 
-emu_module = pytest.importorskip(
-    "dfnet4._metal_emu", reason="the emulated-Metal module is not built (non-Apple builds only)"
-)
-pytestmark = pytest.mark.skipif(not _extension.available(), reason="dfnet4._ext is not built")
-emu = emu_module.selective_scan
+emu = metal_emulator.load().selective_scan
 
 NAMES = ("u", "delta", "A", "B", "C") + OPTIONAL
 METAL_SOURCE = Path(__file__).resolve().parents[1] / "metal" / "selective_scan.metal"

@@ -1,8 +1,15 @@
-// Per-dispatch parameters of the GRU Metal step kernels. Plain ints only and no includes, so the
-// host launch plan (csrc/gru_launch.h) can use it before the emulator's <metal_stdlib> is read.
+// Parameters and flags of the GRU recurrence kernels (docs/gru.md): what the primitives, the launch
+// plan and the kernel bodies share. Plain ints and no includes, so host code (and the emulated
+// harness, before the emulator's <metal_stdlib>) can include it on its own.
 #pragma once
 
 namespace dfk {
+
+// Which optional inputs a primitive has (absent ones are zeros, kept out of the graph).
+enum GruFlags {
+  kGruHasBhn = 1,  // forward: the n gate's hidden bias
+  kGruHasH0 = 2,   // forward and backward: the initial state
+};
 
 // Metal work split (an enum: usable by host C++ and MSL alike, no address space needed).
 enum GruMetalShape {
@@ -10,6 +17,7 @@ enum GruMetalShape {
   kGruBackwardThreads = 64  // backward: threads per threadgroup, one per hidden unit
 };
 
+// Per-dispatch parameters of the Metal step kernels.
 struct GruStepParams {
   int B;  // batch
   int T;  // time steps

@@ -1,8 +1,6 @@
 // Emulated-Metal harness of the causal conv: compiles metal/causal_conv.metal as C++ against
 // metal/emu and runs it with the launch plan of eval_gpu (csrc/causal_conv_launch.h). The tests
 // (tests/test_causal_conv1d_emu.py) compare its outputs with the CPU primitive's.
-#include <nanobind/nanobind.h>
-#include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 
@@ -19,73 +17,23 @@
 #include "causal_conv.metal"
 #include "causal_conv_launch.h"
 #include "emu_end.h"
+#include "emu_harness.h"
 
 namespace nb = nanobind;
 using metal_emu::LaunchOptions;
-using metal_emu::Order;
 using metal_emu::ThreadPos;
+using namespace metal_emu::harness;
 
 namespace {
 
-using In = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
-using Out = nb::ndarray<nb::numpy, float>;
-
-Order parse_order(const std::string& s) {
-  if (s == "forward") return Order::Forward;
-  if (s == "reverse") return Order::Reverse;
-  if (s == "shuffled") return Order::Shuffled;
-  throw std::invalid_argument("order must be 'forward', 'reverse' or 'shuffled', got '" + s + "'");
-}
-
-// An output buffer: a poisoned, guarded metal_emu::DeviceBuffer while the kernels run; on release
-// it must have been written everywhere and nowhere outside, then it is handed to numpy.
-struct Buffer {
-  metal_emu::DeviceBuffer<float> device;
-  std::vector<size_t> shape;
-  Buffer(const char* name, std::vector<size_t> s) : device(name, count(s)), shape(std::move(s)) {}
-  static size_t count(const std::vector<size_t>& s) {
-    size_t n = 1;
-    for (size_t v : s) n *= v;
-    return n;
-  }
-  float* ptr() { return device.data(); }
-  void check() const {
-    device.check_bounds();
-    device.check_written();
-  }
-  Out release() {
-    check();
-    auto* data = new std::vector<float>(device.to_vector());
-    nb::capsule owner(data, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
-    return Out(data->data(), shape.size(), shape.data(), owner);
-  }
-};
-
-const float* opt(const std::optional<In>& a) { return a ? a->data() : nullptr; }
-
 dfk::ConvParams params(const In& x, const In& weight, bool has_bias, bool has_window, bool silu) {
   if (x.ndim() != 3 || weight.ndim() != 2) throw std::invalid_argument("x must be 3-D and weight 2-D");
-  dfk::ConvParams p;
-  p.batch = int(x.shape(0));
-  p.length = int(x.shape(1));
-  p.channels = int(x.shape(2));
-  p.width = int(weight.shape(0));
-  p.n_chunks = (p.length + dfk::kConvChunk - 1) / dfk::kConvChunk;
-  p.flags = (has_bias ? dfk::kConvHasBias : 0) | (has_window ? dfk::kConvHasWindow : 0) |
-            (silu ? dfk::kConvSilu : 0);
-  return p;
+  const int flags = (has_bias ? dfk::kConvHasBias : 0) | (has_window ? dfk::kConvHasWindow : 0) |
+                    (silu ? dfk::kConvSilu : 0);
+  return dfk::make_conv_params(int(x.shape(0)), int(x.shape(1)), int(x.shape(2)), int(weight.shape(0)), flags);
 }
-
-uint3 u3(const dfnet4::conv_launch::Size3& s) { return uint3(uint(s.x), uint(s.y), uint(s.z)); }
 
 using dfnet4::conv_width::with_width;
-
-LaunchOptions options(const std::string& order, uint64_t seed) {
-  LaunchOptions o;
-  o.order = parse_order(order);
-  o.seed = seed;
-  return o;
-}
 
 nb::tuple forward(In x, In weight, std::optional<In> bias, std::optional<In> window, bool silu,
                   const std::string& order, uint64_t seed) {
@@ -93,7 +41,7 @@ nb::tuple forward(In x, In weight, std::optional<In> bias, std::optional<In> win
   const auto p = params(x, weight, bias.has_value(), window.has_value(), silu);
   const size_t b = p.batch, l = p.length, c = p.channels, k1 = p.width - 1;
   Buffer y("y", {b, l, c}), new_window("new_window", {b, k1, c});
-  const LaunchOptions o = options(order, seed);
+  const LaunchOptions o = metal_emu::launch_options(order, seed);
   dfk::ConvParams pc = p;  // the kernels take `constant ConvParams&`, a plain reference here
   with_width(p.width, [&]<int K>() {
     metal_emu::dispatch_threads(u3(L::grid(p)), u3(L::group(p)), o, [&](const ThreadPos& t, void* const*) {
@@ -115,7 +63,7 @@ nb::tuple backward(In x, In weight, std::optional<In> bias, std::optional<In> wi
       dbias("dbias", {bias ? c : 0});
   // Partials: device memory of eval_gpu (uninitialised there, poisoned here: every slot is written).
   Buffer dw_part("dw_part", {q, k, c}), db_part("db_part", {bias ? q : 0, c});
-  const LaunchOptions o = options(order, seed);
+  const LaunchOptions o = metal_emu::launch_options(order, seed);
   dfk::ConvParams pc = p;
   with_width(p.width, [&]<int K>() {
     metal_emu::dispatch_threads(u3(L::grid(p)), u3(L::group(p)), o, [&](const ThreadPos& t, void* const*) {

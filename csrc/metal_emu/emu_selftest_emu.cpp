@@ -20,17 +20,9 @@
 
 namespace nb = nanobind;
 using metal_emu::LaunchOptions;
-using metal_emu::Order;
 using metal_emu::ThreadPos;
 
 namespace {
-
-Order parse_order(const std::string& s) {
-  if (s == "forward") return Order::Forward;
-  if (s == "reverse") return Order::Reverse;
-  if (s == "shuffled") return Order::Shuffled;
-  throw std::invalid_argument("order must be 'forward', 'reverse' or 'shuffled', got '" + s + "'");
-}
 
 uint3 to_uint3(const std::vector<uint>& v, const char* name) {
   if (v.size() != 3)
@@ -45,9 +37,7 @@ std::vector<float> tg_reduce(const std::vector<float>& x, uint groups, uint grou
                              std::vector<size_t> threadgroup_bytes) {
   std::vector<float> out(groups, 0.0f);
   uint n = uint(x.size());  // not const: `constant uint&` is a plain reference here
-  LaunchOptions o;
-  o.order = parse_order(order);
-  o.seed = seed;
+  LaunchOptions o = metal_emu::launch_options(order, seed);
   o.threadgroup_bytes = std::move(threadgroup_bytes);
   metal_emu::dispatch_threadgroups(uint3(groups, 1, 1), uint3(group_size, 1, 1), o,
                                    [&](const ThreadPos& p, void* const* tg) {
@@ -72,9 +62,7 @@ std::vector<float> simd_ops(const std::vector<float>& x, uint group_size, const 
                             uint64_t seed) {
   uint n = uint(x.size());  // not const: `constant uint&` is a plain reference here
   std::vector<float> out(size_t(kSimdOps) * n, 0.0f);
-  LaunchOptions o;
-  o.order = parse_order(order);
-  o.seed = seed;
+  LaunchOptions o = metal_emu::launch_options(order, seed);
   metal_emu::dispatch_threads(uint3(n, 1, 1), uint3(group_size, 1, 1), o,
                               [&](const ThreadPos& p, void* const*) {
     emu_simd_ops(x.data(), out.data(), n, p.thread_position_in_grid.x, p.thread_index_in_simdgroup);
@@ -84,8 +72,7 @@ std::vector<float> simd_ops(const std::vector<float>& x, uint group_size, const 
 
 void divergent(int mode, uint group_size, const std::string& order) {
   std::vector<float> out(group_size, 0.0f);
-  LaunchOptions o;
-  o.order = parse_order(order);
+  LaunchOptions o = metal_emu::launch_options(order);
   metal_emu::dispatch_threadgroups(uint3(1, 1, 1), uint3(group_size, 1, 1), o,
                                    [&](const ThreadPos& p, void* const*) {
     const uint tid = p.thread_index_in_threadgroup;
@@ -100,9 +87,7 @@ void divergent(int mode, uint group_size, const std::string& order) {
 std::vector<uint> positions(const std::vector<uint>& grid_v, const std::vector<uint>& group_v,
                             bool uniform, const std::string& order, uint64_t seed) {
   const uint3 grid = to_uint3(grid_v, "grid"), group = to_uint3(group_v, "threads_per_group");
-  LaunchOptions o;
-  o.order = parse_order(order);
-  o.seed = seed;
+  LaunchOptions o = metal_emu::launch_options(order, seed);
   // Uniform: dispatch_threadgroups with `grid` counting groups; the grid of threads is grid*group.
   const uint3 threads = uniform ? grid * group : grid;
   std::vector<uint> out(size_t(kPosFields) * threads.x * threads.y * threads.z, 0u);
@@ -122,9 +107,7 @@ std::vector<uint> positions(const std::vector<uint>& grid_v, const std::vector<u
 std::vector<uint> run_order(uint group_size, const std::string& order, uint64_t seed) {
   std::vector<uint> out(2 * size_t(group_size), 0u);
   metal::atomic_uint counter{0};
-  LaunchOptions o;
-  o.order = parse_order(order);
-  o.seed = seed;
+  LaunchOptions o = metal_emu::launch_options(order, seed);
   metal_emu::dispatch_threadgroups(uint3(1, 1, 1), uint3(group_size, 1, 1), o,
                                    [&](const ThreadPos& p, void* const*) {
     emu_run_order(out.data(), &counter, p.thread_index_in_threadgroup, p.threads_per_threadgroup.x);

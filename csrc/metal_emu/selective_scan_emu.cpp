@@ -1,8 +1,6 @@
 // Emulated-Metal harness of the selective scan: compiles metal/selective_scan.metal as C++ against
 // metal/emu and runs it with the launch plan of eval_gpu (csrc/selective_scan_launch.h). The tests
 // (tests/test_selective_scan_emu.py) compare its outputs with the CPU primitive's.
-#include <nanobind/nanobind.h>
-#include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
@@ -19,61 +17,18 @@
 #include "selective_scan.metal"
 #include "selective_scan_launch.h"
 #include "emu_end.h"
+#include "emu_harness.h"
 
 namespace nb = nanobind;
 using metal_emu::LaunchOptions;
-using metal_emu::Order;
 using metal_emu::ThreadPos;
+using namespace metal_emu::harness;
 
 namespace {
 
-using In = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
-using Out = nb::ndarray<nb::numpy, float>;
-
-Order parse_order(const std::string& s) {
-  if (s == "forward") return Order::Forward;
-  if (s == "reverse") return Order::Reverse;
-  if (s == "shuffled") return Order::Shuffled;
-  throw std::invalid_argument("order must be 'forward', 'reverse' or 'shuffled', got '" + s + "'");
-}
-
-// An output buffer: a poisoned, guarded metal_emu::DeviceBuffer while the kernels run; on release
-// it must have been written everywhere and nowhere outside, then it is handed to numpy.
-struct Buffer {
-  metal_emu::DeviceBuffer<float> device;
-  std::vector<size_t> shape;
-  Buffer(const char* name, std::vector<size_t> s) : device(name, count(s)), shape(std::move(s)) {}
-  static size_t count(const std::vector<size_t>& s) {
-    size_t n = 1;
-    for (size_t v : s) n *= v;
-    return n;
-  }
-  float* ptr() { return device.data(); }
-  void check() const {
-    device.check_bounds();
-    device.check_written();
-  }
-  Out release() {
-    check();
-    auto* data = new std::vector<float>(device.to_vector());
-    nb::capsule owner(data, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
-    return Out(data->data(), shape.size(), shape.data(), owner);
-  }
-};
-
-const float* opt(const std::optional<In>& a) { return a ? a->data() : nullptr; }
-
 dfk::ScanParams params(const In& u, const In& A, int flags) {
   if (u.ndim() != 3 || A.ndim() != 2) throw std::invalid_argument("u must be 3-D and A 2-D");
-  dfk::ScanParams p;
-  p.batch = int(u.shape(0));
-  p.length = int(u.shape(1));
-  p.channels = int(u.shape(2));
-  p.state = int(A.shape(1));
-  p.n_chunks = (p.length + dfk::kScanChunk - 1) / dfk::kScanChunk;
-  p.n_blocks = (p.channels + dfk::kScanBlock - 1) / dfk::kScanBlock;
-  p.flags = flags;
-  return p;
+  return dfk::make_scan_params(int(u.shape(0)), int(u.shape(1)), int(u.shape(2)), int(A.shape(1)), flags);
 }
 
 int flags_of(bool has_D, bool has_z, bool has_bias, bool softplus, bool has_h0) {
@@ -81,8 +36,6 @@ int flags_of(bool has_D, bool has_z, bool has_bias, bool softplus, bool has_h0) 
          (has_bias ? dfk::kScanHasBias : 0) | (softplus ? dfk::kScanSoftplus : 0) |
          (has_h0 ? dfk::kScanHasH0 : 0);
 }
-
-uint3 u3(const dfnet4::scan_launch::Size3& s) { return uint3(uint(s.x), uint(s.y), uint(s.z)); }
 
 // Calls f.template operator()<MAXN, NFIX>() for the instantiation eval_gpu would pick.
 template <typename F>
@@ -103,9 +56,7 @@ nb::tuple forward(In u, In delta, In A, In B, In C, std::optional<In> D, std::op
   const size_t b = p.batch, l = p.length, d = p.channels, n = p.state;
   Buffer out("out", {b, l, d}), last("last_state", {b, d, n}),
       ckpt("checkpoints", {b, size_t(p.n_chunks), n, d});
-  LaunchOptions o;
-  o.order = parse_order(order);
-  o.seed = seed;
+  const LaunchOptions o = metal_emu::launch_options(order, seed);
   dfk::ScanParams pc = p;  // the kernels take `constant ScanParams&`, a plain reference here
   with_variant(p.state, [&]<int MAXN, int NFIX>() {
     metal_emu::dispatch_threads(u3(L::forward_grid(p)), u3(L::forward_group(p)), o,
@@ -137,9 +88,7 @@ nb::tuple backward(In u, In delta, In A, In B, In C, std::optional<In> D, std::o
       pD("dD_part", {D ? b : 0, d}), pbias("dbias_part", {bias ? b : 0, d});
   const size_t n_scratch = L::backward_scratch_elements(p);
   metal_emu::DeviceBuffer<float> sah("sah", n_scratch), sa("sa", n_scratch);
-  LaunchOptions o;
-  o.order = parse_order(order);
-  o.seed = seed;
+  const LaunchOptions o = metal_emu::launch_options(order, seed);
   dfk::ScanParams pc = p;  // `constant ScanParams&` is a plain reference here
   with_variant(p.state, [&]<int MAXN, int NFIX>() {
     metal_emu::dispatch_threads(u3(L::backward_grid(p)), u3(L::backward_group(p)), o,

@@ -1,5 +1,6 @@
-// Emulated Metal dispatch (DESIGN.md decision 2): runs a kernel written for Metal on the CPU, one OS
-// thread per logical GPU thread, so barriers and SIMD-group collectives behave as on the GPU.
+// Emulated Metal dispatch (docs/architecture.md, docs/metal-emulation.md): runs a kernel written
+// for Metal on the CPU, one OS thread per logical GPU thread, so barriers and SIMD-group
+// collectives behave as on the GPU.
 //
 // Model: threadgroups run one after another. Inside a group a cooperative scheduler lets exactly
 // one logical thread run at a time, in the launch's Order, and switches only when the running thread

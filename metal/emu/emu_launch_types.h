@@ -5,6 +5,7 @@
 #include <cstring>
 #include <functional>
 #include <source_location>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,24 @@ struct LaunchOptions {
   std::vector<size_t> threadgroup_bytes;  // one entry per [[threadgroup(i)]] buffer
 };
 
+// Options from a harness's arguments: the order by name ("forward", "reverse", "shuffled").
+inline LaunchOptions launch_options(const std::string& order, uint64_t seed = 0) {
+  LaunchOptions o;
+  if (order == "forward") {
+    o.order = Order::Forward;
+  } else if (order == "reverse") {
+    o.order = Order::Reverse;
+  } else if (order == "shuffled") {
+    o.order = Order::Shuffled;
+  } else {
+    // Appending (not "literal" + string) avoids a GCC 12 -Wrestrict false positive at -O3.
+    std::string msg = "order must be 'forward', 'reverse' or 'shuffled', got '";
+    throw std::invalid_argument(msg.append(order).append("'"));
+  }
+  o.seed = seed;
+  return o;
+}
+
 using Kernel = std::function<void(const ThreadPos&, void* const* threadgroup_buffers)>;
 
 inline constexpr uint kSimdWidth = 32;                 // lanes per SIMD-group on Apple GPUs
@@ -39,7 +58,10 @@ inline constexpr size_t kThreadgroupBytesAlign = 16;   // setThreadgroupMemoryLe
 namespace detail {
 
 inline std::string fmt3(uint3 v) {
-  return "(" + std::to_string(v.x) + "," + std::to_string(v.y) + "," + std::to_string(v.z) + ")";
+  // Appending (not "literal" + string) avoids a GCC 12 -Wrestrict false positive at -O3.
+  std::string s = "(";
+  return s.append(std::to_string(v.x)).append(",").append(std::to_string(v.y)).append(",")
+      .append(std::to_string(v.z)).append(")");
 }
 inline std::string fmt_site(const std::source_location& s) {
   return std::string(s.file_name()) + ":" + std::to_string(s.line());

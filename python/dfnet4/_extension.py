@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 _ext = None
 _error: Exception | None = None
 
@@ -17,7 +15,9 @@ def load():
         try:
             import mlx.core  # noqa: F401  (libmlx must be loaded before the extension)
 
-            _ext = importlib.import_module("dfnet4._ext")
+            from dfnet4 import _ext as ext
+
+            _ext = ext
             return _ext
         except ImportError as exc:  # remembered so every caller gets the same reason
             _error = exc

@@ -4,6 +4,7 @@
 using namespace metal;
 
 #include "kernels/defines.h"  // the shared kernel bodies' words: must take the Metal path here
+#include "kernels/fast_math.h"
 
 // One step of the tree: a helper that takes threadgroup memory, as the shared kernel bodies do.
 inline void tree_step(DF_THREADGROUP float* shared, uint tid, uint s) {
@@ -150,7 +151,7 @@ constant constexpr uint kMathOps = 14;
   const float4 q = float4(v, 1.0f, 2.0f, 3.0f) * 2.0f + float4(1.0f);
   out[10 * n + i] = dot(q, float4(1.0f, 0.0f, 0.0f, 0.0f));
   out[11 * n + i] = float(half(v));
-  out[12 * n + i] = dfk::softplus_(v) + dfk::sigmoid_(v);
+  out[12 * n + i] = dfk::fastmath::softplus(v) + dfk::fastmath::sigmoid(v);
   out[13 * n + i] = max(v, 0.25) + pow(abs(v), 2.0);  // unsuffixed literals, read as float
 }
 

@@ -22,7 +22,7 @@ import mlx.nn as nn
 from dfnet4 import _extension
 from dfnet4.backbones.base import Squeezed, State, register
 from dfnet4.backbones.mamba_block import BlockOps, BlockSizes, block_forward, recomputing_block
-from dfnet4.ops.causal_conv import MAX_WIDTH as CONV_MAX_WIDTH
+from dfnet4.ops.causal_conv import max_width as conv_max_width
 
 
 def _ops(fused: bool) -> BlockOps:
@@ -184,9 +184,9 @@ class SqueezedMamba(Squeezed):
         if not isinstance(recompute, bool):
             raise ValueError(f"SqueezedMamba: recompute must be a bool, got {recompute!r}")
         self_fused = resolve_fused(fused, "SqueezedMamba")
-        if self_fused and d_conv > CONV_MAX_WIDTH:
+        if self_fused and d_conv > conv_max_width():
             raise ValueError(
-                f"SqueezedMamba: d_conv must be <= {CONV_MAX_WIDTH} with the fused kernels "
+                f"SqueezedMamba: d_conv must be <= {conv_max_width()} with the fused kernels "
                 f"(dfnet4.ops.causal_conv1d), got {d_conv}; pass fused=False for a wider conv"
             )
         core = MambaCore(hidden_size, num_layers, d_state, d_conv, expand, self_fused, recompute)

@@ -6,64 +6,33 @@ recomputes states from checkpoints, so memory stays O(batch*time*channels), neve
 
 from __future__ import annotations
 
-from functools import partial
-
-import mlx.core as mx
-
 from dfnet4 import _extension
-from dfnet4.ops._checks import check_float_array, check_shape, describe
+from dfnet4.ops._checks import Checks, cast, compute_dtype
 
-_MAX_STATE = 64  # dfk::kScanMaxState; checked again in C++
-
-
-_check_array = partial(check_float_array, "selective_scan")
-_check_shape = partial(check_shape, "selective_scan")
+check = Checks("selective_scan")
 
 
-def _validate(u, delta, A, B, C, D, z, delta_bias, h0):
-    _check_array("u", u, 3, "(batch, time, channels)")
-    _check_array("A", A, 2, "(channels, state)")
+def _validate(u, delta, A, B, C, D, z, delta_bias, h0, max_state):
+    check.array("u", u, 3, "(batch, time, channels)")
+    check.array("A", A, 2, "(channels, state)")
     batch, length, channels = u.shape
     state = A.shape[1]
-    if min(batch, length, channels) < 1:
-        raise ValueError(f"selective_scan: u needs batch, time and channels >= 1, got {describe(u)}")
-    if not 1 <= state <= _MAX_STATE:
-        raise ValueError(
-            f"selective_scan: A must have 1 to {_MAX_STATE} states (A.shape[1]), got {describe(A)}"
-        )
-    _check_array("delta", delta, 3, "(batch, time, channels)")
-    _check_shape("delta", delta, u.shape, "(batch, time, channels) like u")
-    _check_shape("A", A, (channels, state), f"(channels, state) with u's channels ({channels})")
+    check.nonempty("u", u, "batch, time and channels")
+    check.at_most("A", A, state, max_state, "states (A.shape[1])")
+    check.array("delta", delta, 3, "(batch, time, channels)")
+    check.shape("delta", delta, u.shape, "(batch, time, channels) like u")
+    check.shape("A", A, (channels, state), f"(channels, state) with u's channels ({channels})")
     for name, x in (("B", B), ("C", C)):
-        _check_array(name, x, 3, "(batch, time, state)")
-        _check_shape(name, x, (batch, length, state), "(batch, time, state) with A's state")
-    optional = (
-        ("D", D, 1, (channels,), "(channels,)"),
-        ("z", z, 3, tuple(u.shape), "(batch, time, channels) like u"),
-        ("delta_bias", delta_bias, 1, (channels,), "(channels,)"),
-        ("h0", h0, 3, (batch, channels, state), "(batch, channels, state)"),
-    )
-    for name, x, ndim, want, what in optional:
-        if x is not None:
-            _check_array(name, x, ndim, what)
-            _check_shape(name, x, want, what)
+        check.array(name, x, 3, "(batch, time, state)")
+        check.shape(name, x, (batch, length, state), "(batch, time, state) with A's state")
+    check.optional("D", D, (channels,), "(channels,)")
+    check.optional("z", z, tuple(u.shape), "(batch, time, channels) like u")
+    check.optional("delta_bias", delta_bias, (channels,), "(channels,)")
+    check.optional("h0", h0, (batch, channels, state), "(batch, channels, state)")
 
 
-def selective_scan(
-    u,
-    delta,
-    A,
-    B,
-    C,
-    D=None,
-    z=None,
-    delta_bias=None,
-    delta_softplus=False,
-    h0=None,
-    return_last_state=False,
-    *,
-    stream=None,
-):
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None,
+                   return_last_state=False, *, stream=None):
     """Fused selective scan.
 
     u, delta, z: (batch, time, channels); A: (channels, state); B, C: (batch, time, state);
@@ -74,21 +43,15 @@ def selective_scan(
 
     Returns out (batch, time, channels) in u's dtype, or (out, last_state) with
     return_last_state (last_state: (batch, channels, state)). Computes in float32 (float64 when
-    any input is float64, CPU only); float16/bfloat16 inputs are accepted. Differentiable
-    (mx.grad/mx.vjp) for every array argument; mx.compile (also shapeless) works; jvp and vmap
-    raise. Bad shapes or dtypes raise ValueError when the graph is built.
+    any input is float64, CPU only); float16/bfloat16 inputs are accepted. state: 1 to 64
+    (the extension's SELECTIVE_SCAN_MAX_STATE). Differentiable (mx.grad/mx.vjp) for every array
+    argument; mx.compile (also shapeless) works; jvp and vmap raise. Bad shapes or dtypes raise
+    ValueError when the graph is built.
     """
-    _validate(u, delta, A, B, C, D, z, delta_bias, h0)
     ext = _extension.load()
-    arrays = (u, delta, A, B, C, D, z, delta_bias, h0)
-    compute = mx.float64 if any(x is not None and x.dtype == mx.float64 for x in arrays) else mx.float32
-    cast = lambda x: None if x is None else x.astype(compute)  # noqa: E731
-    out, last = ext.selective_scan(
-        *map(cast, (u, delta, A, B, C, D, z, delta_bias)),
-        bool(delta_softplus),
-        cast(h0),
-        stream=stream,
-    )
+    _validate(u, delta, A, B, C, D, z, delta_bias, h0, ext.SELECTIVE_SCAN_MAX_STATE)
+    arrays = cast(compute_dtype(u, delta, A, B, C, D, z, delta_bias, h0), u, delta, A, B, C, D, z, delta_bias, h0)
+    out, last = ext.selective_scan(*arrays[:8], bool(delta_softplus), arrays[8], stream=stream)
     out = out.astype(u.dtype)
     if return_last_state:
         return out, last.astype(u.dtype)

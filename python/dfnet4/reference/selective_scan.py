@@ -23,19 +23,8 @@ def _compute_dtype(*arrays):
     return mx.float64 if any(a is not None and a.dtype == mx.float64 for a in arrays) else mx.float32
 
 
-def selective_scan(
-    u,
-    delta,
-    A,
-    B,
-    C,
-    D=None,
-    z=None,
-    delta_bias=None,
-    delta_softplus=False,
-    h0=None,
-    return_last_state=False,
-):
+def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None,
+                   return_last_state=False):
     """Reference selective scan; same signature and semantics as `dfnet4.ops.selective_scan`.
 
     u, delta, z: (batch, time, channels); A: (channels, state); B, C: (batch, time, state);
