@@ -114,11 +114,11 @@ class DfNet4Config:
                 require(getattr(self, hidden) % self.attention_heads == 0, "attention_heads", self.attention_heads,
                         f"a divisor of {hidden} ({getattr(self, hidden)})")
         if self.backbone == "mamba" and self.fused_scan is not False:
-            from dfnet4.ops.causal_conv import MAX_WIDTH
-
             if self.fused_scan or _extension_available():
-                require(self.mamba_d_conv <= MAX_WIDTH, "mamba_d_conv", self.mamba_d_conv,
-                        f"<= {MAX_WIDTH} with the fused kernels (or fused_scan = false)")
+                from dfnet4.ops.causal_conv import max_width
+
+                require(self.mamba_d_conv <= max_width(), "mamba_d_conv", self.mamba_d_conv,
+                        f"<= {max_width()} with the fused kernels (or fused_scan = false)")
 
     def _grouped_sizes(self) -> dict[str, dict[str, int]]:
         emb = ("conv_ch * nb_erb / 4", self.emb_dim)
