@@ -73,6 +73,7 @@ def test_positions_matter():
     "opts, word",
     [
         (dict(num_heads=3), "num_heads"),
+        (dict(num_heads=HIDDEN), "heads of at least 2 features"),  # one feature per head: RoPE has no pair
         (dict(window=0), "window"),
         (dict(window=2.5), "window"),
         (dict(num_layers=0), "num_layers"),

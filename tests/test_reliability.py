@@ -35,7 +35,7 @@ import mlx.nn as nn
 import numpy as np
 import pytest
 import soundfile as sf
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from _train_helpers import TINY_MODEL, cli_args, local_hostfile, read_metrics, subprocess_env, tiny_config
@@ -550,6 +550,7 @@ MODEL_STRATEGIES = {f.name: _typed(t) for f, t in
 @given(changes=st.lists(st.sampled_from(sorted(MODEL_STRATEGIES)), min_size=1, max_size=3, unique=True).flatmap(
     lambda names: st.fixed_dictionaries({n: MODEL_STRATEGIES[n] for n in names})),
        backbone=st.sampled_from(["gru", "mamba", "attention"]))
+@example(changes={"attention_heads": 32}, backbone="attention")  # found by this test: one feature per head
 def test_any_model_config_is_refused_by_name_or_builds_and_runs(changes, backbone):
     """Fuzz over DfNet4Config: a value is either refused by name (ConfigError for one of the fields
     changed) or the model builds and runs forward and backward: no TypeError, ZeroDivisionError

@@ -146,9 +146,11 @@ class SqueezedAttention(Squeezed):
     ):
         if num_layers < 1:
             raise ValueError(f"SqueezedAttention: num_layers must be >= 1, got {num_layers}")
-        if num_heads < 1 or hidden_size % num_heads:
+        # RoPE rotates pairs of features: a head needs at least two, or it loses every position
+        if num_heads < 1 or hidden_size % num_heads or hidden_size // num_heads < 2:
             raise ValueError(
-                f"SqueezedAttention: hidden_size={hidden_size} must be divisible by num_heads={num_heads} (>= 1)"
+                f"SqueezedAttention: hidden_size={hidden_size} must be divisible by num_heads={num_heads} (>= 1) "
+                f"into heads of at least 2 features"
             )
         if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < 1):
             raise ValueError(f"SqueezedAttention: window must be None or an int >= 1, got {window!r}")

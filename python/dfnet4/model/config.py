@@ -111,8 +111,10 @@ class DfNet4Config:
                     "a divisor of " + ", ".join(f"{what} ({n})" for what, n in sizes.items()))
         if self.backbone == "attention":
             for hidden in ("emb_hidden_dim", "df_hidden_dim"):
-                require(getattr(self, hidden) % self.attention_heads == 0, "attention_heads", self.attention_heads,
-                        f"a divisor of {hidden} ({getattr(self, hidden)})")
+                size = getattr(self, hidden)
+                # RoPE rotates pairs of features: every head needs at least two
+                require(size % self.attention_heads == 0 and size // self.attention_heads >= 2, "attention_heads",
+                        self.attention_heads, f"a divisor of {hidden} ({size}) leaving heads of >= 2 features")
         if self.backbone == "mamba" and self.fused_scan is not False:
             if self.fused_scan or _extension_available():
                 from dfnet4.ops.causal_conv import max_width
