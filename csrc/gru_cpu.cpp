@@ -59,6 +59,16 @@ DF_INLINE void block_product(const T* a, long lda, int K, const T* W, long ldw,
   for (int bb = 0; bb < BB; ++bb) __builtin_memcpy(&out[bb][0], &acc[bb][0], sizeof(acc[bb]));
 }
 
+// The packed weights of the calling thread's last call, reused: a fresh allocation per call costs
+// page faults and zeroing that, for single-frame (streaming) calls, exceed the recurrence itself.
+// Only the calling thread (MLX's eval thread) writes it; the team reads it until run_team returns.
+template <typename T>
+T* pack_buffer(size_t n) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < n) buffer.resize(n);
+  return buffer.data();
+}
+
 template <typename T>
 struct ForwardCtx {
   GruDims d;
@@ -70,15 +80,21 @@ struct ForwardCtx {
 
 // Packs Wh (3H,H) into (H, blocks*48): block u holds the r, z, n rows of units 16u..16u+15, so
 // one micro-kernel block yields all three sums of 16 units. Padding columns are zero.
+// The transpose runs per 16-unit group, k outermost: each k writes 16 contiguous values and the
+// group's 16 source rows stay in cache. Writing one source row at a time instead scatters every
+// value to another cache line, 7x slower, which dominated single-frame (streaming) calls at H=256.
 template <typename T>
-std::vector<T> pack_forward(const T* Wh, int H, int blocks) {
+const T* pack_forward(const T* Wh, int H, int blocks) {
   long ldw = (long)blocks * kCols;
-  std::vector<T> Wp((size_t)H * ldw, T(0));
+  T* Wp = pack_buffer<T>((size_t)H * ldw);
+  if (H % kUnits) std::fill(Wp, Wp + (size_t)H * ldw, T(0));  // the last block's padding columns
   for (int g = 0; g < 3; ++g)
-    for (int j = 0; j < H; ++j) {
-      long col = (long)(j / kUnits) * kCols + g * kUnits + j % kUnits;
-      const T* row = Wh + (long)(g * H + j) * H;
-      for (int k = 0; k < H; ++k) Wp[k * ldw + col] = row[k];
+    for (int j0 = 0; j0 < H; j0 += kUnits) {
+      const int nj = std::min(kUnits, H - j0);
+      const T* rows = Wh + (long)(g * H + j0) * H;
+      T* cols = Wp + (long)(j0 / kUnits) * kCols + g * kUnits;
+      for (int k = 0; k < H; ++k)
+        for (int u = 0; u < nj; ++u) cols[k * ldw + u] = rows[(long)u * H + k];
     }
   return Wp;
 }
@@ -184,10 +200,13 @@ struct BackwardCtx {
 };
 
 template <typename T>
-std::vector<T> pack_backward(const T* Wh, int H, int blocks) {
+const T* pack_backward(const T* Wh, int H, int blocks) {
   long ldw = (long)blocks * kCols;
-  std::vector<T> Wp((size_t)3 * H * ldw, T(0));
-  for (long c = 0; c < 3L * H; ++c) std::copy(Wh + c * H, Wh + (c + 1) * H, Wp.begin() + c * ldw);
+  T* Wp = pack_buffer<T>((size_t)3 * H * ldw);
+  for (long c = 0; c < 3L * H; ++c) {
+    std::copy(Wh + c * H, Wh + (c + 1) * H, Wp + c * ldw);
+    std::fill(Wp + c * ldw + H, Wp + (c + 1) * ldw, T(0));  // padding columns
+  }
   return Wp;
 }
 
@@ -252,8 +271,8 @@ template <typename T>
 void gru_forward_cpu(const GruDims& d, const T* gx, const T* Wh, const T* bhn, const T* h0, T* hs,
                      T* gates) {
   const int blocks = (d.H + kUnits - 1) / kUnits;
-  std::vector<T> Wp = pack_forward(Wh, d.H, blocks);
-  ForwardCtx<T> c{d, gx, bhn, h0, Wp.data(), (long)blocks * kCols, blocks, hs, gates};
+  const T* Wp = pack_forward(Wh, d.H, blocks);
+  ForwardCtx<T> c{d, gx, bhn, h0, Wp, (long)blocks * kCols, blocks, hs, gates};
   const int n = team_size(d, blocks);
   StepTasks tasks(d.T, blocks);
   auto fn = pick_worker<ForwardWorker<T>, T, ForwardCtx<T>>();
@@ -264,9 +283,9 @@ template <typename T>
 void gru_backward_cpu(const GruDims& d, const T* dhs, const T* gates, const T* hs, const T* h0,
                       const T* Wh, T* dgx, T* dgh, T* dh0) {
   const int blocks = (d.H + kCols - 1) / kCols;
-  std::vector<T> Wp = pack_backward(Wh, d.H, blocks);
+  const T* Wp = pack_backward(Wh, d.H, blocks);
   std::vector<T> dh_direct((size_t)d.B * d.H, T(0));
-  BackwardCtx<T> c{d,   dhs, gates, hs,  h0, Wp.data(), (long)blocks * kCols, blocks,
+  BackwardCtx<T> c{d,   dhs, gates, hs,  h0, Wp, (long)blocks * kCols, blocks,
                    dgx, dgh, dh0,   dh_direct.data()};
   const int n = team_size(d, blocks);
   StepTasks tasks(d.T + 1, blocks);  // T reverse steps, then dh0
