@@ -1,4 +1,5 @@
-"""BatchNorm with a hand-written training-mode VJP (same parameters, state and results as nn.BatchNorm).
+"""BatchNorm for training: the fused primitive (dfnet4.ops.batch_norm), or in pure MLX a hand-written
+training-mode VJP (same parameters, state and results as nn.BatchNorm).
 
 mlx.nn.BatchNorm in training computes the variance twice (biased for normalising, unbiased for the
 running statistic) and leaves autodiff to differentiate mean, var, subtract, rsqrt, scale and
@@ -14,6 +15,9 @@ import math
 
 import mlx.core as mx
 import mlx.nn as nn
+
+from dfnet4.backbones.gru import resolve_fused
+from dfnet4.ops.batch_norm import batch_norm
 
 
 def _stats_axes(x: mx.array) -> tuple[int, ...]:
@@ -73,8 +77,17 @@ def _batch_norm_relu_train_vjp(primals, cotangents, outputs):
 
 
 class BatchNorm(nn.BatchNorm):
-    """nn.BatchNorm (same fields and checkpoints); training mode uses `batch_norm_train`.
-    `relu=True` returns relu(batchnorm(x)) through one custom VJP."""
+    """nn.BatchNorm (same fields and checkpoints). In training mode it runs the fused primitive
+    (`dfnet4.ops.batch_norm`) when the extension is available, else `batch_norm_train` above;
+    `relu=True` returns relu(batchnorm(x)) through one backward either way.
+
+    `fused`: None = the fused primitive whenever the extension is importable; True requires it;
+    False keeps the pure-MLX path. A plain attribute (not a parameter): flip it on a built model to
+    compare the two paths."""
+
+    def __init__(self, num_features: int, *args, fused: bool | None = None, **kwargs):
+        super().__init__(num_features, *args, **kwargs)
+        self.fused = resolve_fused(fused, "BatchNorm")
 
     def __call__(self, x: mx.array, relu: bool = False) -> mx.array:
         if not self.training or "weight" not in self or x.ndim < 2:
@@ -83,8 +96,11 @@ class BatchNorm(nn.BatchNorm):
         n = math.prod(x.shape[:-1])
         if n < 2:
             raise ValueError("BatchNorm training requires more than one value per channel.")
-        fn = batch_norm_relu_train if relu else batch_norm_train
-        y, mean, var = fn(x, self.weight, self.bias, mx.array(self.eps, x.dtype))
+        if self.fused:
+            y, mean, var = batch_norm(x, self.weight, self.bias, self.eps, relu)
+        else:
+            fn = batch_norm_relu_train if relu else batch_norm_train
+            y, mean, var = fn(x, self.weight, self.bias, mx.array(self.eps, x.dtype))
         if self.track_running_stats:
             mu = self.momentum
             mean, var = mx.stop_gradient(mean), mx.stop_gradient(var)

@@ -1,7 +1,8 @@
 """Public fused ops backed by the compiled extension."""
 
+from dfnet4.ops.batch_norm import batch_norm
 from dfnet4.ops.causal_conv import causal_conv1d
 from dfnet4.ops.gru import gru
 from dfnet4.ops.selective_scan import selective_scan
 
-__all__ = ["causal_conv1d", "gru", "selective_scan"]
+__all__ = ["batch_norm", "causal_conv1d", "gru", "selective_scan"]

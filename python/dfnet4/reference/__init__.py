@@ -1,7 +1,8 @@
 """Pure-MLX reference implementations: short, obviously-correct oracles for the fused ops."""
 
+from dfnet4.reference.batch_norm import batch_norm
 from dfnet4.reference.causal_conv import causal_conv1d
 from dfnet4.reference.gru import gru
 from dfnet4.reference.selective_scan import selective_scan
 
-__all__ = ["causal_conv1d", "gru", "selective_scan"]
+__all__ = ["batch_norm", "causal_conv1d", "gru", "selective_scan"]

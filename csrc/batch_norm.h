@@ -1,0 +1,70 @@
+// Training-mode batch normalisation (+ ReLU) as two MLX primitives: the forward (y, mean, var) and
+// its backward, built by the forward's vjp. See docs/model.md ("Fused batch norm").
+#pragma once
+
+#include <vector>
+
+#include "fused_primitive.h"
+#include "kernels/batch_norm.h"
+#include "mlx/mlx.h"
+#include "mlx/primitives.h"
+
+namespace dfnet4 {
+
+namespace mx = mlx::core;
+
+inline constexpr OpNames kBnNames{"dfnet4.ops.batch_norm", "dfnet4.reference.batch_norm"};
+
+// Shape parameters of the kernel bodies from x (..., C): every axis but the last folded into rows.
+dfk::BnParams bn_params(const mx::array& x, int flags);
+
+// The flags and eps (a double attribute: float32 kernels round it once) make two instances equivalent.
+class BnPrimitive {
+ public:
+  explicit BnPrimitive(double eps) : eps_(eps) {}
+  double eps() const { return eps_; }
+
+ protected:
+  double eps_;
+};
+
+// Inputs: x (..., C), weight (C,), bias (C,). Outputs: y (x's shape), mean (C,), var (C,) (biased).
+// Nothing else is saved: the backward recomputes the ReLU's mask from x.
+class BatchNormTrain : public FusedForward, public BnPrimitive {
+ public:
+  BatchNormTrain(mx::Stream stream, int flags, double eps)
+      : FusedForward(stream, flags, kBnNames), BnPrimitive(eps) {}
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
+                             const std::vector<mx::array>& cotangents,
+                             const std::vector<int>& argnums,
+                             const std::vector<mx::array>& outputs) override;
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
+  bool is_equivalent(const mx::Primitive& other) const override;
+  const char* name() const override { return "BatchNormTrain"; }
+};
+
+// Inputs: x, weight, bias, mean, var (the forward's outputs), dy, dmean, dvar (the cotangents).
+// Outputs: dx, dweight, dbias.
+class BatchNormTrainGrad : public FusedBackward, public BnPrimitive {
+ public:
+  BatchNormTrainGrad(mx::Stream stream, int flags, double eps)
+      : FusedBackward(stream, flags, kBnNames), BnPrimitive(eps) {}
+  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
+  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
+  bool is_equivalent(const mx::Primitive& other) const override;
+  const char* name() const override { return "BatchNormTrainGrad"; }
+};
+
+// Allocated partials of passes 1: two (n_blocks, C) arrays.
+std::vector<mx::array> bn_partials(const dfk::BnParams& p, mx::Dtype dtype);
+
+// The op: checks shapes/dtypes (std::invalid_argument, i.e. ValueError in Python), makes the inputs
+// contiguous and returns {y, mean, var}. Same-dtype float32 (or float64 on the CPU) arrays; the
+// Python wrapper casts.
+std::vector<mx::array> batch_norm(const mx::array& x, const mx::array& weight, const mx::array& bias,
+                                  double eps, bool relu, mx::StreamOrDevice s = {});
+
+}  // namespace dfnet4
