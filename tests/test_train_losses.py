@@ -6,6 +6,7 @@ import mlx.core as mx
 import numpy as np
 import pytest
 
+from dfnet4 import _extension
 from dfnet4.train.config import TrainConfig
 from dfnet4.train.loop import effective_warmup, lr_schedule
 from dfnet4.train.losses import LossConfig, compressed_terms, local_snr_target, stft_frames, total_loss
@@ -23,17 +24,22 @@ def test_stft_frames_match_numpy():
     np.testing.assert_allclose(np.array(im), ref.imag, atol=1e-3)
 
 
-def test_compressed_terms_against_numpy_and_zero_at_target():
+@pytest.mark.parametrize("fused", [
+    False,
+    pytest.param(True, marks=pytest.mark.skipif(not _extension.available(), reason="dfnet4._ext is not built")),
+], ids=["mlx", "fused"])
+def test_compressed_terms_against_numpy_and_zero_at_target(fused):
     rng = np.random.default_rng(1)
     p, t = rng.standard_normal((2, 5, 7)), rng.standard_normal((2, 5, 7))
-    mag, cplx = compressed_terms(*(mx.array(a, mx.float32) for a in (p[0], p[1], t[0], t[1])), 0.3)
+    pred, target = (mx.array(np.stack([a[0], a[1]], axis=-1), mx.float32) for a in (p, t))  # (..., 2): (re, im)
+    mag, cplx = compressed_terms(pred, target, 0.3, fused)
     pc, tc = p[0] + 1j * p[1], t[0] + 1j * t[1]
     ref_mag = np.mean((np.abs(pc) ** 0.3 - np.abs(tc) ** 0.3) ** 2)
     d = pc * np.abs(pc) ** -0.7 - tc * np.abs(tc) ** -0.7
     ref_cplx = (np.mean(d.real**2) + np.mean(d.imag**2)) / 2
     assert mag.item() == pytest.approx(ref_mag, rel=1e-4)  # float32 vs float64 and the 1e-12 eps
     assert cplx.item() == pytest.approx(ref_cplx, rel=1e-4)
-    same = compressed_terms(*(mx.array(a, mx.float32) for a in (t[0], t[1], t[0], t[1])), 0.3)
+    same = compressed_terms(target, target, 0.3, fused)
     assert same[0].item() == 0 and same[1].item() == 0
 
 

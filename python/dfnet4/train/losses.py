@@ -1,7 +1,10 @@
 """DeepFilterNet's training losses in MLX.
 
 - spectral loss: MSE of compressed magnitudes |Y|^c vs |S|^c plus MSE of the compressed complex
-  spectra Y|Y|^(c-1) vs S|S|^(c-1) (c = 0.3), on the model's own 960/480 spectrum;
+  spectra Y|Y|^(c-1) vs S|S|^(c-1) (c = 0.3), on the model's own 960/480 spectrum (both terms in
+  one fused primitive, dfnet4.ops.compressed_spectral_loss, when the extension is available: on
+  the CPU ~10x faster than the formula in MLX ops, and its float32 means are accurate to ~1e-7
+  where MLX's float32 mean over a few million terms drifts by ~1e-3);
 - multi-resolution STFT loss: the same two terms on STFTs of several sizes of the time signals
   (the enhanced signal is the model spectrum's inverse STFT);
 - local-SNR loss: MSE between the model's per-frame SNR estimate and the one measured from clean
@@ -14,10 +17,10 @@ from dataclasses import dataclass
 
 import mlx.core as mx
 
+from dfnet4 import ops, reference
+from dfnet4.backbones.gru import resolve_fused
 from dfnet4.schema import param, require
 from dfnet4.schema import validate as validate_fields
-
-_EPS = 1e-12  # inside the sqrt: keeps d|Y| finite at Y = 0
 
 
 @dataclass
@@ -39,22 +42,20 @@ class LossConfig:
         require(self.lsnr_max > self.lsnr_min, "loss.lsnr_max", self.lsnr_max, f"> loss.lsnr_min ({self.lsnr_min:g})")
 
 
-def _mag(re: mx.array, im: mx.array) -> mx.array:
-    return mx.sqrt(re * re + im * im + _EPS)
+def compressed_terms(pred: mx.array, target: mx.array, gamma: float, fused: bool | None = None
+                     ) -> tuple[mx.array, mx.array]:
+    """(magnitude MSE, complex MSE) of the power-law compressed spectra, |X| = sqrt(|X|^2 + 1e-12).
+
+    pred, target: complex arrays, or real (..., 2) arrays holding (re, im). fused=None: the fused
+    primitive (dfnet4.ops.compressed_spectral_loss) when the extension is available, else the same
+    formula in pure MLX (dfnet4.reference.compressed_spectral_loss); True / False force one."""
+    if resolve_fused(fused, "compressed_terms"):
+        return ops.compressed_spectral_loss(pred, target, gamma)
+    return reference.compressed_spectral_loss(pred, target, gamma)
 
 
-def compressed_terms(pred_re, pred_im, tgt_re, tgt_im, gamma: float) -> tuple[mx.array, mx.array]:
-    """(magnitude MSE, complex MSE) of the power-law compressed spectra."""
-    pm, tm = _mag(pred_re, pred_im), _mag(tgt_re, tgt_im)
-    pc, tc = pm**gamma, tm**gamma
-    mag = mx.mean(mx.square(pc - tc))
-    ps, ts = pc / pm, tc / tm  # |Y|^(c-1): rescales the complex value to the compressed magnitude
-    cplx = (mx.mean(mx.square(pred_re * ps - tgt_re * ts)) + mx.mean(mx.square(pred_im * ps - tgt_im * ts))) / 2
-    return mag, cplx
-
-
-def stft_frames(audio: mx.array, n_fft: int) -> tuple[mx.array, mx.array]:
-    """Hann-windowed STFT with hop n_fft/4 (zero-padded at both ends): (re, im) of (B, frames, n_fft//2+1)."""
+def stft_complex(audio: mx.array, n_fft: int) -> mx.array:
+    """Hann-windowed STFT with hop n_fft/4 (zero-padded at both ends): (B, frames, n_fft//2+1) complex."""
     hop = n_fft // 4
     pad = n_fft // 2
     x = mx.pad(audio, [(0, 0), (pad, pad)])
@@ -64,21 +65,26 @@ def stft_frames(audio: mx.array, n_fft: int) -> tuple[mx.array, mx.array]:
     chunks = x[:, : (frames + 3) * hop].reshape(x.shape[0], frames + 3, hop)
     windows = mx.concatenate([chunks[:, k : k + frames] for k in range(4)], axis=-1)
     window = 0.5 - 0.5 * mx.cos(2 * mx.pi * mx.arange(n_fft) / n_fft)
-    spec = mx.fft.rfft(windows * window, axis=-1)
+    return mx.fft.rfft(windows * window, axis=-1)
+
+
+def stft_frames(audio: mx.array, n_fft: int) -> tuple[mx.array, mx.array]:
+    """`stft_complex` as (re, im)."""
+    spec = stft_complex(audio, n_fft)
     return mx.real(spec), mx.imag(spec)
 
 
-def spectral_loss(enh_spec: mx.array, clean_spec: mx.array, cfg: LossConfig) -> mx.array:
-    mag, cplx = compressed_terms(enh_spec[..., 0], enh_spec[..., 1], clean_spec[..., 0], clean_spec[..., 1], cfg.gamma)
+def spectral_loss(enh_spec: mx.array, clean_spec: mx.array, cfg: LossConfig, fused: bool | None = None) -> mx.array:
+    mag, cplx = compressed_terms(enh_spec, clean_spec, cfg.gamma, fused)
     return cfg.spectral_magnitude * mag + cfg.spectral_complex * cplx
 
 
-def multires_stft_loss(enh_audio: mx.array, clean_audio: mx.array, cfg: LossConfig) -> mx.array:
+def multires_stft_loss(enh_audio: mx.array, clean_audio: mx.array, cfg: LossConfig,
+                       fused: bool | None = None) -> mx.array:
     total = mx.array(0.0)
     for n_fft in cfg.mr_fft_sizes:
-        pr, pi = stft_frames(enh_audio, n_fft)
-        tr, ti = stft_frames(clean_audio, n_fft)
-        mag, cplx = compressed_terms(pr, pi, tr, ti, cfg.gamma)
+        mag, cplx = compressed_terms(stft_complex(enh_audio, n_fft), stft_complex(clean_audio, n_fft), cfg.gamma,
+                                     fused)
         total = total + cfg.mr_magnitude * mag + cfg.mr_complex * cplx
     return total
 
@@ -92,11 +98,12 @@ def local_snr_target(clean_spec: mx.array, noisy_spec: mx.array, cfg: LossConfig
     return mx.clip(snr, cfg.lsnr_min, cfg.lsnr_max)
 
 
-def total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean_audio, lsnr, cfg: LossConfig) -> tuple[mx.array, dict]:
-    """The weighted sum and its parts (as arrays, for logging)."""
-    parts = {"spectral": spectral_loss(enh_spec, clean_spec, cfg)}
+def total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean_audio, lsnr, cfg: LossConfig,
+               fused: bool | None = None) -> tuple[mx.array, dict]:
+    """The weighted sum and its parts (as arrays, for logging). `fused`: see compressed_terms."""
+    parts = {"spectral": spectral_loss(enh_spec, clean_spec, cfg, fused)}
     if cfg.mr_fft_sizes and (cfg.mr_magnitude or cfg.mr_complex):
-        parts["multires"] = multires_stft_loss(enh_audio, clean_audio, cfg)
+        parts["multires"] = multires_stft_loss(enh_audio, clean_audio, cfg, fused)
     if cfg.lsnr and lsnr is not None:
         target = mx.stop_gradient(local_snr_target(clean_spec, noisy_spec, cfg))
         parts["lsnr"] = cfg.lsnr * mx.mean(mx.square(lsnr - target))
