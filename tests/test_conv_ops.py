@@ -10,10 +10,18 @@ from __future__ import annotations
 import mlx.core as mx
 import pytest
 
+from dfnet4 import _extension
 from dfnet4.model.conv_ops import im2col, tap_sum
-from dfnet4.model.layers import GroupedConv
+from dfnet4.model.layers import DepthwiseTransposedConv, GroupedConv
 
 RTOL = 1e-5
+
+# GroupedConv and DepthwiseTransposedConv on both paths: pure MLX (fused=False) and, for the
+# depthwise (1, K) convs, the fused depthwise_conv primitive (its own tests: test_depthwise_conv_op.py).
+FUSED = pytest.mark.parametrize("fused", [
+    False,
+    pytest.param(True, marks=pytest.mark.skipif(not _extension.available(), reason="dfnet4._ext is not built")),
+], ids=["mlx", "fused"])
 
 # (in, out, groups, kernel, fstride, freq, fold a 1x1 conv): every strategy GroupedConv can pick
 CASES = [
@@ -41,11 +49,12 @@ def _rel(a: mx.array, b: mx.array) -> float:
     return float(mx.abs(a - b).max() / (mx.abs(b).max() + 1e-30))
 
 
+@FUSED
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"in{c[0]}-out{c[1]}-g{c[2]}-k{c[3][0]}x{c[3][1]}-s{c[4]}-f{c[5]}")
-def test_grouped_conv_matches_conv2d(case):
+def test_grouped_conv_matches_conv2d(case, fused):
     cin, cout, groups, kernel, stride, freq, fold = case
     mx.random.seed(3)
-    conv = GroupedConv(cin, cout, kernel, stride, groups)
+    conv = GroupedConv(cin, cout, kernel, stride, groups, fused=fused)
     x = mx.random.normal((2, 7, freq, cin))
     pointwise = mx.random.normal((cout, cout)) if fold else None
     args = [conv.weight, x] + ([pointwise] if fold else [])
@@ -108,11 +117,10 @@ def test_gather_vjps_match_autodiff_of_slices(kt, kf, s):
     assert _rel(g1, g2) == 0.0  # pure data movement: bit-exact
 
 
-def test_transposed_conv_with_folded_pointwise_equals_conv_then_pointwise():
-    from dfnet4.model.layers import DepthwiseTransposedConv
-
+@FUSED
+def test_transposed_conv_with_folded_pointwise_equals_conv_then_pointwise(fused):
     mx.random.seed(6)
-    conv = DepthwiseTransposedConv(8)
+    conv = DepthwiseTransposedConv(8, fused=fused)
     x, pw = mx.random.normal((2, 5, 6, 8)), mx.random.normal((8, 8))
 
     def folded(w, x, pw):
@@ -129,3 +137,14 @@ def test_transposed_conv_with_folded_pointwise_equals_conv_then_pointwise():
     assert _rel(y1, y2) < RTOL
     for a, b in zip(g1, g2):
         assert _rel(a, b) < RTOL
+
+
+def test_transposed_conv_matches_mlx_conv_transpose2d():
+    # DFN3's ConvTranspose2d((1, 3), stride (1, 2), padding (0, 1), output_padding (0, 1), groups = ch)
+    # on both paths, against MLX's own transposed conv.
+    mx.random.seed(7)
+    x = mx.random.normal((2, 5, 6, 8))
+    for fused in [False] + ([True] if _extension.available() else []):
+        conv = DepthwiseTransposedConv(8, fused=fused)
+        ref = mx.conv_transpose2d(x, conv.weight, stride=(1, 2), padding=(0, 1), output_padding=(0, 1), groups=8)
+        assert _rel(conv(x), ref) < RTOL, fused
