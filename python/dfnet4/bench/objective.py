@@ -37,11 +37,25 @@ def _spectral_l1(freq_bins: int) -> Objective:
     return Objective("spectral L1 on random spectra (mean |enhanced - clean| over re/im)", make_batch, loss)
 
 
-def _deepfilternet(fft: int, hop: int) -> Objective:
+def describe_loss(cfg) -> str:
+    """The terms and weights of a dfnet4.train.losses.LossConfig, in words."""
+    terms = []
+    if cfg.spectral_magnitude or cfg.spectral_complex:
+        terms.append(f"960-point spectral {cfg.spectral_magnitude:g}/{cfg.spectral_complex:g}")
+    if cfg.mr_fft_sizes and (cfg.mr_magnitude or cfg.mr_complex):
+        sizes = "/".join(str(n) for n in cfg.mr_fft_sizes)
+        terms.append(f"multi-resolution STFT {sizes} points {cfg.mr_magnitude:g}/{cfg.mr_complex:g}")
+    if cfg.lsnr:
+        terms.append(f"local SNR {cfg.lsnr:g}")
+    return f"{' + '.join(terms)} (magnitude/complex weights, gamma {cfg.gamma:g})"
+
+
+def _deepfilternet(fft: int, hop: int, loss_config: dict | None = None) -> Objective:
     from dfnet4.dsp import istft, stft
     from dfnet4.train.losses import LossConfig, total_loss
 
-    cfg = LossConfig()
+    cfg = LossConfig(**(loss_config or {}))
+    cfg.validate()
 
     def make_batch(batch: int, frames: int) -> dict:
         samples = hop * (frames - 1)  # the STFT gives samples // hop + 1 frames
@@ -57,20 +71,22 @@ def _deepfilternet(fft: int, hop: int) -> Objective:
         value, _ = total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean, aux.get("lsnr"), cfg)
         return value
 
+    weights = "default weights" if not loss_config else f"weights {loss_config}"
     return Objective(
-        "DeepFilterNet loss of dfnet4.train (spectral + multi-resolution STFT + local SNR, default weights), "
+        f"DeepFilterNet loss of dfnet4.train ({weights}: {describe_loss(cfg)}), "
         "computed as the training loop does: audio -> STFT -> model -> iSTFT -> loss",
         make_batch,
         loss,
     )
 
 
-def resolve(model: nn.Module, default_freq_bins: int = 481) -> Objective:
+def resolve(model: nn.Module, default_freq_bins: int = 481, loss_config: dict | None = None) -> Objective:
+    """`loss_config`: LossConfig fields that differ from dfnet4-train's defaults (ValueError if invalid)."""
     config = getattr(model, "config", None)
     fft, hop = getattr(config, "fft_size", None), getattr(config, "hop_size", None)
     if isinstance(fft, int) and isinstance(hop, int):
         try:
-            return _deepfilternet(fft, hop)
+            return _deepfilternet(fft, hop, loss_config)
         except ImportError:
             pass
     return _spectral_l1(fft // 2 + 1 if isinstance(fft, int) else default_freq_bins)

@@ -36,6 +36,7 @@ class Settings:
     seed: int = 0
     freq_bins: int = 481  # used when the model has no config to derive it from
     model_config: dict = field(default_factory=dict)  # extra DfNet4Config fields for every model
+    loss_config: dict = field(default_factory=dict)  # LossConfig fields differing from dfnet4-train's defaults
     # MLX buffer-cache limit (GiB) while measuring; None = MLX's memory limit, as dfnet4-train sets it
     buffer_cache_gib: float | None = None
 
@@ -154,7 +155,7 @@ class Runner:
             mx.random.seed(s.seed)
             try:
                 model = self.model_factory(impl, s)
-                task = objective.resolve(model, s.freq_bins)
+                task = objective.resolve(model, s.freq_bins, s.loss_config)
                 self.loss_name = task.name
                 batch = task.make_batch(s.batch, frames)  # white noise: timings don't depend on content
                 mx.eval(model.parameters(), batch)

@@ -66,10 +66,12 @@ def model_fwd_bwd(model: nn.Module, batch: dict, loss_fn: LossFn) -> Step:
 
 
 def train_step(
-    model: nn.Module, batch: dict, loss_fn: LossFn, lr: float = 5e-4, weight_decay: float = 0.05, clip: float = 1.0
+    model: nn.Module, batch: dict, loss_fn: LossFn, lr: float = 5e-4, weight_decay: float = 0.05, clip: float = 1.0,
+    compiled: bool = True,
 ) -> Step:
     """One full training step as dfnet4.train runs it: loss, gradients, gradient-norm clipping,
-    AdamW update, all under one mx.compile over model, optimizer and RNG state."""
+    AdamW update, all under one mx.compile over model, optimizer and RNG state (compiled=False: the
+    same step eagerly, as dfnet4-train runs it on the CPU, where its `compile = "auto"` is off)."""
     optimizer = optim.AdamW(learning_rate=lr, weight_decay=weight_decay)
     optimizer.init(model.trainable_parameters())
 
@@ -79,15 +81,16 @@ def train_step(
     value_and_grad = nn.value_and_grad(model, loss)
     state = [model.state, optimizer.state, mx.random.state]
 
-    @partial(mx.compile, inputs=state, outputs=state)
-    def compiled(batch):
+    def update(batch):
         value, grads = value_and_grad(batch)
         grads, _ = optim.clip_grad_norm(grads, clip)
         optimizer.update(model, grads)
         return value
 
+    run = partial(mx.compile, inputs=state, outputs=state)(update) if compiled else update
+
     def step():
-        value = compiled(batch)
+        value = run(batch)
         return value, state  # the updated parameters and AdamW moments must be computed too
 
     return step

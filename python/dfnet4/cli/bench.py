@@ -52,6 +52,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="result file stem (default 'backbones' or 'scaling')")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG chart")
     p.add_argument("--quiet", action="store_true", help="no per-measurement progress lines")
+    v = p.add_argument_group("against PyTorch")
+    v.add_argument("--vs-torch", action="store_true",
+                   help="time dfnet4's DFN3 (gru/fused) forward, forward+backward and training step beside the "
+                   "official PyTorch DeepFilterNet3 (bench/dfn3_torch.py; extra 'bench') in one run")
+    v.add_argument("--torch-threads", type=_positive_int_list, default=[2, 1],
+                   help="thread counts for --vs-torch, each side at the same count (default 2,1)")
+    v.add_argument("--torch-script", default=None,
+                   help="path of bench/dfn3_torch.py (default: found under the working directory or the source tree)")
     g = p.add_argument_group("scaling run")
     g.add_argument("--scaling", action="store_true", help="run time/memory versus sequence length instead")
     g.add_argument("--scaling-frames", type=_positive_int_list, default=[125, 250, 500, 1000, 2000, 4000],
@@ -78,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
         _blas.ensure_for_entrypoint()
     args = parser().parse_args(argv)
+    if args.vs_torch and args.scaling:
+        print("dfnet4-bench: --vs-torch and --scaling are separate runs; choose one", file=sys.stderr)
+        return 2
     if args.threads is not None:
         if args.threads < 1:
             print(f"dfnet4-bench: --threads must be >= 1, got {args.threads}", file=sys.stderr)
@@ -116,11 +127,27 @@ def main(argv: list[str] | None = None) -> int:
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    stem = args.name or ("scaling" if args.scaling else "backbones")
+    stem = args.name or ("scaling" if args.scaling else "vs_torch" if args.vs_torch else "backbones")
 
     def save_partial(result: dict) -> None:  # a crash or kill late in a long run keeps what was measured
         report.write_json(result, out / f"{stem}.json")
 
+    if args.vs_torch:
+        from dfnet4.bench import vs_torch
+
+        script = Path(args.torch_script) if args.torch_script else vs_torch.default_torch_script()
+        if script is None or not script.is_file():
+            print("dfnet4-bench: --vs-torch needs bench/dfn3_torch.py from dfnet4's source tree; run from there or "
+                  "pass --torch-script PATH", file=sys.stderr)
+            return 2
+        result = vs_torch.run_vs_torch(settings, args.torch_threads, script, blas_threads=args.blas_threads,
+                                       log=log, on_update=save_partial)
+        text = vs_torch.markdown(result)
+        (out / f"{stem}.md").write_text(text)
+        report.write_json(result, out / f"{stem}.json")
+        print(text)
+        print(f"\nwritten: {out / (stem + '.md')}, {out / (stem + '.json')}")
+        return 0
     if args.scaling:
         if args.scaling_measure not in select_measures(None):
             print(f"dfnet4-bench: --scaling-measure must be one of {select_measures(None)}", file=sys.stderr)

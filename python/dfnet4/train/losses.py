@@ -101,11 +101,13 @@ def local_snr_target(clean_spec: mx.array, noisy_spec: mx.array, cfg: LossConfig
 def total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean_audio, lsnr, cfg: LossConfig,
                fused: bool | None = None) -> tuple[mx.array, dict]:
     """The weighted sum and its parts (as arrays, for logging). `fused`: see compressed_terms."""
-    parts = {"spectral": spectral_loss(enh_spec, clean_spec, cfg, fused)}
+    parts = {}
+    if cfg.spectral_magnitude or cfg.spectral_complex:
+        parts["spectral"] = spectral_loss(enh_spec, clean_spec, cfg, fused)
     if cfg.mr_fft_sizes and (cfg.mr_magnitude or cfg.mr_complex):
         parts["multires"] = multires_stft_loss(enh_audio, clean_audio, cfg, fused)
     if cfg.lsnr and lsnr is not None:
         target = mx.stop_gradient(local_snr_target(clean_spec, noisy_spec, cfg))
         parts["lsnr"] = cfg.lsnr * mx.mean(mx.square(lsnr - target))
-    total = sum(parts.values())
+    total = sum(parts.values()) if parts else mx.array(0.0)
     return total, parts
