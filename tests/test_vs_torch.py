@@ -49,11 +49,11 @@ def test_vs_torch_run_with_a_stand_in_pytorch_script(tmp_path, no_compile_jit):
     script = tmp_path / "stand_in.py"
     script.write_text(STAND_IN)
     assert main([*TINY, "--vs-torch", "--torch-script", str(script), "--torch-threads", "2,1",
-                 "--out", str(tmp_path)]) == 0
+                 "--torch-blas-threads", "same", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "vs_torch.json").read_text())
     assert data["complete"] and [r["threads"] for r in data["runs"]] == [2, 1]
     for run in data["runs"]:
-        assert run["pytorch"]["threads"] == run["threads"] and run["blas_threads"] == run["threads"]
+        assert run["pytorch"]["threads"] == run["threads"] and run["blas_threads"] == run["threads"]  # "same"
         assert set(run["dfnet4"]) == set(vs_torch.LOSSES)
         for side in run["dfnet4"].values():
             for key, _, _ in vs_torch.MEASURES:
@@ -84,6 +84,7 @@ def test_a_failing_pytorch_side_is_recorded_not_fatal(tmp_path, no_compile_jit):
     (["--vs-torch", "--torch-script", "/nonexistent/dfn3_torch.py"], "--vs-torch needs bench/dfn3_torch.py"),
     (["--vs-torch", "--scaling"], "--vs-torch and --scaling"),
     (["--vs-torch", "--torch-threads", "0"], "--torch-threads"),
+    (["--vs-torch", "--torch-blas-threads", "two"], "--torch-blas-threads"),
 ])
 def test_bad_arguments_exit_2(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) if "0" in args else _no_raise():
@@ -144,3 +145,14 @@ def test_official_pytorch_step_runs():
     assert result["loss"]["terms"]["multires_stft"]["fft_sizes"] == [256, 512, 1024, 2048]
     assert result["optimizer"]["amsgrad"] is True and result["input_frames"] == 10
     assert result["loss"]["value_after_timing"] > 0
+
+
+def test_openblas_threads_default_to_dfnet4s_setting(tmp_path, no_compile_jit):
+    from dfnet4 import _blas
+
+    script = tmp_path / "stand_in.py"
+    script.write_text(STAND_IN)
+    before = _blas.report(measure=False).get("openblas_threads")
+    assert main([*TINY, "--vs-torch", "--torch-script", str(script), "--torch-threads", "2",
+                 "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "vs_torch.json").read_text())["runs"][0]["blas_threads"] == before

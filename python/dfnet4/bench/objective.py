@@ -50,7 +50,7 @@ def describe_loss(cfg) -> str:
     return f"{' + '.join(terms)} (magnitude/complex weights, gamma {cfg.gamma:g})"
 
 
-def _deepfilternet(fft: int, hop: int, loss_config: dict | None = None) -> Objective:
+def _deepfilternet(fft: int, hop: int, loss_config: dict | None = None, loss_fused: bool | None = None) -> Objective:
     from dfnet4.dsp import istft, stft
     from dfnet4.train.losses import LossConfig, total_loss
 
@@ -68,7 +68,7 @@ def _deepfilternet(fft: int, hop: int, loss_config: dict | None = None) -> Objec
         clean_spec, noisy_spec = stft(clean, fft, hop), stft(noisy, fft, hop)
         enh_spec, aux = model(noisy_spec)
         enh_audio = istft(enh_spec, clean.shape[-1], fft, hop)
-        value, _ = total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean, aux.get("lsnr"), cfg)
+        value, _ = total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean, aux.get("lsnr"), cfg, loss_fused)
         return value
 
     weights = "default weights" if not loss_config else f"weights {loss_config}"
@@ -80,13 +80,15 @@ def _deepfilternet(fft: int, hop: int, loss_config: dict | None = None) -> Objec
     )
 
 
-def resolve(model: nn.Module, default_freq_bins: int = 481, loss_config: dict | None = None) -> Objective:
-    """`loss_config`: LossConfig fields that differ from dfnet4-train's defaults (ValueError if invalid)."""
+def resolve(model: nn.Module, default_freq_bins: int = 481, loss_config: dict | None = None,
+            loss_fused: bool | None = None) -> Objective:
+    """`loss_config`: LossConfig fields that differ from dfnet4-train's defaults (ValueError if invalid);
+    `loss_fused`: the spectral terms' implementation (dfnet4.train.losses.compressed_terms)."""
     config = getattr(model, "config", None)
     fft, hop = getattr(config, "fft_size", None), getattr(config, "hop_size", None)
     if isinstance(fft, int) and isinstance(hop, int):
         try:
-            return _deepfilternet(fft, hop, loss_config)
+            return _deepfilternet(fft, hop, loss_config, loss_fused)
         except ImportError:
             pass
     return _spectral_l1(fft // 2 + 1 if isinstance(fft, int) else default_freq_bins)

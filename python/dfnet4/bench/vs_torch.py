@@ -83,21 +83,36 @@ def run_dfnet4(settings: Settings, loss_config: dict, log: Callable[[str], None]
     return {"results": results, "info": info, "loss": info.get("loss"), "loss_config": loss_config}
 
 
-def run_vs_torch(settings: Settings, threads: list[int], torch_script: Path, *, blas_threads: int | None = None,
+def run_vs_torch(settings: Settings, threads: list[int], torch_script: Path, *, blas_threads: str | None = None,
                  log: Callable[[str], None] = print, on_update: Callable[[dict], None] | None = None) -> dict:
-    """For each thread count: PyTorch first, then dfnet4 with each loss. `blas_threads` None: OpenBLAS
-    at the same thread count as everything else."""
+    """For each thread count T: PyTorch at T threads first, then dfnet4 with each loss, its kernels at
+    T threads. OpenBLAS (MLX's matmuls): `blas_threads` None keeps dfnet4's setting (one thread unless
+    OPENBLAS_NUM_THREADS says otherwise, docs/blas.md), "same" uses T, a number that many."""
     from dfnet4 import _blas
 
     result = {"kind": "vs_torch", "settings": settings.to_dict(), "threads": threads,
               "torch_script": str(torch_script), "machine": machine.describe(), "runs": [], "complete": False}
+    saved_env, saved_blas = os.environ.get("DFNET4_NUM_THREADS"), _blas.report(measure=False).get("openblas_threads")
+    try:
+        _run_all(result, settings, threads, torch_script, blas_threads, log, on_update)
+    finally:  # the process keeps its own thread settings
+        if saved_env is None:
+            os.environ.pop("DFNET4_NUM_THREADS", None)
+        else:
+            os.environ["DFNET4_NUM_THREADS"] = saved_env
+        if isinstance(saved_blas, int):
+            _blas.set_threads(saved_blas)
+    result["ratios"] = ratios(result)
+    result["complete"] = True
+    return result
+
+
+def _run_all(result, settings, threads, torch_script, blas_threads, log, on_update) -> None:
+    from dfnet4 import _blas
+
     for t in threads:
         os.environ["DFNET4_NUM_THREADS"] = str(t)  # read by the kernels at each call
-        blas = t if blas_threads is None else blas_threads
-        try:
-            _blas.set_threads(blas)
-        except (ValueError, RuntimeError) as exc:  # no shim (macOS, DFNET4_BLAS=reference): say so
-            blas = f"not set: {exc}"
+        blas = _blas_threads(_blas, t, blas_threads)
         run = {"threads": t, "blas_threads": blas, "pytorch": run_torch(torch_script, t, settings, log),
                "dfnet4": {}}
         for name, loss_config in LOSSES.items():
@@ -106,9 +121,16 @@ def run_vs_torch(settings: Settings, threads: list[int], torch_script: Path, *, 
         result["runs"].append(run)
         if on_update:
             on_update(result)
-    result["ratios"] = ratios(result)
-    result["complete"] = True
-    return result
+
+
+def _blas_threads(blas_module, t: int, wanted: str | None):
+    """Apply the OpenBLAS thread choice for thread count t; returns what is in force (or why not)."""
+    if wanted is not None:
+        try:
+            blas_module.set_threads(t if wanted == "same" else int(wanted))
+        except (ValueError, RuntimeError) as exc:  # no shim (macOS, DFNET4_BLAS=reference): say so
+            return f"not set: {exc}"
+    return blas_module.report(measure=False).get("openblas_threads", "not OpenBLAS")
 
 
 def _median(cell: dict | None) -> float | None:

@@ -58,6 +58,9 @@ def parser() -> argparse.ArgumentParser:
                    "official PyTorch DeepFilterNet3 (bench/dfn3_torch.py; extra 'bench') in one run")
     v.add_argument("--torch-threads", type=_positive_int_list, default=[2, 1],
                    help="thread counts for --vs-torch, each side at the same count (default 2,1)")
+    v.add_argument("--torch-blas-threads", default=None,
+                   help="OpenBLAS threads for dfnet4's matmuls in --vs-torch: 'same' (the thread count of the run), "
+                   "a number, or unset: dfnet4's default (1 unless OPENBLAS_NUM_THREADS is set, docs/blas.md)")
     v.add_argument("--torch-script", default=None,
                    help="path of bench/dfn3_torch.py (default: found under the working directory or the source tree)")
     g = p.add_argument_group("scaling run")
@@ -88,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.vs_torch and args.scaling:
         print("dfnet4-bench: --vs-torch and --scaling are separate runs; choose one", file=sys.stderr)
+        return 2
+    if args.torch_blas_threads not in (None, "same") and not (args.torch_blas_threads.isdigit()
+                                                              and int(args.torch_blas_threads) >= 1):
+        print(f"dfnet4-bench: --torch-blas-threads must be 'same' or an integer >= 1, got {args.torch_blas_threads!r}",
+              file=sys.stderr)
         return 2
     if args.threads is not None:
         if args.threads < 1:
@@ -140,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             print("dfnet4-bench: --vs-torch needs bench/dfn3_torch.py from dfnet4's source tree; run from there or "
                   "pass --torch-script PATH", file=sys.stderr)
             return 2
-        result = vs_torch.run_vs_torch(settings, args.torch_threads, script, blas_threads=args.blas_threads,
+        result = vs_torch.run_vs_torch(settings, args.torch_threads, script, blas_threads=args.torch_blas_threads,
                                        log=log, on_update=save_partial)
         text = vs_torch.markdown(result)
         (out / f"{stem}.md").write_text(text)

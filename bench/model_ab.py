@@ -1,0 +1,98 @@
+"""What each of this round's fused primitives buys at the model level: DfNet4's forward+backward and
+its training step with the primitives switched on one after another, interleaved in one run.
+
+    python bench/model_ab.py [--impl gru/fused] [--batch 8 --frames 500 --repeats 5]
+
+Variants (cumulative): pure MLX (the state before), + fused batch norm, + fused spectral loss,
++ fused depthwise convs (= the default now). Each repeat times every variant once, so a change in
+the machine's load hits all of them alike. Writes bench/results/model_ab.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import dfnet4  # noqa: F401  (first: routes MLX's BLAS before mlx.core is loaded)
+import mlx.core as mx
+
+from dfnet4.bench import machine, objective, variants, workloads
+from dfnet4.bench.runner import Settings, make_model
+from dfnet4.bench.suite import DEFAULT_IMPLS
+from dfnet4.memory import configure_buffer_cache
+
+VARIANTS = [
+    ("pure MLX (before)", variants.PURE_MLX),
+    ("+ fused batch norm", variants.Fused(norm=True, conv=False, loss=False)),
+    ("+ fused spectral loss", variants.Fused(norm=True, conv=False, loss=True)),
+    ("+ fused depthwise convs (default)", variants.Fused()),
+]
+MEASURES = {"model_fwd_bwd": "forward+backward (uncompiled)", "train_step_eager": "train step (eager)"}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--impl", default="gru/fused")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--frames", type=int, default=500)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default="bench/results")
+    args = p.parse_args()
+    impls = {i.name: i for i in DEFAULT_IMPLS}
+    if args.impl not in impls:
+        p.error(f"--impl: unknown {args.impl!r}; choose from {sorted(impls)}")
+    configure_buffer_cache(None)
+    info = machine.describe()
+    settings = Settings(batch=args.batch, frames=args.frames)
+    mx.random.seed(settings.seed)
+    model = make_model(impls[args.impl], settings)
+    batch = objective.resolve(model).make_batch(args.batch, args.frames)
+    mx.eval(model.parameters(), batch)
+    steps = {}
+    for name, fused in VARIANTS:
+        task = objective.resolve(model, loss_fused=fused.loss)
+        steps[name] = {"model_fwd_bwd": workloads.model_fwd_bwd(model, batch, task.loss),
+                       "train_step_eager": workloads.train_step(model, batch, task.loss, compiled=False)}
+    samples = {name: {m: [] for m in MEASURES} for name, _ in VARIANTS}
+    for rep in range(args.repeats + 1):  # the first round warms up
+        for name, fused in VARIANTS:
+            variants.apply(model, fused)
+            for m in MEASURES:
+                mx.synchronize()
+                t0 = time.perf_counter()
+                mx.eval(steps[name][m]())
+                mx.synchronize()
+                if rep:
+                    samples[name][m].append((time.perf_counter() - t0) * 1e3)
+        print(f"round {rep}/{args.repeats} done", file=sys.stderr, flush=True)
+    medians = {name: {m: statistics.median(v) for m, v in ms.items()} for name, ms in samples.items()}
+    lines = [f"# What each fused primitive buys: {args.impl}, batch {args.batch} x {args.frames} frames", "",
+             *machine.summary_lines(info), f"- Median of {args.repeats} interleaved rounds (ms)", "",
+             "| variant | " + " | ".join(f"{label} | vs previous | vs pure MLX" for label in MEASURES.values()) + " |",
+             "|---|" + "---|---|---|" * len(MEASURES)]
+    base = medians[VARIANTS[0][0]]
+    prev = base
+    for name, _ in VARIANTS:
+        cells = []
+        for m in MEASURES:
+            t = medians[name][m]
+            cells += [f"{t:.0f}", f"{prev[m] / t:.2f}x", f"{base[m] / t:.2f}x"]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        prev = medians[name]
+    text = "\n".join(lines) + "\n"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model_ab.md").write_text(text)
+    (out / "model_ab.json").write_text(json.dumps({"impl": args.impl, "batch": args.batch, "frames": args.frames,
+                                                   "samples_ms": samples, "median_ms": medians, "machine": info},
+                                                  indent=1))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
