@@ -131,7 +131,8 @@ def _fn_steps(fn: Callable, inputs: list[mx.array], grad_argnums: tuple[int, ...
     return forward, fwd_bwd
 
 
-def dsp_and_loss_parts(model: nn.Module, batch: dict, enh_spec: mx.array, lsnr: mx.array) -> list[tuple]:
+def dsp_and_loss_parts(model: nn.Module, batch: dict, enh_spec: mx.array, lsnr: mx.array,
+                       loss_fused: bool | None = None) -> list[tuple]:
     """(name, kind, forward, fwd_bwd) for the parts of the step outside the network's layers."""
     from dfnet4 import dsp
     from dfnet4.train.losses import LossConfig, local_snr_target, multires_stft_loss, spectral_loss
@@ -153,12 +154,13 @@ def dsp_and_loss_parts(model: nn.Module, batch: dict, enh_spec: mx.array, lsnr: 
         ("deep filter + ERB mask (model._combine)", "deep filter + ERB mask",
          lambda m, c: model._combine(noisy_spec, noisy_spec, m, c), [mask, coefs], (0, 1)),
         ("iSTFT of the enhanced spectrum", "STFT / iSTFT", lambda e: dsp.istft(e, length, n, hop), [enh_spec], (0,)),
-        ("loss: spectral (960-point)", "loss", lambda e: spectral_loss(e, clean_spec, lcfg), [enh_spec], (0,)),
+        ("loss: spectral (960-point)", "loss", lambda e: spectral_loss(e, clean_spec, lcfg, loss_fused), [enh_spec],
+         (0,)),
     ]
     for size in lcfg.mr_fft_sizes:
         one = LossConfig(mr_fft_sizes=[size])
         parts.append((f"loss: multi-resolution STFT, {size}-point", "loss",
-                      lambda a, one=one: multires_stft_loss(a, clean, one), [enh_audio], (0,)))
+                      lambda a, one=one: multires_stft_loss(a, clean, one, loss_fused), [enh_audio], (0,)))
     parts.append(("loss: local SNR (target + MSE)", "loss",
                   lambda p: lcfg.lsnr * mx.mean(mx.square(p - local_snr_target(clean_spec, noisy_spec, lcfg))),
                   [lsnr], (0,)))
@@ -182,8 +184,9 @@ def optimizer_part(model: nn.Module, lr: float = 5e-4, weight_decay: float = 0.0
 
 
 def profile(model: nn.Module, batch: dict, loss_fn: Callable, *, warmup: int = 1, repeats: int = 3,
-            log: Callable[[str], None] = print) -> dict:
-    """Time every part of one training step of `model` (train mode) on `batch`; see the module doc."""
+            loss_fused: bool | None = None, log: Callable[[str], None] = print) -> dict:
+    """Time every part of one training step of `model` (train mode) on `batch`; see the module doc.
+    `loss_fused`: the loss parts' implementation (loss_fn brings its own)."""
     model.train()
     spec = batch["noisy_spec"]
     captured: dict = {}
@@ -211,7 +214,7 @@ def profile(model: nn.Module, batch: dict, loss_fn: Callable, *, warmup: int = 1
         nested = any(".".join(parts[:k]) in names for k in range(1, len(parts)))
         kind = PROFILED_CLASSES[call.kind]
         timed(call.name, f"  of which {kind}" if nested else kind, nested, *_call_steps(call))
-    for name, kind, fwd, fwd_bwd in dsp_and_loss_parts(model, batch, enh, lsnr):
+    for name, kind, fwd, fwd_bwd in dsp_and_loss_parts(model, batch, enh, lsnr, loss_fused):
         timed(name, kind, False, fwd, fwd_bwd, backward=fwd is not fwd_bwd)
     name, kind, step, _ = optimizer_part(model)
     timed(name, kind, False, step, step, backward=False)
