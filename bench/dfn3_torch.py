@@ -109,14 +109,16 @@ def _timed(fn, warmup: int, repeats: int) -> dict:
 
     for _ in range(warmup):
         fn()
-    samples = []
+    samples, cpu = [], []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         samples.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)  # all threads (as dfnet4.bench.timing)
     q = statistics.quantiles(samples, n=4, method="inclusive") if len(samples) > 1 else [samples[0]] * 3
     return {"median_ms": q[1], "q1_ms": q[0], "q3_ms": q[2], "min_ms": min(samples), "max_ms": max(samples),
-            "repeats": repeats, "warmup": warmup, "samples_ms": samples}
+            "repeats": repeats, "warmup": warmup, "samples_ms": samples, "cpu_median_ms": statistics.median(cpu),
+            "cpu_samples_ms": cpu}
 
 
 def run(threads: int, batch: int, frames: int, repeats: int, warmup: int, seed: int = 0,

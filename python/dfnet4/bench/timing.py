@@ -32,6 +32,11 @@ class Measurement:
     peak_mib: float  # highest MLX memory in use during any timed run (includes live params/inputs)
     baseline_mib: float  # MLX memory in use just before the runs (params, inputs, optimizer state)
     samples_ms: list[float]
+    # the process's CPU time per run (all its threads, time.process_time): on a machine shared with
+    # other work, a single-threaded run's CPU time stays near its idle wall time when its wall time
+    # does not (a run's threads that wait without spinning add nothing)
+    cpu_median_ms: float = 0.0
+    cpu_samples_ms: list[float] | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -64,15 +69,16 @@ def measure(step: Callable[[], Any], *, warmup: int, repeats: int) -> Measuremen
         del out
     _settle()
     baseline = mx.get_active_memory()
-    samples, peaks = [], []
+    samples, peaks, cpu = [], [], []
     for _ in range(repeats):
         mx.synchronize()
         mx.reset_peak_memory()
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = step()
         mx.eval(out)
         mx.synchronize()
         samples.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
         peaks.append(mx.get_peak_memory())
         del out
     q1, med, q3 = quartiles(samples)
@@ -87,4 +93,6 @@ def measure(step: Callable[[], Any], *, warmup: int, repeats: int) -> Measuremen
         peak_mib=max(peaks) / MiB,
         baseline_mib=baseline / MiB,
         samples_ms=samples,
+        cpu_median_ms=statistics.median(cpu),
+        cpu_samples_ms=cpu,
     )

@@ -133,8 +133,8 @@ def _blas_threads(blas_module, t: int, wanted: str | None):
     return blas_module.report(measure=False).get("openblas_threads", "not OpenBLAS")
 
 
-def _median(cell: dict | None) -> float | None:
-    return None if not cell or "error" in cell else cell["median_ms"]
+def _median(cell: dict | None, key: str = "median_ms") -> float | None:
+    return None if not cell or "error" in cell else cell.get(key)
 
 
 def ratios(result: dict) -> list[dict]:
@@ -150,8 +150,12 @@ def ratios(result: dict) -> list[dict]:
                 den = _median(side["results"].get(key))
                 value = num / den if num and den else None
                 target = TARGETS.get(key) if run["threads"] == TARGET_THREADS else None
+                cpu_num = _median(torch_results.get(torch_key), "cpu_median_ms")
+                cpu_den = _median(side["results"].get(key), "cpu_median_ms")
                 out.append({"threads": run["threads"], "loss": loss, "measure": key, "label": label, "value": value,
-                            "target": target, "met": None if value is None or target is None else value >= target})
+                            "target": target, "met": None if value is None or target is None else value >= target,
+                            "cpu_value": cpu_num / cpu_den if cpu_num and cpu_den else None,
+                            "cpu_ms": [cpu_num, cpu_den]})
     return out
 
 
@@ -186,13 +190,18 @@ def markdown(result: dict) -> str:
             cells = [_ms(side["results"].get(k)) for k, _, _ in MEASURES]
             lines.append(f"| dfnet4 {IMPL.name} | {loss} | " + " | ".join(cells) + " |")
         lines.append("")
-    lines += ["## PyTorch / dfnet4 (above 1: dfnet4 faster)", "", "| threads | loss | measure | ratio | target |",
-              "|---|---|---|---|---|"]
+    lines += ["## PyTorch / dfnet4 (above 1: dfnet4 faster)", "",
+              "Wall time; and the processes' CPU time (all their threads): on a shared machine a 1-thread run's CPU "
+              "time stays near its idle wall time when its wall time does not (threads that spin while waiting, "
+              "as OpenMP's and OpenBLAS's do, count here too).", "",
+              "| threads | loss | measure | wall-time ratio | target | CPU-time ratio (PyTorch / dfnet4 ms) |",
+              "|---|---|---|---|---|---|"]
     for r in result.get("ratios", []):
         if r["value"] is None:
             continue
         target = "" if r["target"] is None else f">= {r['target']:g}: {'met' if r['met'] else '**not met**'}"
-        lines.append(f"| {r['threads']} | {r['loss']} | {r['label']} | {r['value']:.2f} | {target} |")
+        cpu = "" if r.get("cpu_value") is None else f"{r['cpu_value']:.2f} ({r['cpu_ms'][0]:.0f} / {r['cpu_ms'][1]:.0f})"
+        lines.append(f"| {r['threads']} | {r['loss']} | {r['label']} | {r['value']:.2f} | {target} | {cpu} |")
     lines += ["", "## What each side runs", ""]
     pt = next((run["pytorch"] for run in result["runs"] if "error" not in run["pytorch"]), None)
     if pt:
