@@ -10,7 +10,6 @@ the machine's load hits all of them alike. Writes bench/results/model_ab.{md,jso
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
@@ -21,9 +20,6 @@ import dfnet4  # noqa: F401  (first: routes MLX's BLAS before mlx.core is loaded
 import mlx.core as mx
 
 from dfnet4.bench import machine, objective, variants, workloads
-from dfnet4.bench.runner import Settings, make_model
-from dfnet4.bench.suite import DEFAULT_IMPLS
-from dfnet4.memory import configure_buffer_cache
 
 VARIANTS = [
     ("pure MLX (before)", variants.PURE_MLX),
@@ -35,23 +31,10 @@ MEASURES = {"model_fwd_bwd": "forward+backward (uncompiled)", "train_step_eager"
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--impl", default="gru/fused")
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--frames", type=int, default=500)
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--out", default="bench/results")
+    p = variants.model_parser(__doc__.split("\n\n")[0], repeats=5)
     args = p.parse_args()
-    impls = {i.name: i for i in DEFAULT_IMPLS}
-    if args.impl not in impls:
-        p.error(f"--impl: unknown {args.impl!r}; choose from {sorted(impls)}")
-    configure_buffer_cache(None)
     info = machine.describe()
-    settings = Settings(batch=args.batch, frames=args.frames)
-    mx.random.seed(settings.seed)
-    model = make_model(impls[args.impl], settings)
-    batch = objective.resolve(model).make_batch(args.batch, args.frames)
-    mx.eval(model.parameters(), batch)
+    model, batch = variants.build_model(args, p)
     steps = {}
     for name, fused in VARIANTS:
         task = objective.resolve(model, loss_fused=fused.loss)

@@ -18,40 +18,19 @@ namespace dfnet4 {
 
 namespace {
 
-using util::alloc;
-using util::begin_cpu_eval;
-using util::for_float_dtype;
 using util::ptr;
-using util::shape_str;
 
-[[noreturn]] void bad(const std::string& msg) { util::bad_argument("batch_norm", msg); }
-
-bool same_bn(const mx::Primitive& a, const mx::Primitive& b) {
-  // MLX compares primitives of the same type only (typeid first), so the casts are safe.
-  const auto& x = dynamic_cast<const FlaggedPrimitive&>(a);
-  const auto& y = dynamic_cast<const FlaggedPrimitive&>(b);
-  return x.flags() == y.flags() &&
-         dynamic_cast<const BnPrimitive&>(a).eps() == dynamic_cast<const BnPrimitive&>(b).eps();
-}
+constexpr util::ArgumentCheck check{"batch_norm"};
 
 }  // namespace
 
 dfk::BnParams bn_params(const mx::array& x, int flags) {
-  dfk::BnParams p;
-  p.channels = x.shape(-1);
-  p.rows = static_cast<int>(x.size() / p.channels);
-  p.n_blocks = (p.rows + dfk::kBnRows - 1) / dfk::kBnRows;
-  p.flags = flags;
-  return p;
+  const int channels = x.shape(-1);
+  return dfk::make_bn_params(static_cast<int>(x.size() / channels), channels, flags);
 }
 
 std::vector<mx::array> bn_partials(const dfk::BnParams& p, mx::Dtype dtype) {
-  std::vector<mx::array> parts;
-  for (int k = 0; k < 2; ++k) {
-    parts.emplace_back(mx::Shape{p.n_blocks, p.channels}, dtype, nullptr, std::vector<mx::array>{});
-    alloc(parts.back());
-  }
-  return parts;
+  return util::work_arrays({{p.n_blocks, p.channels}, {p.n_blocks, p.channels}}, dtype);
 }
 
 // ---- forward primitive ------------------------------------------------------------------------------
@@ -61,13 +40,13 @@ std::vector<mx::Shape> BatchNormTrain::output_shapes(const std::vector<mx::array
   return {x.shape(), {x.shape(-1)}, {x.shape(-1)}};
 }
 
-bool BatchNormTrain::is_equivalent(const mx::Primitive& other) const { return same_bn(*this, other); }
-
 void BatchNormTrain::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  auto& enc = begin_cpu_eval("BatchNormTrain", stream(), inputs, outputs);
+  const int c = inputs[0].shape(-1);
+  util::check_sizes("BatchNormTrain", inputs, {inputs[0].size(), size_t(c), size_t(c)});
+  auto& enc = util::begin_cpu_eval("BatchNormTrain", stream(), inputs, outputs);
   const auto p = bn_params(inputs[0], flags_);
   auto parts = bn_partials(p, inputs[0].dtype());  // held until the dispatched task has run
-  const double eps = eps_;
+  const double eps = attrs_.eps;
 
   auto launch = [&](auto zero) {
     using T = decltype(zero);
@@ -76,7 +55,7 @@ void BatchNormTrain::eval_cpu(const std::vector<mx::array>& inputs, std::vector<
                                 parts[0].data<T>(), parts[1].data<T>()};
     enc.dispatch([p, eps, f]() { bn_cpu::forward(p, eps, f); });
   };
-  for_float_dtype(inputs[0], "BatchNormTrain", launch);
+  util::for_float_dtype(inputs[0], "BatchNormTrain", launch);
   enc.add_temporaries(std::move(parts));
 }
 
@@ -91,16 +70,12 @@ std::vector<mx::array> BatchNormTrain::vjp(const std::vector<mx::array>& primals
   std::vector<mx::array> inputs(primals.begin(), primals.end());
   inputs.push_back(outputs[1]);
   inputs.push_back(outputs[2]);
-  for (int k = 0; k < 3; ++k) {
-    inputs.push_back(mx::contiguous(mx::astype(cotangents[k], dtype, s), false, s));
-  }
-  auto prim = std::make_shared<BatchNormTrainGrad>(s, flags_, eps_);
-  auto shapes = prim->output_shapes(inputs);
-  auto grads = mx::array::make_arrays(std::move(shapes), {dtype, dtype, dtype}, prim, inputs);
+  for (int k = 0; k < 3; ++k) inputs.push_back(util::cotangent(cotangents[k], dtype, s));
+  auto grads = util::apply(std::make_shared<BatchNormTrainGrad>(s, flags_, attrs_.eps), std::move(inputs), dtype);
   std::vector<mx::array> result;
   for (int arg : argnums) {
     if (arg < 0 || arg > 2) throw std::logic_error("BatchNormTrain::vjp: unknown argument index");
-    result.push_back(grads[arg]);
+    result.push_back(grads[arg]);  // dx, dweight, dbias
   }
   return result;
 }
@@ -111,13 +86,13 @@ std::vector<mx::Shape> BatchNormTrainGrad::output_shapes(const std::vector<mx::a
   return {inputs[0].shape(), inputs[1].shape(), inputs[2].shape()};
 }
 
-bool BatchNormTrainGrad::is_equivalent(const mx::Primitive& other) const { return same_bn(*this, other); }
-
 void BatchNormTrainGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
-  auto& enc = begin_cpu_eval("BatchNormTrainGrad", stream(), inputs, outputs);
+  const size_t n = inputs[0].size(), c = inputs[0].shape(-1);
+  util::check_sizes("BatchNormTrainGrad", inputs, {n, c, c, c, c, n, c, c});
+  auto& enc = util::begin_cpu_eval("BatchNormTrainGrad", stream(), inputs, outputs);
   const auto p = bn_params(inputs[0], flags_);
   auto parts = bn_partials(p, inputs[0].dtype());
-  const double eps = eps_;
+  const double eps = attrs_.eps;
 
   auto launch = [&](auto zero) {
     using T = decltype(zero);
@@ -127,7 +102,7 @@ void BatchNormTrainGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vec
                                  parts[0].data<T>(), parts[1].data<T>()};
     enc.dispatch([p, eps, g]() { bn_cpu::backward(p, eps, g); });
   };
-  for_float_dtype(inputs[0], "BatchNormTrainGrad", launch);
+  util::for_float_dtype(inputs[0], "BatchNormTrainGrad", launch);
   enc.add_temporaries(std::move(parts));
 }
 
@@ -136,32 +111,22 @@ void BatchNormTrainGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vec
 std::vector<mx::array> batch_norm(const mx::array& x, const mx::array& weight, const mx::array& bias,
                                   double eps, bool relu, mx::StreamOrDevice s_) {
   const auto s = mx::to_stream(s_);
-  if (x.ndim() < 2) bad("x must have shape (..., channels) with at least 2 dimensions, got " + shape_str(x));
+  using util::shape_str;
+  if (x.ndim() < 2) check.bad("x must have shape (..., channels) with at least 2 dimensions, got " + shape_str(x));
   const int c = x.shape(-1);
-  if (c < 1) bad("x must have at least one channel, got " + shape_str(x));
-  if (x.size() / c < 2) bad("training needs more than one value per channel, got x of shape " + shape_str(x));
-  if (x.size() / c > 0x7fffffffL) bad("x has more than 2^31 - 1 values per channel");
-  util::expect_shape("batch_norm", "weight", weight, {c}, "(channels,)");
-  util::expect_shape("batch_norm", "bias", bias, {c}, "(channels,)");
-  if (!(eps > 0) || !std::isfinite(eps)) bad("eps must be a finite number > 0, got " + std::to_string(eps));
+  if (c < 1) check.bad("x must have at least one channel, got " + shape_str(x));
+  if (x.size() / c < 2) check.bad("training needs more than one value per channel, got x of shape " + shape_str(x));
+  if (x.size() / c > 0x7fffffffL) check.bad("x has more than 2^31 - 1 values per channel");
+  check.shape("weight", weight, {c}, "(channels,)");
+  check.shape("bias", bias, {c}, "(channels,)");
+  if (!(eps > 0) || !std::isfinite(eps)) check.bad("eps must be a finite number > 0, got " + std::to_string(eps));
   const auto dtype = x.dtype();
-  if (dtype != mx::float32 && dtype != mx::float64) {
-    bad("the fused kernels take float32 (or float64 on the CPU); dfnet4.ops.batch_norm casts");
-  }
-  if (dtype == mx::float64 && s.device.type != mx::Device::cpu) {
-    bad("float64 is only supported on the CPU stream");
-  }
-  std::vector<mx::array> inputs;
-  auto add = [&](const char* name, const mx::array& a) {
-    if (a.dtype() != dtype) bad(std::string(name) + " must have the same dtype as x");
-    inputs.push_back(mx::contiguous(a, false, s));
-  };
-  add("x", x);
-  add("weight", weight);
-  add("bias", bias);
-  auto prim = std::make_shared<BatchNormTrain>(s, relu ? dfk::kBnRelu : 0, eps);
-  auto shapes = prim->output_shapes(inputs);
-  return mx::array::make_arrays(std::move(shapes), {dtype, dtype, dtype}, prim, inputs);
+  util::check_compute_dtype(check.op, dtype, s);
+  util::InputList in(check.op, "x", dtype, s);
+  in.add("x", x);
+  in.add("weight", weight);
+  in.add("bias", bias);
+  return util::apply(std::make_shared<BatchNormTrain>(s, relu ? dfk::kBnRelu : 0, eps), in.arrays(), dtype);
 }
 
 // ---- bindings ---------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@
 
 #include <vector>
 
-#include "fused_primitive.h"
-#include "kernels/batch_norm.h"
+#include "attributed_primitive.h"
+#include "kernels/batch_norm_params.h"
 #include "mlx/mlx.h"
 #include "mlx/primitives.h"
 
@@ -13,49 +13,37 @@ namespace dfnet4 {
 
 namespace mx = mlx::core;
 
-inline constexpr OpNames kBnNames{"dfnet4.ops.batch_norm", "dfnet4.reference.batch_norm"};
+inline constexpr OpNames kBnNames{"dfnet4.ops.batch_norm", "dfnet4.reference.batch_norm", "batch_norm"};
 
 // Shape parameters of the kernel bodies from x (..., C): every axis but the last folded into rows.
 dfk::BnParams bn_params(const mx::array& x, int flags);
 
-// The flags and eps (a double attribute: float32 kernels round it once) make two instances equivalent.
-class BnPrimitive {
- public:
-  explicit BnPrimitive(double eps) : eps_(eps) {}
-  double eps() const { return eps_; }
-
- protected:
-  double eps_;
+// With the flags, eps tells two instances apart (a double: float32 kernels round it once).
+struct BnAttrs {
+  double eps;
+  bool operator==(const BnAttrs&) const = default;
 };
 
 // Inputs: x (..., C), weight (C,), bias (C,). Outputs: y (x's shape), mean (C,), var (C,) (biased).
 // Nothing else is saved: the backward recomputes the ReLU's mask from x.
-class BatchNormTrain : public FusedForward, public BnPrimitive {
+class BatchNormTrain : public AttributedPrimitive<FusedForward, BnAttrs> {
  public:
-  BatchNormTrain(mx::Stream stream, int flags, double eps)
-      : FusedForward(stream, flags, kBnNames), BnPrimitive(eps) {}
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums,
-                             const std::vector<mx::array>& outputs) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
-  bool is_equivalent(const mx::Primitive& other) const override;
-  const char* name() const override { return "BatchNormTrain"; }
+  BatchNormTrain(mx::Stream stream, int flags, double eps) : AttributedPrimitive(stream, flags, kBnNames, {eps}) {}
+  DFNET4_EVAL
+  DFNET4_VJP
+  DFNET4_SHAPES
+  DFNET4_NAME(BatchNormTrain)
 };
 
 // Inputs: x, weight, bias, mean, var (the forward's outputs), dy, dmean, dvar (the cotangents).
 // Outputs: dx, dweight, dbias.
-class BatchNormTrainGrad : public FusedBackward, public BnPrimitive {
+class BatchNormTrainGrad : public AttributedPrimitive<FusedBackward, BnAttrs> {
  public:
   BatchNormTrainGrad(mx::Stream stream, int flags, double eps)
-      : FusedBackward(stream, flags, kBnNames), BnPrimitive(eps) {}
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
-  bool is_equivalent(const mx::Primitive& other) const override;
-  const char* name() const override { return "BatchNormTrainGrad"; }
+      : AttributedPrimitive(stream, flags, kBnNames, {eps}) {}
+  DFNET4_EVAL
+  DFNET4_SHAPES
+  DFNET4_NAME(BatchNormTrainGrad)
 };
 
 // Allocated partials of passes 1: two (n_blocks, C) arrays.

@@ -1,103 +1,101 @@
 // CPU evaluation of the batch norm: the kernel bodies the Metal kernels call, over spans of kBnSpan
-// channels (contiguous, vectorised inner loops) and blocks of rows on our own threads.
+// channels (contiguous, vectorised inner loops) and blocks of rows on our own threads; each item
+// loop is compiled per instruction set (cpu_isa.h).
 #include "batch_norm_cpu.h"
 
-#include <algorithm>
-#include <atomic>
-
+#include "cpu_isa.h"
+#include "kernels/batch_norm.h"
 #include "parallel.h"
-
-// As in causal_conv_cpu.cpp: on x86-64 Linux build the item loops for AVX-512, AVX2+FMA and the
-// baseline and let the loader pick (GCC >= 11); elsewhere build them once.
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#define DFNET4_BN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define DFNET4_BN_CLONES
-#endif
+#include "span_items.h"
 
 namespace dfnet4::bn_cpu {
 namespace {
 
+using isa::Isa;
+
 constexpr int W = dfk::kBnSpan;
+constexpr long kGrain = 4;  // items per claim (a block of 256 rows x 64 channels each)
 
-struct Item {
-  int blk, c0, n;
+// The four block passes, each a body over one item, NF > 0 when its span has exactly NF channels.
+template <typename T>
+struct Stats {
+  typedef ForwardBuffers<T> Buffers;
+  template <int NF>
+  static DF_INLINE void run(const dfk::BnParams& p, T, const SpanItem& it, const Buffers& f) {
+    dfk::bn_stats_item<T, W, NF>(p, it.blk, it.c0, it.n, f.x, f.part_mean, f.part_m2);
+  }
 };
-int spans(const dfk::BnParams& p) { return (p.channels + W - 1) / W; }
-Item item(const dfk::BnParams& p, long e) {
-  const int c0 = static_cast<int>(e % spans(p)) * W;
-  return {static_cast<int>(e / spans(p)), c0, std::min(W, p.channels - c0)};
-}
-long items(const dfk::BnParams& p) { return static_cast<long>(p.n_blocks) * spans(p); }
-
-// Items [0, n) handed out in small batches on demand, so a worker the OS delays (a busy machine)
-// does not hold up the others as it would with one fixed slice per worker.
-template <typename Fn>
-void claim_for(long n, Fn&& fn) {
-  constexpr long kBatch = 4;
-  std::atomic<long> next{0};
-  parallel_for(std::min<long>(num_threads(), (n + kBatch - 1) / kBatch), [&](long, long, int) {
-    for (long e = next.fetch_add(kBatch); e < n; e = next.fetch_add(kBatch)) fn(e, std::min(n, e + kBatch));
-  });
-}
-
-// Full spans with a compile-time width (the loops unroll, sums stay in registers); the rest at run time.
-#define DFNET4_BN_DISPATCH(body, ...)                                       \
-  if (it.n == W) {                                                          \
-    dfk::body<T, W, W>(p, it.blk, it.c0, W, __VA_ARGS__);                   \
-  } else {                                                                  \
-    dfk::body<T, W, 0>(p, it.blk, it.c0, it.n, __VA_ARGS__);                \
-  }
 
 template <typename T>
-DFNET4_BN_CLONES void stats_range(const dfk::BnParams& p, const ForwardBuffers<T>& f, long begin, long end) {
-  for (long e = begin; e < end; ++e) {
-    const Item it = item(p, e);
-    DFNET4_BN_DISPATCH(bn_stats_item, f.x, f.part_mean, f.part_m2)
+struct Apply {
+  typedef ForwardBuffers<T> Buffers;
+  template <int NF>
+  static DF_INLINE void run(const dfk::BnParams& p, T eps, const SpanItem& it, const Buffers& f) {
+    dfk::bn_apply_item<T, W, NF>(p, it.blk, it.c0, it.n, f.x, f.weight, f.bias, f.mean, f.var, eps, f.y);
   }
-}
+};
 
 template <typename T>
-DFNET4_BN_CLONES void apply_range(const dfk::BnParams& p, T eps, const ForwardBuffers<T>& f, long begin, long end) {
-  for (long e = begin; e < end; ++e) {
-    const Item it = item(p, e);
-    DFNET4_BN_DISPATCH(bn_apply_item, f.x, f.weight, f.bias, f.mean, f.var, eps, f.y)
+struct GradStats {
+  typedef BackwardBuffers<T> Buffers;
+  template <int NF>
+  static DF_INLINE void run(const dfk::BnParams& p, T eps, const SpanItem& it, const Buffers& g) {
+    dfk::bn_grad_stats_item<T, W, NF>(p, it.blk, it.c0, it.n, g.x, g.weight, g.bias, g.mean, g.var, eps, g.dy,
+                                      g.part_g, g.part_gx);
   }
-}
+};
 
 template <typename T>
-DFNET4_BN_CLONES void grad_stats_range(const dfk::BnParams& p, T eps, const BackwardBuffers<T>& g, long begin,
-                                       long end) {
-  for (long e = begin; e < end; ++e) {
-    const Item it = item(p, e);
-    DFNET4_BN_DISPATCH(bn_grad_stats_item, g.x, g.weight, g.bias, g.mean, g.var, eps, g.dy, g.part_g, g.part_gx)
+struct GradApply {
+  typedef BackwardBuffers<T> Buffers;
+  template <int NF>
+  static DF_INLINE void run(const dfk::BnParams& p, T eps, const SpanItem& it, const Buffers& g) {
+    dfk::bn_grad_apply_item<T, W, NF>(p, it.blk, it.c0, it.n, g.x, g.weight, g.bias, g.mean, g.var, eps, g.dy,
+                                      g.dmean, g.dvar, g.dweight, g.dbias, g.dx);
   }
-}
+};
 
-template <typename T>
-DFNET4_BN_CLONES void grad_apply_range(const dfk::BnParams& p, T eps, const BackwardBuffers<T>& g, long begin,
-                                       long end) {
-  for (long e = begin; e < end; ++e) {
-    const Item it = item(p, e);
-    DFNET4_BN_DISPATCH(bn_grad_apply_item, g.x, g.weight, g.bias, g.mean, g.var, eps, g.dy, g.dmean, g.dvar,
-                       g.dweight, g.dbias, g.dx)
+// Items [begin, end) of one pass.
+template <class Body, typename T>
+struct ItemRange {
+  template <Isa>
+  static DF_INLINE void run(const dfk::BnParams& p, T eps, const typename Body::Buffers& buf, long begin,
+                            long end) {
+    for (long e = begin; e < end; ++e) {
+      const SpanItem it = span_item(e, p.channels, W);
+      if (it.n == W) {
+        Body::template run<W>(p, eps, it, buf);
+      } else {
+        Body::template run<0>(p, eps, it, buf);
+      }
+    }
   }
-}
+};
 
-#undef DFNET4_BN_DISPATCH
+// A pass's items, a few at a time on demand, each run by the loop's variant for this CPU.
+template <class Body, typename T>
+void run_pass(const dfk::BnParams& p, T eps, const typename Body::Buffers& buf, Isa cpu) {
+  typedef typename Body::Buffers Buffers;
+  const auto range = isa::variant<ItemRange<Body, T>, const dfk::BnParams&, T, const Buffers&, long, long>(cpu);
+  dynamic_for(span_items(p.n_blocks, p.channels, W), kGrain, [&](long b, long e) { range(p, eps, buf, b, e); });
+}
 
 template <typename T>
 void forward_any(const dfk::BnParams& p, T eps, const ForwardBuffers<T>& f) {
-  claim_for(items(p), [&](long b, long e) { stats_range<T>(p, f, b, e); });
+  const auto cpu = isa::best();
+  run_pass<Stats<T>>(p, eps, f, cpu);
   for (int c = 0; c < p.channels; ++c) dfk::bn_stats_combine<T>(p, c, f.part_mean, f.part_m2, f.mean, f.var);
-  claim_for(items(p), [&](long b, long e) { apply_range<T>(p, eps, f, b, e); });
+  run_pass<Apply<T>>(p, eps, f, cpu);
 }
 
 template <typename T>
 void backward_any(const dfk::BnParams& p, T eps, const BackwardBuffers<T>& g) {
-  claim_for(items(p), [&](long b, long e) { grad_stats_range<T>(p, eps, g, b, e); });
-  for (int c = 0; c < p.channels; ++c) dfk::bn_grad_combine<T>(p, c, g.part_g, g.part_gx, g.var, eps, g.dweight, g.dbias);
-  claim_for(items(p), [&](long b, long e) { grad_apply_range<T>(p, eps, g, b, e); });
+  const auto cpu = isa::best();
+  run_pass<GradStats<T>>(p, eps, g, cpu);
+  for (int c = 0; c < p.channels; ++c) {
+    dfk::bn_grad_combine<T>(p, c, g.part_g, g.part_gx, g.var, eps, g.dweight, g.dbias);
+  }
+  run_pass<GradApply<T>>(p, eps, g, cpu);
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // grids on our own threads (the partials' fold per channel is small and runs on the calling thread).
 #pragma once
 
-#include "kernels/batch_norm.h"
+#include "kernels/batch_norm_params.h"
 
 namespace dfnet4::bn_cpu {
 

@@ -2,13 +2,12 @@
 // emulated-Metal harness (metal_emu/batch_norm_emu.cpp) so both run exactly the same grids.
 #pragma once
 
-#include "kernels/batch_norm.h"
+#include "kernels/batch_norm_params.h"
+#include "launch_plan.h"
 
 namespace dfnet4::bn_launch {
 
-struct Size3 {
-  unsigned long x, y, z;
-};
+using namespace launch;
 
 // Forward: stats -> combine -> apply; backward: grad_stats -> grad_combine -> grad_apply
 // (metal/batch_norm.metal). MLX orders the dispatches by the buffers they share.
@@ -18,12 +17,6 @@ inline const char* apply_kernel() { return "dfnet4_bn_apply_f32"; }
 inline const char* grad_stats_kernel() { return "dfnet4_bn_grad_stats_f32"; }
 inline const char* grad_combine_kernel() { return "dfnet4_bn_grad_combine_f32"; }
 inline const char* grad_apply_kernel() { return "dfnet4_bn_grad_apply_f32"; }
-
-// Threads per threadgroup along channels (neighbouring threads read neighbouring channels).
-inline unsigned long group_width(unsigned long grid_x) {
-  const unsigned long max_width = 256;
-  return grid_x < max_width ? grid_x : max_width;
-}
 
 // Block passes: one thread per (channel, block of rows); no collectives, so any group shape works.
 inline Size3 block_grid(const dfk::BnParams& p) { return {(unsigned long)p.channels, (unsigned long)p.n_blocks, 1}; }

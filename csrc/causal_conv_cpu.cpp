@@ -12,6 +12,7 @@
 
 #include "causal_conv_width.h"
 #include "cpu_isa.h"
+#include "fold_cpu.h"
 #include "kernels/causal_conv_bwd.h"
 #include "kernels/causal_conv_fwd.h"
 #include "parallel.h"
@@ -78,16 +79,6 @@ struct ItemRange {
   }
 };
 
-template <typename T>
-struct Fold {
-  template <Isa>
-  static DF_INLINE void run(const T* src, T* dst, int count, long inner) {
-    for (long j0 = 0; j0 < inner; j0 += W) {
-      dfk::conv_sum_partials<T, W>(src, dst, count, inner, j0, static_cast<int>(std::min<long>(W, inner - j0)));
-    }
-  }
-};
-
 // The work items, one at a time on demand, each run by the item loop's variant for this CPU.
 template <class Range, typename Buffers>
 void run_items(const dfk::ConvParams& p, const Buffers& buf, isa::Isa cpu) {
@@ -105,7 +96,7 @@ template <typename T>
 void backward_any(const dfk::ConvParams& p, const BackwardBuffers<T>& g) {
   const auto cpu = isa::best();
   with_width(p.width, [&]<int K>() { run_items<ItemRange<BackwardItem<T, K>>>(p, g, cpu); });
-  const auto fold = isa::variant<Fold<T>, const T*, T*, int, long>(cpu);
+  const auto fold = fold_partials<T, W>(cpu);
   const int count = p.batch * p.n_chunks;
   fold(g.dw_part, g.dweight, count, static_cast<long>(p.width) * p.channels);
   if (p.flags & dfk::kConvHasBias) fold(g.db_part, g.dbias, count, p.channels);

@@ -2,7 +2,7 @@
 // kernels/depthwise_conv.h over (block of rows, channel span) on our own threads.
 #pragma once
 
-#include "kernels/depthwise_conv.h"
+#include "kernels/depthwise_conv_params.h"
 
 namespace dfnet4::dw_cpu {
 

@@ -2,13 +2,12 @@
 // the emulated-Metal harness (metal_emu/depthwise_conv_emu.cpp) so both run exactly the same grids.
 #pragma once
 
-#include "kernels/depthwise_conv.h"
+#include "kernels/depthwise_conv_params.h"
+#include "launch_plan.h"
 
 namespace dfnet4::dw_launch {
 
-struct Size3 {
-  unsigned long x, y, z;
-};
+using namespace launch;
 
 // metal/depthwise_conv.metal. Forward: gather, or scatter when transposed. Backward: the other
 // one for dx, then the weight-gradient partials and their fold.
@@ -16,11 +15,6 @@ inline const char* gather_kernel() { return "dfnet4_dw_gather_f32"; }
 inline const char* scatter_kernel() { return "dfnet4_dw_scatter_f32"; }
 inline const char* weight_grad_kernel() { return "dfnet4_dw_weight_grad_f32"; }
 inline const char* fold_kernel() { return "dfnet4_dw_fold_f32"; }
-
-inline unsigned long group_width(unsigned long grid_x) {
-  const unsigned long max_width = 256;
-  return grid_x < max_width ? grid_x : max_width;
-}
 
 // Block kernels: one thread per (channel, block of rows); no collectives, so any group shape works.
 inline Size3 block_grid(const dfk::DwParams& p) { return {(unsigned long)p.channels, (unsigned long)p.n_blocks, 1}; }

@@ -5,8 +5,8 @@
 
 #include <vector>
 
-#include "fused_primitive.h"
-#include "kernels/spectral_loss.h"
+#include "attributed_primitive.h"
+#include "kernels/spectral_loss_params.h"
 #include "mlx/mlx.h"
 #include "mlx/primitives.h"
 
@@ -14,52 +14,41 @@ namespace dfnet4 {
 
 namespace mx = mlx::core;
 
-inline constexpr OpNames kSlNames{"dfnet4.ops.compressed_spectral_loss", "dfnet4.reference.compressed_spectral_loss"};
+inline constexpr OpNames kSlNames{"dfnet4.ops.compressed_spectral_loss", "dfnet4.reference.compressed_spectral_loss",
+                                  "spectral_loss"};
 
 // Shape parameters of the kernel bodies from pred: complex64 (...) or real (..., 2).
 dfk::SlParams sl_params(const mx::array& pred, int flags);
 
-// gamma (a double attribute: float32 kernels round it once) is part of equivalence.
-class SlPrimitive {
- public:
-  explicit SlPrimitive(double gamma) : gamma_(gamma) {}
-  double gamma() const { return gamma_; }
-
- protected:
-  double gamma_;
+// With the flags, gamma tells two instances apart (a double: float32 kernels round it once).
+struct SlAttrs {
+  double gamma;
+  bool operator==(const SlAttrs&) const = default;
 };
 
 // Inputs: pred, target (same shape and dtype). Outputs: mag, cplx (0-d, the real dtype).
-class CompressedSpectralLoss : public FusedForward, public SlPrimitive {
+class CompressedSpectralLoss : public AttributedPrimitive<FusedForward, SlAttrs> {
  public:
-  CompressedSpectralLoss(mx::Stream stream, double gamma)
-      : FusedForward(stream, 0, kSlNames), SlPrimitive(gamma) {}
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  std::vector<mx::array> vjp(const std::vector<mx::array>& primals,
-                             const std::vector<mx::array>& cotangents,
-                             const std::vector<int>& argnums,
-                             const std::vector<mx::array>& outputs) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
-  bool is_equivalent(const mx::Primitive& other) const override;
-  const char* name() const override { return "CompressedSpectralLoss"; }
+  CompressedSpectralLoss(mx::Stream stream, double gamma) : AttributedPrimitive(stream, 0, kSlNames, {gamma}) {}
+  DFNET4_EVAL
+  DFNET4_VJP
+  DFNET4_SHAPES
+  DFNET4_NAME(CompressedSpectralLoss)
 };
 
 // Inputs: pred, target, dmag, dcplx (0-d cotangents). Outputs: dpred and/or dtarget (flags
 // dfk::kSlGrad*), each shaped like its primal.
-class CompressedSpectralLossGrad : public FusedBackward, public SlPrimitive {
+class CompressedSpectralLossGrad : public AttributedPrimitive<FusedBackward, SlAttrs> {
  public:
   CompressedSpectralLossGrad(mx::Stream stream, int flags, double gamma)
-      : FusedBackward(stream, flags, kSlNames), SlPrimitive(gamma) {}
-  void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  void eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override;
-  std::vector<mx::Shape> output_shapes(const std::vector<mx::array>& inputs) override;
-  bool is_equivalent(const mx::Primitive& other) const override;
-  const char* name() const override { return "CompressedSpectralLossGrad"; }
+      : AttributedPrimitive(stream, flags, kSlNames, {gamma}) {}
+  DFNET4_EVAL
+  DFNET4_SHAPES
+  DFNET4_NAME(CompressedSpectralLossGrad)
 };
 
-// Allocated partials of the forward: (n_chunks, 2) in the real dtype.
-mx::array sl_partials(const dfk::SlParams& p, mx::Dtype real);
+// Allocated partials of the forward: one (n_chunks, 2) array in the real dtype.
+std::vector<mx::array> sl_partials(const dfk::SlParams& p, mx::Dtype real);
 
 // The real dtype the kernels compute in: float32 for complex64 and float32, float64 for float64.
 mx::Dtype sl_real_dtype(mx::Dtype dtype);

@@ -2,7 +2,7 @@
 // kernels/spectral_loss.h over their chunks on our own threads, then fold the partials.
 #pragma once
 
-#include "kernels/spectral_loss.h"
+#include "kernels/spectral_loss_params.h"
 
 namespace dfnet4::sl_cpu {
 

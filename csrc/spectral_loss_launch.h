@@ -2,23 +2,17 @@
 // the emulated-Metal harness (metal_emu/spectral_loss_emu.cpp) so both run exactly the same grids.
 #pragma once
 
-#include "kernels/spectral_loss.h"
+#include "kernels/spectral_loss_params.h"
+#include "launch_plan.h"
 
 namespace dfnet4::sl_launch {
 
-struct Size3 {
-  unsigned long x, y, z;
-};
+using namespace launch;
 
 // Forward: the chunk kernel, then the fold (metal/spectral_loss.metal); backward: one kernel.
 inline const char* forward_kernel() { return "dfnet4_spectral_loss_fwd_f32"; }
 inline const char* fold_kernel() { return "dfnet4_spectral_loss_fold_f32"; }
 inline const char* backward_kernel() { return "dfnet4_spectral_loss_bwd_f32"; }
-
-inline unsigned long group_width(unsigned long grid_x) {
-  const unsigned long max_width = 256;
-  return grid_x < max_width ? grid_x : max_width;
-}
 
 // Chunk kernels: one thread per chunk of pairs; no collectives, so any group shape works.
 inline Size3 chunk_grid(const dfk::SlParams& p) { return {(unsigned long)p.n_chunks, 1, 1}; }

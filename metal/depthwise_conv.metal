@@ -40,5 +40,5 @@ using namespace metal;
   const dfk::DwParams p = params;
   const long inner = (long)p.width * p.channels;
   if ((long)gid >= inner) return;
-  dfk::dw_fold<float, 1>(part, dweight, p.n_blocks, inner, (long)gid, 1);
+  dfk::conv_sum_partials<float, 1>(part, dweight, p.n_blocks, inner, (long)gid, 1);
 }

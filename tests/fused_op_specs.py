@@ -1,4 +1,4 @@
-"""The three fused ops described the same way for tests/test_fused_op_contract.py: how to make their
+"""The fused ops described the same way for tests/test_fused_op_contract.py: how to make their
 inputs, call them, weight their outputs, build views of their inputs, the bad inputs they refuse,
 and the tolerances each comparison allows (with the reason next to each number)."""
 
@@ -8,11 +8,18 @@ from dataclasses import dataclass, field
 
 import mlx.core as mx
 import numpy as np
+from batch_norm_cases import EPS as BN_EPS
+from batch_norm_cases import cotangents as bn_cotangents
+from batch_norm_cases import make_inputs as bn_inputs
 from causal_conv_cases import cotangents as conv_cotangents
 from causal_conv_cases import make_inputs as conv_inputs
+from depthwise_conv_cases import make_inputs as dw_inputs
 from gru_cases import cotangent as gru_cotangent
 from gru_cases import make_inputs as gru_inputs
 from gru_cases import max_scaled_error
+from spectral_loss_cases import GAMMA as SPECTRAL_GAMMA
+from spectral_loss_cases import cotangents as spectral_cotangents
+from spectral_loss_cases import make_spectra
 from test_selective_scan_support import ALL_OPTIONS, assert_close
 from test_selective_scan_support import make_inputs as scan_inputs
 
@@ -54,6 +61,8 @@ def exact(actual, expected, label):
 class Spec:
     """What most ops share; each spec below overrides what its op does differently."""
 
+    # Why the op does not run on the GPU yet (its GPU cases are skipped with this reason), or None.
+    gpu_pending = None
     shapeless_grad = True
     # The x86 variants (csrc/cpu_isa.h) differ in vector width and FMA contraction only: a few
     # float32 ulps, carried through recurrences and sums (measured per op, see below).
@@ -319,3 +328,207 @@ class GruSpec(Spec):
 
 
 SPECS = [ScanSpec(), ConvSpec(), GruSpec()]
+
+
+# ---- the model-level fused ops (batch norm, depthwise conv, spectral loss) ---------------------------
+# Their Metal kernels run in the emulated-Metal tests; the host code that launches them on a GPU is
+# not written yet (their eval_gpu says so).
+MODEL_OPS_GPU_PENDING = "its Metal host code is not written yet (the kernels are, and pass the emulated-Metal tests)"
+
+class BatchNormSpec(Spec):
+    gpu_pending = MODEL_OPS_GPU_PENDING
+    name = "batch_norm"
+    fn = staticmethod(ops.batch_norm)
+    reference = staticmethod(references.batch_norm)
+
+    def case(self, shape, relu=True, seed=0, dtype=mx.float32):
+        return Case(bn_inputs(shape, seed=seed, dtype=dtype), {"eps": BN_EPS, "relu": relu})
+
+    def cotangents(self, case):
+        return bn_cotangents(case.arrays)
+
+    def loss(self, outs):
+        y, mean, var = outs
+        return (y * y).sum() + (mean * var).sum()
+
+    compile_case = dict(shape=(2, 70, 36), seed=2)
+    shapeless_shapes = [(2, 70, 36), (3, 130, 36), (1, 2, 36)]  # other row counts, 36 channels
+    variants = {"relu": dict(relu=True), "plain": dict(relu=False)}
+
+    def shapeless_case(self, variant, shape, seed):
+        return self.case(shape, seed=seed, **self.variants[variant])
+
+    # MLX's float32 mean and var over the rows are ~10x less accurate than the fused ones
+    # (tests/test_batch_norm_op.py: FLOAT32_REFERENCE), which sets the bound.
+    def parity_close(self, got, want, label):
+        for g, w, part in zip(got, want, ("y", "mean", "var")):
+            assert_close(g, w, f"{label} {part}", rtol=0, atol_scale=3e-5)
+
+    def views(self, case):
+        a = case.arrays
+        c = a["x"].shape[-1]
+        return {
+            "x": mx.swapaxes(mx.contiguous(mx.swapaxes(a["x"], 0, 2)), 0, 2),  # transposed storage
+            "weight": mx.stack([a["weight"]] * 2, axis=1).reshape(2 * c)[::2],  # strided
+            "bias": mx.concatenate([a["bias"], a["bias"]])[c:],  # sliced with an offset
+        }
+
+    view_case = dict(shape=(4, 25, 12), seed=4)
+    half_case = dict(shape=(4, 60, 20), seed=9)
+    half_oracle = staticmethod(references.batch_norm)
+
+    # Computed in float32 from the same (half-valued) inputs; y, mean and var are rounded once to the
+    # half type at the end (tol is twice its relative step).
+    def half_close(self, got, want, tol):
+        for g, w, part in zip(got, want, ("y", "mean", "var")):
+            assert_close(g, w, part, rtol=tol, atol_scale=tol)
+
+    def bad_case(self):
+        return self.case((4, 6))
+
+    bad = [
+        ({"x": mx.zeros((6,))}, r"x must have shape \(\.\.\., channels\)"),
+        ({"x": mx.zeros((4, 6), dtype=mx.int32)}, "x .*floating-point.*int32"),
+        ({"x": [[1.0]]}, "x .*mx.array"),
+        ({"x": mx.zeros((1, 6))}, "training needs more than one value per channel"),
+        ({"x": mx.zeros((4, 0))}, r"x must have shape \(\.\.\., channels\) with at least one channel"),
+        ({"weight": mx.zeros((5,))}, r"weight .*\(channels,\) .*\(6,\)"),
+        ({"weight": mx.zeros((6, 1))}, r"weight .*\(channels,\)"),
+        ({"bias": mx.zeros((6,), dtype=mx.uint8)}, "bias .*floating-point"),
+        ({"bias": mx.zeros((7,))}, r"bias .*\(channels,\)"),
+        ({"eps": 0.0}, "eps .*> 0"),
+        ({"eps": float("inf")}, "eps .*finite"),
+        ({"eps": "1e-5"}, "eps .*finite number"),
+    ]
+
+    determinism_case = dict(shape=(3, 200, 150), seed=12)
+
+
+class DepthwiseConvSpec(Spec):
+    gpu_pending = MODEL_OPS_GPU_PENDING
+    name = "depthwise_conv"
+    fn = staticmethod(ops.depthwise_conv)
+    reference = staticmethod(references.depthwise_conv)
+
+    # DFN3's two geometries: a (1, 3) stride-2 conv, and its transposed conv back to twice the freqs.
+    GEOMETRIES = {"conv": dict(stride=2, padding=1, transposed=False, output_padding=0),
+                  "transposed": dict(stride=2, padding=1, transposed=True, output_padding=1)}
+
+    def case(self, shape, width=3, geometry="conv", seed=0, dtype=mx.float32):
+        x, w = dw_inputs(shape, width, seed, dtype)
+        return Case({"x": x, "weight": w}, dict(self.GEOMETRIES[geometry]))
+
+    def cotangents(self, case):
+        y = references.depthwise_conv(**case.arrays, **case.options)
+        return [mx.array(np.random.default_rng(1).standard_normal(y.shape), dtype=mx.float64).astype(y.dtype)]
+
+    def loss(self, outs):
+        (y,) = outs
+        return (y * y).sum() + y.sum()
+
+    compile_case = dict(shape=(2, 30, 20, 16), seed=2)
+    shapeless_shapes = [(2, 30, 20, 16), (3, 7, 20, 16), (1, 1, 20, 16)]  # other rows, 20 freqs, 16 channels
+    variants = {"conv": "conv", "transposed": "transposed"}
+
+    def shapeless_case(self, variant, shape, seed):
+        return self.case(shape, geometry=variant, seed=seed)
+
+    # At most K products per output, rounded in another order than the reference's slices
+    # (tests/test_depthwise_conv_op.py: ELEMENTWISE).
+    def parity_close(self, got, want, label):
+        assert_close(got[0], want[0], f"{label} y", rtol=2e-6, atol_scale=2e-6)
+
+    def views(self, case):
+        a = case.arrays
+        return {"x": mx.swapaxes(mx.contiguous(mx.swapaxes(a["x"], 0, 3)), 0, 3),  # transposed storage
+                "weight": mx.contiguous(a["weight"].T).T}
+
+    view_case = dict(shape=(4, 6, 10, 12), seed=4)
+    half_case = dict(shape=(2, 6, 16, 8), seed=9)
+    half_oracle = staticmethod(references.depthwise_conv)
+
+    def half_close(self, got, want, tol):
+        assert_close(got[0], want[0], "y", rtol=tol, atol_scale=tol)
+
+    def bad_case(self):
+        return self.case((2, 6, 4))
+
+    bad = [
+        ({"x": mx.zeros((6,))}, r"x must have shape \(\.\.\., freqs, channels\)"),
+        ({"x": mx.zeros((2, 6, 4), dtype=mx.int32)}, "x .*floating-point"),
+        ({"weight": mx.zeros((3, 5))}, r"weight .*x's channels \(4\)"),
+        ({"weight": mx.zeros((9, 4))}, "weight .*1 to 8 taps"),
+        ({"weight": mx.zeros((3,))}, r"weight .*\(K, channels\)"),
+        ({"stride": 0}, "stride .*>= 1"),
+        ({"stride": 1.5}, "stride .*integer"),
+        ({"padding": 3}, r"padding .*\[0, 3\)"),
+        ({"output_padding": 1, "transposed": False}, "output_padding is for transposed convolutions only"),
+        ({"transposed": True, "stride": 2, "output_padding": 2}, r"output_padding .*\[0, 2\)"),
+    ]
+
+    determinism_case = dict(shape=(3, 50, 48, 70), seed=12)
+
+
+class SpectralLossSpec(Spec):
+    gpu_pending = MODEL_OPS_GPU_PENDING
+    name = "compressed_spectral_loss"
+    fn = staticmethod(ops.compressed_spectral_loss)
+    reference = staticmethod(references.compressed_spectral_loss)
+
+    # Real (..., 2) pairs here (every dtype); complex64 inputs: tests/test_spectral_loss_op.py.
+    def case(self, shape, seed=0, dtype=mx.float32):
+        pred, target = make_spectra(shape, seed=seed, real_pairs=True, dtype=dtype)
+        return Case({"pred": pred, "target": target}, {"gamma": SPECTRAL_GAMMA})
+
+    def cotangents(self, case):
+        return spectral_cotangents(case.arrays["pred"].dtype)
+
+    def loss(self, outs):
+        mag, cplx = outs
+        return 3 * mag + cplx
+
+    compile_case = dict(shape=(2, 70, 33), seed=2)
+    shapeless_shapes = [(2, 70, 33), (3, 130, 33), (1, 1, 33)]
+    variants = {"pairs": None}
+
+    def shapeless_case(self, variant, shape, seed):
+        return self.case(shape, seed=seed)
+
+    # The reference's terms are MLX's float32 means (tests/test_spectral_loss_op.py:
+    # TERMS_FLOAT32_REFERENCE); the fused sums agree with float64 to ~1e-7.
+    def parity_close(self, got, want, label):
+        for g, w, part in zip(got, want, ("mag", "cplx")):
+            assert_close(g, w, f"{label} {part}", rtol=1e-3, atol_scale=0)
+
+    def views(self, case):
+        a = case.arrays
+        n = a["target"].shape[1]
+        return {"pred": mx.swapaxes(mx.contiguous(mx.swapaxes(a["pred"], 0, 1)), 0, 1),  # transposed storage
+                "target": mx.concatenate([a["target"], a["target"]], axis=1)[:, n:]}  # sliced with an offset
+
+    view_case = dict(shape=(6, 40), seed=4)
+    half_case = dict(shape=(4, 60), seed=9)
+    half_oracle = staticmethod(ops.compressed_spectral_loss)  # the float32 computation on the same values
+
+    def half_close(self, got, want, tol):
+        for g, w, part in zip(got, want, ("mag", "cplx")):
+            assert_close(g, w, part, rtol=tol, atol_scale=0)
+
+    def bad_case(self):
+        return self.case((4,))
+
+    bad = [
+        ({"pred": mx.zeros((4, 3)), "target": mx.zeros((4, 3))}, r"pred .*\(\.\.\., 2\)"),
+        ({"pred": mx.zeros((4, 2), dtype=mx.int32)}, "pred .*complex64 or a floating-point"),
+        ({"pred": [[1.0, 2.0]]}, "pred .*mx.array"),
+        ({"target": mx.zeros((5, 2))}, "target .*must match pred"),
+        ({"target": mx.zeros((4,), dtype=mx.complex64)}, "target .*must match pred"),
+        ({"pred": mx.zeros((0, 2)), "target": mx.zeros((0, 2))}, "pred .*at least one complex value"),
+        ({"gamma": 0.0}, r"gamma .*\(0, 1\]"),
+        ({"gamma": 1.5}, r"gamma .*\(0, 1\]"),
+    ]
+
+    determinism_case = dict(shape=(5, 9000), seed=12)
+
+
+SPECS += [BatchNormSpec(), DepthwiseConvSpec(), SpectralLossSpec()]

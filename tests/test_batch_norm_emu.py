@@ -1,23 +1,19 @@
 """metal/batch_norm.metal, compiled as C++ against the Metal emulator and run with eval_gpu's launch
-plan, against the CPU primitive (DESIGN.md decision 2)."""
+plan, against the CPU primitive (docs/metal-emulation.md)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import mlx.core as mx
 import numpy as np
+import metal_emulator
 import pytest
 from batch_norm_cases import EPS, NAMES, cotangents, make_inputs, vjp
 from test_selective_scan_support import assert_close
 
-from dfnet4 import _extension, ops
+from dfnet4 import ops
 
-emu_module = pytest.importorskip(
-    "dfnet4._metal_emu", reason="the emulated-Metal module is not built (non-Apple builds only)"
-)
-pytestmark = pytest.mark.skipif(not _extension.available(), reason="dfnet4._ext is not built")
-emu = emu_module.batch_norm
+emu = metal_emulator.load().batch_norm
 
 METAL_SOURCE = Path(__file__).resolve().parents[1] / "metal" / "batch_norm.metal"
 

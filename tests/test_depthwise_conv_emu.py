@@ -1,5 +1,5 @@
 """metal/depthwise_conv.metal, compiled as C++ against the Metal emulator and run with eval_gpu's
-launch plan, against the CPU primitive (DESIGN.md decision 2)."""
+launch plan, against the CPU primitive (docs/metal-emulation.md)."""
 
 from __future__ import annotations
 
@@ -7,17 +7,14 @@ from pathlib import Path
 
 import mlx.core as mx
 import numpy as np
+import metal_emulator
 import pytest
 from test_selective_scan_support import assert_close
 
-from dfnet4 import _extension, ops
+from dfnet4 import ops
 from dfnet4.ops.depthwise_conv import output_size
 
-emu_module = pytest.importorskip(
-    "dfnet4._metal_emu", reason="the emulated-Metal module is not built (non-Apple builds only)"
-)
-pytestmark = pytest.mark.skipif(not _extension.available(), reason="dfnet4._ext is not built")
-emu = emu_module.depthwise_conv
+emu = metal_emulator.load().depthwise_conv
 
 METAL_SOURCE = Path(__file__).resolve().parents[1] / "metal" / "depthwise_conv.metal"
 

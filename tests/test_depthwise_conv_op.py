@@ -1,5 +1,7 @@
 """dfnet4.ops.depthwise_conv (fused primitives) against dfnet4.reference.depthwise_conv (shifted
-slices), in float32 and float64, plus finite differences, compile, views and bad input."""
+slices) and float64, finite differences, adjointness, the low-level binding's checks. Compile,
+views, half precision, thread count, ISA variants, refused transforms and bad input: the shared
+contract (tests/test_fused_op_contract.py, DepthwiseConvSpec in tests/fused_op_specs.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +10,8 @@ import math
 import mlx.core as mx
 import numpy as np
 import pytest
+from depthwise_conv_cases import make_inputs as _inputs
+from gradient_check import directional_derivatives
 from test_selective_scan_support import assert_close
 
 from dfnet4 import _extension, ops, reference
@@ -38,12 +42,6 @@ CASES = [
 # the largest value (measured <= 2.4e-7 for y and dx, <= 7.3e-7 for dweight).
 ELEMENTWISE = dict(rtol=2e-6, atol_scale=2e-6)
 REDUCTION = dict(rtol=1e-5, atol_scale=1e-5)
-
-
-def _inputs(shape, k, seed, dtype=mx.float32):
-    rng = np.random.default_rng(seed)
-    arr = lambda a: mx.array(a, dtype=mx.float64).astype(dtype)  # noqa: E731
-    return arr(rng.standard_normal(shape)), arr(rng.standard_normal((k, shape[-1])) / np.sqrt(k))
 
 
 def _vjp(conv, x, w, geometry, cot):
@@ -87,98 +85,9 @@ def test_float64_matches_reference_and_gradients_match_finite_differences(transp
     def loss(a, b):
         return (ops.depthwise_conv(a, b, *geometry) * cot).sum()
 
-    grads = mx.grad(loss, argnums=(0, 1))(x, w)
-    rng = np.random.default_rng(11)
-    h = 1e-6
-    for i, name in enumerate(("x", "weight")):
-        direction = mx.array(rng.standard_normal((x, w)[i].shape), dtype=mx.float64)
-        plus, minus = [x, w], [x, w]
-        plus[i] = plus[i] + h * direction
-        minus[i] = minus[i] - h * direction
-        numeric = (loss(*plus) - loss(*minus)).item() / (2 * h)
-        got = (grads[i] * direction).sum().item()
-        # linear in each argument: central differences are exact up to rounding (~1e-16 / h)
-        assert math.isclose(got, numeric, rel_tol=1e-8, abs_tol=1e-9), (name, got, numeric)
-
-
-def test_compile_grad_of_compiled_and_shapeless():
-    def f(x, w):
-        y = ops.depthwise_conv(x, w, 2)
-        return (y * y).sum()
-
-    x, w = _inputs((2, 30, 20, 16), 3, seed=2)
-    eager = mx.grad(f, argnums=(0, 1))(x, w)
-    assert_close(mx.compile(f)(x, w), f(x, w), "compiled value", rtol=1e-6, atol_scale=0)
-    for g, e in zip(mx.compile(mx.grad(f, argnums=(0, 1)))(x, w), eager):
-        assert_close(g, e, "compiled grad", rtol=1e-6, atol_scale=1e-7)
-    shapeless = mx.compile(mx.grad(f, argnums=(0, 1)), shapeless=True)
-    for shape in [(2, 30, 20, 16), (3, 7, 20, 16), (1, 1, 20, 16)]:  # other rows: one compiled graph
-        a, b = _inputs(shape, 3, seed=sum(shape))
-        for g, e in zip(shapeless(a, b), mx.grad(f, argnums=(0, 1))(a, b)):
-            assert g.shape == e.shape
-            assert_close(g, e, f"shapeless {shape}", rtol=1e-6, atol_scale=1e-7)
-
-
-def test_non_contiguous_inputs():
-    x, w = _inputs((4, 6, 10, 12), 3, seed=4)
-    views = (mx.swapaxes(mx.contiguous(mx.swapaxes(x, 0, 3)), 0, 3), mx.contiguous(w.T).T)
-    cot = mx.array(np.random.default_rng(1).standard_normal((4, 6, 5, 12)), dtype=mx.float32)
-    (y,), grads = _vjp(ops.depthwise_conv, *views, (2, 1, False, 0), cot)
-    (ry,), ref_grads = _vjp(ops.depthwise_conv, x, w, (2, 1, False, 0), cot)
-    assert_close(y, ry, "y", rtol=0, atol_scale=0)  # same kernels on the same values: exact
-    for g, r in zip(grads, ref_grads):
-        assert_close(g, r, "grad", rtol=0, atol_scale=0)
-    # a channel slice of a wider array
-    wide = mx.concatenate([x, 2 * x], axis=-1)
-    assert_close(ops.depthwise_conv(wide[..., :12], w, 2), ry, "channel slice", rtol=0, atol_scale=0)
-
-
-@pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
-def test_half_precision_inputs(dtype):
-    x, w = _inputs((2, 6, 16, 8), 3, seed=9, dtype=dtype)
-    y = ops.depthwise_conv(x, w, 2)
-    assert y.dtype == dtype
-    ref = reference.depthwise_conv(x.astype(mx.float32), w.astype(mx.float32), 2)
-    # Computed in float32 from the same (half-valued) inputs; only the final rounding differs.
-    tol = 2.0**-7 if dtype == mx.bfloat16 else 2.0**-10
-    assert_close(y, ref, "y", rtol=tol, atol_scale=tol)
-
-
-def test_thread_count_does_not_change_results(monkeypatch):
-    # Work is split per (block of rows, channel span); dweight goes through per-block partials
-    # folded in order: any thread count gives identical bits.
-    x, w = _inputs((3, 50, 48, 70), 3, seed=12)
-    cot = mx.array(np.random.default_rng(2).standard_normal((3, 50, 24, 70)), dtype=mx.float32)
-    results = []
-    for threads in ("1", "3", "8"):
-        monkeypatch.setenv("DFNET4_NUM_THREADS", threads)
-        (y,), (dx, dw) = _vjp(ops.depthwise_conv, x, w, (2, 1, False, 0), cot)
-        results.append([np.array(a) for a in (y, dx, dw)])
-    for other in results[1:]:
-        for a, b in zip(results[0], other):
-            assert np.array_equal(a, b)
-
-
-@pytest.mark.parametrize(
-    "kwargs, argument, needs",
-    [
-        ({"x": mx.zeros((6,))}, "x", r"\(\.\.\., freqs, channels\)"),
-        ({"x": mx.zeros((2, 6, 4), dtype=mx.int32)}, "x", "floating-point"),
-        ({"weight": mx.zeros((3, 5))}, "weight", r"x's channels \(4\)"),
-        ({"weight": mx.zeros((9, 4))}, "weight", "1 to 8 taps"),
-        ({"weight": mx.zeros((3,))}, "weight", r"\(K, channels\)"),
-        ({"stride": 0}, "stride", ">= 1"),
-        ({"stride": 1.5}, "stride", "integer"),
-        ({"padding": 3}, "padding", r"\[0, 3\)"),
-        ({"output_padding": 1}, "output_padding", "transposed convolutions only"),
-        ({"transposed": True, "stride": 2, "output_padding": 2}, "output_padding", r"\[0, 2\)"),
-    ],
-)
-def test_bad_input_raises_value_error_naming_the_argument(kwargs, argument, needs):
-    args = {"x": mx.zeros((2, 6, 4)), "weight": mx.zeros((3, 4))}
-    args.update(kwargs)
-    with pytest.raises(ValueError, match=rf"depthwise_conv: {argument} .*{needs}"):
-        ops.depthwise_conv(**args)  # raised while building the graph
+    # linear in each argument: central differences are exact up to rounding (~1e-16 / eps)
+    for i, analytic, numeric in directional_derivatives(loss, [x, w], seed=11):
+        assert math.isclose(analytic, numeric, rel_tol=1e-8, abs_tol=1e-9), (("x", "weight")[i], analytic, numeric)
 
 
 def test_low_level_binding_checks_too():
@@ -190,18 +99,6 @@ def test_low_level_binding_checks_too():
         ext.depthwise_conv(mx.zeros((2, 1, 4)), mx.zeros((3, 4)), 1, 0, False, 0)
     with pytest.raises(ValueError, match=r"depthwise_conv: x's 1 freqs give no output"):
         ext.depthwise_conv(mx.zeros((2, 1, 4)), mx.zeros((3, 4)), 1, 2, True, 0)
-
-
-def test_jvp_vmap_and_second_order_raise_clear_errors():
-    x, w = _inputs((2, 6, 4), 3, seed=1)
-    f = lambda a: ops.depthwise_conv(a, w)  # noqa: E731
-    with pytest.raises(RuntimeError, match=r"depthwise_conv does not support forward-mode .*reference\.depthwise_conv"):
-        mx.jvp(f, [x], [x])
-    with pytest.raises(RuntimeError, match="depthwise_conv does not support mx.vmap"):
-        mx.vmap(f)(mx.stack([x] * 2))
-    first = mx.grad(lambda a: (f(a) ** 2).sum())
-    with pytest.raises(RuntimeError, match=r"depthwise_conv: second-order .*reference\.depthwise_conv"):
-        mx.eval(mx.grad(lambda a: (first(a) ** 2).sum())(x))
 
 
 def test_compile_does_not_merge_different_geometries():

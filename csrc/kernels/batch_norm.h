@@ -18,47 +18,25 @@
 // (vectorised inner loops), the GPU one channel per thread. Results do not depend on the thread count.
 #pragma once
 
+#include "kernels/batch_norm_params.h"
 #include "kernels/defines.h"
-
-#if defined(__METAL_VERSION__)
-#define DFK_BN_INLINE inline
-#else
-#define DFK_BN_INLINE inline __attribute__((always_inline))
-#endif
 
 namespace dfk {
 
-enum BnConstants {
-  kBnRows = 256,  // rows per block (and per partial-sum slot)
-  kBnSpan = 64,   // channels per CPU work item
-};
-
-enum BnFlags {
-  kBnRelu = 1,
-};
-
-// Passed by value to the bodies and as one constant buffer to the Metal kernels (ints only).
-struct BnParams {
-  int rows;      // n
-  int channels;  // C
-  int n_blocks;  // ceil(rows / kBnRows)
-  int flags;
-};
-
-DFK_BN_INLINE int bn_block_end(BnParams p, int blk) {
+DF_INLINE int bn_block_end(BnParams p, int blk) {
   const int r1 = (blk + 1) * (int)kBnRows;
   return r1 < p.rows ? r1 : p.rows;
 }
 
 template <typename T>
-DFK_BN_INLINE T bn_rsqrt(T v) { return T(1) / DF_MATH::sqrt(v); }
+DF_INLINE T bn_rsqrt(T v) { return T(1) / DF_MATH::sqrt(v); }
 
 // ---- forward ---------------------------------------------------------------------------------------
 // Pass 1: the block's mean and centred sum of squares, m2 = sum (x - block mean)^2, per channel.
 // Two sweeps over the block's rows (the second hits the cache on the CPU).
 template <typename T, int W, int NF>
-DFK_BN_INLINE void bn_stats_item(BnParams p, int blk, int c0, int n_, const DF_DEVICE T* x,
-                                 DF_DEVICE T* part_mean, DF_DEVICE T* part_m2) {
+DF_INLINE void bn_stats_item(BnParams p, int blk, int c0, int n_, const DF_DEVICE T* x,
+                             DF_DEVICE T* part_mean, DF_DEVICE T* part_m2) {
   const int n = NF > 0 ? NF : n_;
   const int r0 = blk * (int)kBnRows, r1 = bn_block_end(p, blk);
   T s[W], m[W];
@@ -88,8 +66,8 @@ DFK_BN_INLINE void bn_stats_item(BnParams p, int blk, int c0, int n_, const DF_D
 
 // Pass 2, channel c: the blocks' (count, mean, m2) merged in block order -> mean[c], var[c] (biased).
 template <typename T>
-DFK_BN_INLINE void bn_stats_combine(BnParams p, int c, const DF_DEVICE T* part_mean, const DF_DEVICE T* part_m2,
-                                    DF_DEVICE T* mean, DF_DEVICE T* var) {
+DF_INLINE void bn_stats_combine(BnParams p, int c, const DF_DEVICE T* part_mean, const DF_DEVICE T* part_m2,
+                                DF_DEVICE T* mean, DF_DEVICE T* var) {
   T count = T(0), mu = T(0), m2 = T(0);
   for (int blk = 0; blk < p.n_blocks; ++blk) {
     const T nb = T(bn_block_end(p, blk) - blk * (int)kBnRows);
@@ -104,33 +82,37 @@ DFK_BN_INLINE void bn_stats_combine(BnParams p, int c, const DF_DEVICE T* part_m
   var[c] = m2 / count;
 }
 
-// Per-channel scale of the normalised value: weight * rsqrt(var + eps), for the span.
+// The span's per-channel constants: scale = weight * rsqrt(var + eps), the mean, the bias.
 template <typename T, int W, int NF>
-DFK_BN_INLINE void bn_load_scale(int c0, int n_, const DF_DEVICE T* weight, const DF_DEVICE T* var, T eps,
-                                 DF_THREAD T* scale) {
+DF_INLINE void bn_load_affine(int c0, int n_, const DF_DEVICE T* weight, const DF_DEVICE T* bias,
+                              const DF_DEVICE T* mean, const DF_DEVICE T* var, T eps, DF_THREAD T* scale,
+                              DF_THREAD T* mu, DF_THREAD T* b) {
   const int n = NF > 0 ? NF : n_;
-  for (int l = 0; l < n; ++l) scale[l] = weight[c0 + l] * bn_rsqrt(var[c0 + l] + eps);
+  for (int l = 0; l < n; ++l) {
+    scale[l] = weight[c0 + l] * bn_rsqrt(var[c0 + l] + eps);
+    mu[l] = mean[c0 + l];
+    b[l] = bias[c0 + l];
+  }
 }
 
 // Pass 3: y for the block's rows.
 template <typename T, int W, int NF>
-DFK_BN_INLINE void bn_apply_item(BnParams p, int blk, int c0, int n_, const DF_DEVICE T* x,
-                                 const DF_DEVICE T* weight, const DF_DEVICE T* bias, const DF_DEVICE T* mean,
-                                 const DF_DEVICE T* var, T eps, DF_DEVICE T* y) {
+DF_INLINE void bn_apply_item(BnParams p, int blk, int c0, int n_, const DF_DEVICE T* x,
+                             const DF_DEVICE T* weight, const DF_DEVICE T* bias, const DF_DEVICE T* mean,
+                             const DF_DEVICE T* var, T eps, DF_DEVICE T* y) {
   const int n = NF > 0 ? NF : n_;
   T scale[W], mu[W], b[W];
-  bn_load_scale<T, W, NF>(c0, n, weight, var, eps, scale);
-  for (int l = 0; l < n; ++l) {
-    mu[l] = mean[c0 + l];
-    b[l] = bias[c0 + l];
-  }
+  bn_load_affine<T, W, NF>(c0, n, weight, bias, mean, var, eps, scale, mu, b);
   const bool relu = (p.flags & kBnRelu) != 0;
   const int r0 = blk * (int)kBnRows, r1 = bn_block_end(p, blk);
   for (int r = r0; r < r1; ++r) {
     const DF_DEVICE T* xr = x + (long)r * p.channels + c0;
     DF_DEVICE T* yr = y + (long)r * p.channels + c0;
     if (relu) {
-      for (int l = 0; l < n; ++l) yr[l] = max_((xr[l] - mu[l]) * scale[l] + b[l], T(0));
+      for (int l = 0; l < n; ++l) {
+        const T v = (xr[l] - mu[l]) * scale[l] + b[l];
+        yr[l] = v > T(0) ? v : T(0);
+      }
     } else {
       for (int l = 0; l < n; ++l) yr[l] = (xr[l] - mu[l]) * scale[l] + b[l];
     }
@@ -140,18 +122,14 @@ DFK_BN_INLINE void bn_apply_item(BnParams p, int blk, int c0, int n_, const DF_D
 // ---- backward --------------------------------------------------------------------------------------
 // Pass 1: the block's sums of g and of g * (x - mean), per channel.
 template <typename T, int W, int NF>
-DFK_BN_INLINE void bn_grad_stats_item(BnParams p, int blk, int c0, int n_, const DF_DEVICE T* x,
-                                      const DF_DEVICE T* weight, const DF_DEVICE T* bias,
-                                      const DF_DEVICE T* mean, const DF_DEVICE T* var, T eps,
-                                      const DF_DEVICE T* dy, DF_DEVICE T* part_g, DF_DEVICE T* part_gx) {
+DF_INLINE void bn_grad_stats_item(BnParams p, int blk, int c0, int n_, const DF_DEVICE T* x,
+                                  const DF_DEVICE T* weight, const DF_DEVICE T* bias,
+                                  const DF_DEVICE T* mean, const DF_DEVICE T* var, T eps,
+                                  const DF_DEVICE T* dy, DF_DEVICE T* part_g, DF_DEVICE T* part_gx) {
   const int n = NF > 0 ? NF : n_;
   T scale[W], mu[W], b[W], sg[W], sgx[W];
-  bn_load_scale<T, W, NF>(c0, n, weight, var, eps, scale);
-  for (int l = 0; l < n; ++l) {
-    mu[l] = mean[c0 + l];
-    b[l] = bias[c0 + l];
-    sg[l] = sgx[l] = T(0);
-  }
+  bn_load_affine<T, W, NF>(c0, n, weight, bias, mean, var, eps, scale, mu, b);
+  for (int l = 0; l < n; ++l) sg[l] = sgx[l] = T(0);
   const bool relu = (p.flags & kBnRelu) != 0;
   const int r0 = blk * (int)kBnRows, r1 = bn_block_end(p, blk);
   for (int r = r0; r < r1; ++r) {
@@ -174,8 +152,8 @@ DFK_BN_INLINE void bn_grad_stats_item(BnParams p, int blk, int c0, int n_, const
 
 // Pass 2, channel c: the partials folded in block order -> dweight[c], dbias[c].
 template <typename T>
-DFK_BN_INLINE void bn_grad_combine(BnParams p, int c, const DF_DEVICE T* part_g, const DF_DEVICE T* part_gx,
-                                   const DF_DEVICE T* var, T eps, DF_DEVICE T* dweight, DF_DEVICE T* dbias) {
+DF_INLINE void bn_grad_combine(BnParams p, int c, const DF_DEVICE T* part_g, const DF_DEVICE T* part_gx,
+                               const DF_DEVICE T* var, T eps, DF_DEVICE T* dweight, DF_DEVICE T* dbias) {
   T sg = T(0), sgx = T(0);
   for (int blk = 0; blk < p.n_blocks; ++blk) {
     sg += part_g[(long)blk * p.channels + c];
@@ -187,21 +165,19 @@ DFK_BN_INLINE void bn_grad_combine(BnParams p, int c, const DF_DEVICE T* part_g,
 
 // Pass 3: dx for the block's rows.
 template <typename T, int W, int NF>
-DFK_BN_INLINE void bn_grad_apply_item(BnParams p, int blk, int c0, int n_, const DF_DEVICE T* x,
-                                      const DF_DEVICE T* weight, const DF_DEVICE T* bias,
-                                      const DF_DEVICE T* mean, const DF_DEVICE T* var, T eps,
-                                      const DF_DEVICE T* dy, const DF_DEVICE T* dmean,
-                                      const DF_DEVICE T* dvar, const DF_DEVICE T* dweight,
-                                      const DF_DEVICE T* dbias, DF_DEVICE T* dx) {
+DF_INLINE void bn_grad_apply_item(BnParams p, int blk, int c0, int n_, const DF_DEVICE T* x,
+                                  const DF_DEVICE T* weight, const DF_DEVICE T* bias,
+                                  const DF_DEVICE T* mean, const DF_DEVICE T* var, T eps,
+                                  const DF_DEVICE T* dy, const DF_DEVICE T* dmean,
+                                  const DF_DEVICE T* dvar, const DF_DEVICE T* dweight,
+                                  const DF_DEVICE T* dbias, DF_DEVICE T* dx) {
   const int n = NF > 0 ? NF : n_;
   T scale[W], mu[W], b[W], k2[W], k3[W];
-  bn_load_scale<T, W, NF>(c0, n, weight, var, eps, scale);  // = k1
+  bn_load_affine<T, W, NF>(c0, n, weight, bias, mean, var, eps, scale, mu, b);  // scale = k1
   const T inv_n = T(1) / T(p.rows);
   for (int l = 0; l < n; ++l) {
     const int c = c0 + l;
     const T inv = bn_rsqrt(var[c] + eps);
-    mu[l] = mean[c];
-    b[l] = bias[c];
     k2[l] = scale[l] * inv * dweight[c] * inv_n - T(2) * dvar[c] * inv_n;
     k3[l] = (dmean[c] - scale[l] * dbias[c]) * inv_n;
   }

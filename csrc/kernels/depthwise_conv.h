@@ -1,5 +1,6 @@
 // Depthwise 1-D convolution along the frequency axis of channels-last arrays, and its transpose:
-// kernel bodies written once for the CPU primitive and the Metal kernels (DESIGN.md decision 1).
+// kernel bodies written once for the CPU primitive and the Metal kernels. Parameters:
+// depthwise_conv_params.h.
 //
 // A row is one (batch, time) position: `big` frequencies x C channels on one side, `small` on the
 // other, with small = (big + 2 pad - K) / stride + 1. Two linear maps, adjoint to each other:
@@ -12,114 +13,79 @@
 //
 // Work item: (block of kDwRows rows, span of n channels from c0); the CPU runs spans of up to
 // kDwSpan contiguous channels (vectorised inner loops), the GPU one channel per thread. The weight
-// gradient goes through per-block partials folded in block order (thread-count independent).
+// gradient goes through per-block partials folded in block order (conv_sum_partials: results do
+// not depend on the thread count).
 #pragma once
 
+#include "kernels/causal_conv_bwd.h"  // conv_sum_partials: the same fold of per-item partials
 #include "kernels/defines.h"
-
-#if defined(__METAL_VERSION__)
-#define DFK_DW_INLINE inline
-#else
-#define DFK_DW_INLINE inline __attribute__((always_inline))
-#endif
+#include "kernels/depthwise_conv_params.h"
 
 namespace dfk {
 
-enum DwConstants {
-  kDwRows = 8,      // rows per work item (and per weight-gradient partial)
-  kDwSpan = 64,     // channels per CPU work item
-  kDwMaxWidth = 8,  // largest K
-};
-
-enum DwFlags {
-  kDwTransposed = 1,  // the forward is `scatter` (small -> big)
-};
-
-// Passed by value to the bodies and as one constant buffer to the Metal kernels (ints only).
-struct DwParams {
-  int rows;
-  int big;       // frequencies on the gather's input side
-  int small;     // frequencies on the gather's output side
-  int channels;  // C
-  int width;     // K
-  int stride;
-  int pad;
-  int n_blocks;  // ceil(rows / kDwRows)
-  int flags;
-};
-
-DFK_DW_INLINE int dw_block_end(DwParams p, int blk) {
+DF_INLINE int dw_block_end(DwParams p, int blk) {
   const int r1 = (blk + 1) * (int)kDwRows;
   return r1 < p.rows ? r1 : p.rows;
 }
 
 // The span's weights w[j * W + l].
 template <typename T, int W, int NF>
-DFK_DW_INLINE void dw_load_weight(DwParams p, int c0, int n_, const DF_DEVICE T* weight, DF_THREAD T* w) {
+DF_INLINE void dw_load_weight(DwParams p, int c0, int n_, const DF_DEVICE T* weight, DF_THREAD T* w) {
   const int n = NF > 0 ? NF : n_;
   for (int j = 0; j < p.width; ++j) {
     for (int l = 0; l < n; ++l) w[j * W + l] = weight[(long)j * p.channels + c0 + l];
   }
 }
 
-// gather: out (rows, small, C) from in (rows, big, C), for the block's rows and the span.
-template <typename T, int W, int NF>
-DFK_DW_INLINE void dw_gather_item(DwParams p, int blk, int c0, int n_, const DF_DEVICE T* in,
-                                  const DF_DEVICE T* weight, DF_DEVICE T* out) {
+// One of the two maps for the block's rows and the span: gather (SCATTER false: out (rows, small, C)
+// from in (rows, big, C)) or scatter (true: out (rows, big, C) from in (rows, small, C)). Each output
+// value is written once, as the sum over the taps j that reach it of w[j] times its input value.
+template <typename T, int W, int NF, bool SCATTER>
+DF_INLINE void dw_map_item(DwParams p, int blk, int c0, int n_, const DF_DEVICE T* in, const DF_DEVICE T* weight,
+                           DF_DEVICE T* out) {
   const int n = NF > 0 ? NF : n_;
   T w[kDwMaxWidth * W], acc[W];
   dw_load_weight<T, W, NF>(p, c0, n, weight, w);
   const long C = p.channels;
+  const int n_in = SCATTER ? p.small : p.big, n_out = SCATTER ? p.big : p.small;
   for (int r = blk * (int)kDwRows; r < dw_block_end(p, blk); ++r) {
-    const DF_DEVICE T* row = in + (long)r * p.big * C + c0;
-    DF_DEVICE T* dst = out + (long)r * p.small * C + c0;
-    for (int m = 0; m < p.small; ++m) {
+    const DF_DEVICE T* row = in + (long)r * n_in * C + c0;
+    DF_DEVICE T* dst = out + (long)r * n_out * C + c0;
+    for (int o = 0; o < n_out; ++o) {
       for (int l = 0; l < n; ++l) acc[l] = T(0);
       for (int j = 0; j < p.width; ++j) {
-        const int f = p.stride * m + j - p.pad;
-        if (f < 0 || f >= p.big) continue;
-        const DF_DEVICE T* src = row + f * C;
+        int i = p.stride * o + j - p.pad;  // gather: input frequency of tap j
+        if (SCATTER) {                     // scatter: the m with stride * m + j - pad = o
+          const int q = o + p.pad - j;
+          i = (q < 0 || q % p.stride != 0) ? -1 : q / p.stride;
+        }
+        if (i < 0 || i >= n_in) continue;
+        const DF_DEVICE T* src = row + (long)i * C;
         const DF_THREAD T* wj = w + j * W;
         for (int l = 0; l < n; ++l) acc[l] += wj[l] * src[l];
       }
-      for (int l = 0; l < n; ++l) dst[(long)m * C + l] = acc[l];
+      for (int l = 0; l < n; ++l) dst[(long)o * C + l] = acc[l];
     }
   }
 }
 
-// scatter: out (rows, big, C) from in (rows, small, C), each output written once (as a gather
-// over the (m, j) that reach it), for the block's rows and the span.
 template <typename T, int W, int NF>
-DFK_DW_INLINE void dw_scatter_item(DwParams p, int blk, int c0, int n_, const DF_DEVICE T* in,
-                                   const DF_DEVICE T* weight, DF_DEVICE T* out) {
-  const int n = NF > 0 ? NF : n_;
-  T w[kDwMaxWidth * W], acc[W];
-  dw_load_weight<T, W, NF>(p, c0, n, weight, w);
-  const long C = p.channels;
-  for (int r = blk * (int)kDwRows; r < dw_block_end(p, blk); ++r) {
-    const DF_DEVICE T* row = in + (long)r * p.small * C + c0;
-    DF_DEVICE T* dst = out + (long)r * p.big * C + c0;
-    for (int f = 0; f < p.big; ++f) {
-      for (int l = 0; l < n; ++l) acc[l] = T(0);
-      for (int j = 0; j < p.width; ++j) {
-        const int q = f + p.pad - j;  // = stride * m
-        if (q < 0 || q % p.stride != 0) continue;
-        const int m = q / p.stride;
-        if (m >= p.small) continue;
-        const DF_DEVICE T* src = row + m * C;
-        const DF_THREAD T* wj = w + j * W;
-        for (int l = 0; l < n; ++l) acc[l] += wj[l] * src[l];
-      }
-      for (int l = 0; l < n; ++l) dst[(long)f * C + l] = acc[l];
-    }
-  }
+DF_INLINE void dw_gather_item(DwParams p, int blk, int c0, int n, const DF_DEVICE T* in,
+                              const DF_DEVICE T* weight, DF_DEVICE T* out) {
+  dw_map_item<T, W, NF, false>(p, blk, c0, n, in, weight, out);
+}
+
+template <typename T, int W, int NF>
+DF_INLINE void dw_scatter_item(DwParams p, int blk, int c0, int n, const DF_DEVICE T* in,
+                               const DF_DEVICE T* weight, DF_DEVICE T* out) {
+  dw_map_item<T, W, NF, true>(p, blk, c0, n, in, weight, out);
 }
 
 // Weight-gradient partials of the block: part[blk, j, c] = sum over its rows and m of
 // small_side[m, c] * big_side[stride * m + j - pad, c].
 template <typename T, int W, int NF>
-DFK_DW_INLINE void dw_weight_grad_item(DwParams p, int blk, int c0, int n_, const DF_DEVICE T* big_side,
-                                       const DF_DEVICE T* small_side, DF_DEVICE T* part) {
+DF_INLINE void dw_weight_grad_item(DwParams p, int blk, int c0, int n_, const DF_DEVICE T* big_side,
+                                   const DF_DEVICE T* small_side, DF_DEVICE T* part) {
   const int n = NF > 0 ? NF : n_;
   T s[kDwMaxWidth * W];
   for (int e = 0; e < p.width * W; ++e) s[e] = T(0);
@@ -142,18 +108,6 @@ DFK_DW_INLINE void dw_weight_grad_item(DwParams p, int blk, int c0, int n_, cons
     DF_DEVICE T* dst = part + ((long)blk * p.width + j) * C + c0;
     for (int l = 0; l < n; ++l) dst[l] = s[j * W + l];
   }
-}
-
-// dst[j0 + l] = sum over blocks, in order, of part[blk * inner + j0 + l] (inner = K * C).
-template <typename T, int W>
-DFK_DW_INLINE void dw_fold(const DF_DEVICE T* part, DF_DEVICE T* dst, int count, long inner, long j0, int n) {
-  T s[W];
-  for (int l = 0; l < n; ++l) s[l] = T(0);
-  for (int k = 0; k < count; ++k) {
-    const DF_DEVICE T* row = part + (long)k * inner + j0;
-    for (int l = 0; l < n; ++l) s[l] += row[l];
-  }
-  for (int l = 0; l < n; ++l) dst[j0 + l] = s[l];
 }
 
 }  // namespace dfk

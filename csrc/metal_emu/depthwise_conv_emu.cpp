@@ -1,13 +1,10 @@
 // Emulated-Metal harness of the depthwise frequency conv: compiles metal/depthwise_conv.metal as C++
 // against metal/emu and runs it with the launch plan of eval_gpu (csrc/depthwise_conv_launch.h).
 // The tests (tests/test_depthwise_conv_emu.py) compare its outputs with the CPU primitive's.
-#include <nanobind/nanobind.h>
-#include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
 
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "registry.h"
 
@@ -16,76 +13,21 @@
 #include "depthwise_conv.metal"
 #include "depthwise_conv_launch.h"
 #include "emu_end.h"
+#include "emu_harness.h"
 
 namespace nb = nanobind;
 using metal_emu::LaunchOptions;
-using metal_emu::Order;
-using metal_emu::ThreadPos;
+using metal_emu::launch_options;
+using namespace metal_emu::harness;
 
 namespace {
-
-using In = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
-using Out = nb::ndarray<nb::numpy, float>;
-
-LaunchOptions options(const std::string& order, uint64_t seed) {
-  LaunchOptions o;
-  if (order == "forward") o.order = Order::Forward;
-  else if (order == "reverse") o.order = Order::Reverse;
-  else if (order == "shuffled") o.order = Order::Shuffled;
-  else throw std::invalid_argument("order must be 'forward', 'reverse' or 'shuffled', got '" + order + "'");
-  o.seed = seed;
-  return o;
-}
-
-// An output or scratch buffer: poisoned and guarded while the kernels run; checked written
-// everywhere and nowhere outside before it is read back.
-struct Buffer {
-  metal_emu::DeviceBuffer<float> device;
-  std::vector<size_t> shape;
-  Buffer(const char* name, std::vector<size_t> s) : device(name, count(s)), shape(std::move(s)) {}
-  static size_t count(const std::vector<size_t>& s) {
-    size_t n = 1;
-    for (size_t v : s) n *= v;
-    return n;
-  }
-  float* ptr() { return device.data(); }
-  void check() const {
-    device.check_bounds();
-    device.check_written();
-  }
-  Out release() {
-    check();
-    auto* data = new std::vector<float>(device.to_vector());
-    nb::capsule owner(data, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
-    return Out(data->data(), shape.size(), shape.data(), owner);
-  }
-};
 
 // big_side (rows, big, C), small (frequencies of the other side), weight (K, C).
 dfk::DwParams params(size_t rows, int big, int small, const In& weight, int stride, int pad) {
   if (weight.ndim() != 2 || weight.shape(0) > size_t(dfk::kDwMaxWidth)) {
     throw std::invalid_argument("weight must be (K, C) with K <= 8");
   }
-  dfk::DwParams p;
-  p.rows = int(rows);
-  p.big = big;
-  p.small = small;
-  p.channels = int(weight.shape(1));
-  p.width = int(weight.shape(0));
-  p.stride = stride;
-  p.pad = pad;
-  p.n_blocks = (p.rows + dfk::kDwRows - 1) / dfk::kDwRows;
-  p.flags = 0;
-  return p;
-}
-
-uint3 u3(const dfnet4::dw_launch::Size3& s) { return uint3(uint(s.x), uint(s.y), uint(s.z)); }
-
-template <typename K>
-void run(const dfnet4::dw_launch::Size3& grid, const dfnet4::dw_launch::Size3& group, const LaunchOptions& o,
-         K&& kernel) {
-  metal_emu::dispatch_threads(u3(grid), u3(group), o,
-                              [&](const ThreadPos& t, void* const*) { kernel(t.thread_position_in_grid); });
+  return dfk::make_dw_params(int(rows), big, small, int(weight.shape(1)), int(weight.shape(0)), stride, pad, 0);
 }
 
 void check_3d(const In& a, const char* name) {
@@ -99,7 +41,7 @@ Out gather(In x, In weight, int small, int stride, int pad, const std::string& o
   const auto p = params(x.shape(0), int(x.shape(1)), small, weight, stride, pad);
   Buffer out("out", {x.shape(0), size_t(small), x.shape(2)});
   dfk::DwParams pc = p;  // the kernels take `constant DwParams&`, a plain reference here
-  run(L::block_grid(p), L::block_group(p), options(order, seed),
+  dispatch(L::block_grid(p), L::block_group(p), launch_options(order, seed),
       [&](uint3 gid) { dfnet4_dw_gather_f32(x.data(), weight.data(), out.ptr(), pc, gid); });
   return out.release();
 }
@@ -111,7 +53,7 @@ Out scatter(In x, In weight, int big, int stride, int pad, const std::string& or
   const auto p = params(x.shape(0), big, int(x.shape(1)), weight, stride, pad);
   Buffer out("out", {x.shape(0), size_t(big), x.shape(2)});
   dfk::DwParams pc = p;
-  run(L::block_grid(p), L::block_group(p), options(order, seed),
+  dispatch(L::block_grid(p), L::block_group(p), launch_options(order, seed),
       [&](uint3 gid) { dfnet4_dw_scatter_f32(x.data(), weight.data(), out.ptr(), pc, gid); });
   return out.release();
 }
@@ -124,12 +66,12 @@ Out weight_grad(In big_side, In small_side, In weight, int stride, int pad, cons
   const auto p = params(big_side.shape(0), int(big_side.shape(1)), int(small_side.shape(1)), weight, stride, pad);
   Buffer part("part", {size_t(p.n_blocks), size_t(p.width), size_t(p.channels)});
   Buffer dweight("dweight", {size_t(p.width), size_t(p.channels)});
-  const LaunchOptions o = options(order, seed);
+  const LaunchOptions o = launch_options(order, seed);
   dfk::DwParams pc = p;
-  run(L::block_grid(p), L::block_group(p), o,
+  dispatch(L::block_grid(p), L::block_group(p), o,
       [&](uint3 gid) { dfnet4_dw_weight_grad_f32(big_side.data(), small_side.data(), part.ptr(), pc, gid); });
   part.check();
-  run(L::fold_grid(p), L::fold_group(p), o, [&](uint3 gid) { dfnet4_dw_fold_f32(part.ptr(), dweight.ptr(), pc, gid.x); });
+  dispatch(L::fold_grid(p), L::fold_group(p), o, [&](uint3 gid) { dfnet4_dw_fold_f32(part.ptr(), dweight.ptr(), pc, gid.x); });
   return dweight.release();
 }
 

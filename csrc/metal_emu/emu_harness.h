@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "emu_buffer.h"
+#include "emu_launch.h"
 #include "emu_launch_types.h"
 
 namespace metal_emu::harness {
@@ -54,6 +55,13 @@ struct Buffer {
 template <class Size3>
 uint3 u3(const Size3& s) {
   return uint3(uint(s.x), uint(s.y), uint(s.z));
+}
+
+// Runs kernel(thread_position_in_grid) for every thread of a launch plan's grid and group sizes.
+template <class Size3, class Kernel>
+void dispatch(const Size3& grid, const Size3& group, const LaunchOptions& o, Kernel&& kernel) {
+  dispatch_threads(u3(grid), u3(group), o,
+                   [&](const ThreadPos& t, void* const*) { kernel(t.thread_position_in_grid); });
 }
 
 }  // namespace metal_emu::harness

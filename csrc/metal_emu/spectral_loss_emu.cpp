@@ -1,13 +1,10 @@
 // Emulated-Metal harness of the compressed spectral loss: compiles metal/spectral_loss.metal as C++
 // against metal/emu and runs it with the launch plan of eval_gpu (csrc/spectral_loss_launch.h).
 // The tests (tests/test_spectral_loss_emu.py) compare its outputs with the CPU primitive's.
-#include <nanobind/nanobind.h>
-#include <nanobind/ndarray.h>
 #include <nanobind/stl/string.h>
 
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 #include "registry.h"
 
@@ -16,50 +13,14 @@
 #include "spectral_loss.metal"
 #include "spectral_loss_launch.h"
 #include "emu_end.h"
+#include "emu_harness.h"
 
 namespace nb = nanobind;
 using metal_emu::LaunchOptions;
-using metal_emu::Order;
-using metal_emu::ThreadPos;
+using metal_emu::launch_options;
+using namespace metal_emu::harness;
 
 namespace {
-
-using In = nb::ndarray<const float, nb::c_contig, nb::device::cpu>;
-using Out = nb::ndarray<nb::numpy, float>;
-
-LaunchOptions options(const std::string& order, uint64_t seed) {
-  LaunchOptions o;
-  if (order == "forward") o.order = Order::Forward;
-  else if (order == "reverse") o.order = Order::Reverse;
-  else if (order == "shuffled") o.order = Order::Shuffled;
-  else throw std::invalid_argument("order must be 'forward', 'reverse' or 'shuffled', got '" + order + "'");
-  o.seed = seed;
-  return o;
-}
-
-// An output or scratch buffer: poisoned and guarded while the kernels run; checked written
-// everywhere and nowhere outside before it is read back.
-struct Buffer {
-  metal_emu::DeviceBuffer<float> device;
-  std::vector<size_t> shape;
-  Buffer(const char* name, std::vector<size_t> s) : device(name, count(s)), shape(std::move(s)) {}
-  static size_t count(const std::vector<size_t>& s) {
-    size_t n = 1;
-    for (size_t v : s) n *= v;
-    return n;
-  }
-  float* ptr() { return device.data(); }
-  void check() const {
-    device.check_bounds();
-    device.check_written();
-  }
-  Out release() {
-    check();
-    auto* data = new std::vector<float>(device.to_vector());
-    nb::capsule owner(data, [](void* p) noexcept { delete static_cast<std::vector<float>*>(p); });
-    return Out(data->data(), shape.size(), shape.data(), owner);
-  }
-};
 
 // pred, target: (pairs, 2) float32 (re, im).
 dfk::SlParams params(const In& pred, const In& target, int flags) {
@@ -67,34 +28,21 @@ dfk::SlParams params(const In& pred, const In& target, int flags) {
   if (target.ndim() != 2 || target.shape(0) != pred.shape(0) || target.shape(1) != 2) {
     throw std::invalid_argument("target must have pred's shape");
   }
-  dfk::SlParams p;
-  p.pairs = int(pred.shape(0));
-  p.n_chunks = (p.pairs + dfk::kSlChunk - 1) / dfk::kSlChunk;
-  p.flags = flags;
-  return p;
-}
-
-uint3 u3(const dfnet4::sl_launch::Size3& s) { return uint3(uint(s.x), uint(s.y), uint(s.z)); }
-
-template <typename K>
-void run(const dfnet4::sl_launch::Size3& grid, const dfnet4::sl_launch::Size3& group, const LaunchOptions& o,
-         K&& kernel) {
-  metal_emu::dispatch_threads(u3(grid), u3(group), o,
-                              [&](const ThreadPos& t, void* const*) { kernel(t.thread_position_in_grid.x); });
+  return dfk::make_sl_params(int(pred.shape(0)), flags);
 }
 
 nb::tuple forward(In pred, In target, float gamma, const std::string& order, uint64_t seed) {
   namespace L = dfnet4::sl_launch;
   const auto p = params(pred, target, 0);
   Buffer part("part", {size_t(p.n_chunks), 2}), mag("mag", {}), cplx("cplx", {});
-  const LaunchOptions o = options(order, seed);
+  const LaunchOptions o = launch_options(order, seed);
   dfk::SlParams pc = p;  // the kernels take `constant SlParams&`, a plain reference here
-  run(L::chunk_grid(p), L::chunk_group(p), o, [&](uint gid) {
-    dfnet4_spectral_loss_fwd_f32(pred.data(), target.data(), part.ptr(), pc, gamma, gid);
+  dispatch(L::chunk_grid(p), L::chunk_group(p), o, [&](uint3 gid) {
+    dfnet4_spectral_loss_fwd_f32(pred.data(), target.data(), part.ptr(), pc, gamma, gid.x);
   });
   part.check();
-  run(L::fold_grid(), L::fold_group(), o, [&](uint gid) {
-    dfnet4_spectral_loss_fold_f32(part.ptr(), mag.ptr(), cplx.ptr(), pc, gid);
+  dispatch(L::fold_grid(), L::fold_group(), o, [&](uint3 gid) {
+    dfnet4_spectral_loss_fold_f32(part.ptr(), mag.ptr(), cplx.ptr(), pc, gid.x);
   });
   return nb::make_tuple(mag.release(), cplx.release());
 }
@@ -107,11 +55,11 @@ nb::tuple backward(In pred, In target, float dmag, float dcplx, bool want_pred, 
   const auto p = params(pred, target, flags);
   const size_t n = p.pairs;
   Buffer dpred("dpred", {want_pred ? n : 0, 2}), dtarget("dtarget", {want_target ? n : 0, 2});
-  const LaunchOptions o = options(order, seed);
+  const LaunchOptions o = launch_options(order, seed);
   dfk::SlParams pc = p;
-  run(L::chunk_grid(p), L::chunk_group(p), o, [&](uint gid) {
+  dispatch(L::chunk_grid(p), L::chunk_group(p), o, [&](uint3 gid) {
     dfnet4_spectral_loss_bwd_f32(pred.data(), target.data(), &dmag, &dcplx, dpred.ptr(), dtarget.ptr(), pc, gamma,
-                                 gid);
+                                 gid.x);
   });
   nb::object none = nb::none();
   return nb::make_tuple(want_pred ? nb::cast(dpred.release()) : none,

@@ -19,7 +19,8 @@ def num(x: float) -> str:
     return f"{x:.3g}"
 
 
-def _ms(cell: dict | None) -> str:
+def ms_cell(cell: dict | None) -> str:
+    """A table cell: median [q1–q3] ms, 'not run' or the error's type."""
     if cell is None:
         return "not run"
     if "error" in cell:
@@ -101,7 +102,7 @@ def backbones_markdown(result: dict) -> str:
         "## Time (ms)",
         "",
         *_table(["implementation"] + [MEASURES[m] for m in measures],
-                [[r["name"]] + [_ms(r["results"].get(m)) for m in measures] for r in rows]),
+                [[r["name"]] + [ms_cell(r["results"].get(m)) for m in measures] for r in rows]),
         "",
         "## Peak memory (MiB)",
         "",

@@ -4,6 +4,7 @@ attribute (not a parameter); the loss takes its choice per call."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
 import mlx.nn as nn
@@ -31,3 +32,37 @@ def apply(model: nn.Module, fused: Fused) -> None:
             module.fused = fused.norm
         elif isinstance(module, (GroupedConv, DepthwiseTransposedConv)):
             module.fused = fused.conv
+
+
+def model_parser(description: str, repeats: int) -> argparse.ArgumentParser:
+    """The command line the model-level scripts (bench/model_ab.py, bench/model_profile.py) share."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--impl", default="gru/fused", help="implementation name as in dfnet4-bench --only")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--frames", type=int, default=500)
+    p.add_argument("--repeats", type=int, default=repeats)
+    p.add_argument("--out", default="bench/results")
+    return p
+
+
+def build_model(args, parser) -> tuple:
+    """(model, batch) for the parsed model_parser arguments: the implementation's DfNet4 (seeded as
+    dfnet4-bench seeds it), one evaluated batch of the training loss's inputs; MLX's buffer cache
+    at its training setting."""
+    import mlx.core as mx
+
+    from dfnet4.bench import objective
+    from dfnet4.bench.runner import Settings, make_model
+    from dfnet4.bench.suite import DEFAULT_IMPLS
+    from dfnet4.memory import configure_buffer_cache
+
+    impls = {i.name: i for i in DEFAULT_IMPLS}
+    if args.impl not in impls:
+        parser.error(f"--impl: unknown {args.impl!r}; choose from {sorted(impls)}")
+    configure_buffer_cache(None)
+    settings = Settings(batch=args.batch, frames=args.frames)
+    mx.random.seed(settings.seed)
+    model = make_model(impls[args.impl], settings)
+    batch = objective.resolve(model).make_batch(args.batch, args.frames)
+    mx.eval(model.parameters(), batch)
+    return model, batch

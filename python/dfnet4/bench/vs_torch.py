@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 from dfnet4.bench import machine, objective, workloads
+from dfnet4.bench.report import ms_cell
 from dfnet4.bench.runner import Runner, Settings, _error
 from dfnet4.bench.suite import DEFAULT_IMPLS
 from dfnet4.bench.timing import measure
@@ -159,16 +160,6 @@ def ratios(result: dict) -> list[dict]:
     return out
 
 
-def _ms(cell: dict | None) -> str:
-    from dfnet4.bench.report import num
-
-    if cell is None:
-        return "—"
-    if "error" in cell:
-        return f"error: {cell['error'].split(':')[0]}"
-    return f"{num(cell['median_ms'])} [{num(cell['q1_ms'])}–{num(cell['q3_ms'])}]"
-
-
 def markdown(result: dict) -> str:
     s = result["settings"]
     lines = ["# dfnet4 vs the official PyTorch DeepFilterNet3: training on the CPU", "",
@@ -183,11 +174,11 @@ def markdown(result: dict) -> str:
         if "error" in pt:
             lines.append(f"| PyTorch DFN3 | — | error: {pt['error']} |")
         else:
-            cells = [_ms(pt["results"].get(k)) if k else "—" for _, _, k in MEASURES]
+            cells = [ms_cell(pt["results"].get(k)) if k else "—" for _, _, k in MEASURES]
             lines.append(f"| PyTorch {pt['torch']}, deepfilternet {pt['deepfilternet']} | DFN3's official "
                          f"config.ini | " + " | ".join(cells) + " |")
         for loss, side in run["dfnet4"].items():
-            cells = [_ms(side["results"].get(k)) for k, _, _ in MEASURES]
+            cells = [ms_cell(side["results"].get(k)) for k, _, _ in MEASURES]
             lines.append(f"| dfnet4 {IMPL.name} | {loss} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## PyTorch / dfnet4 (above 1: dfnet4 faster)", "",

@@ -16,7 +16,7 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
-from dfnet4.backbones.gru import resolve_fused
+from dfnet4.ops import _auto
 from dfnet4.ops.batch_norm import batch_norm
 
 
@@ -81,13 +81,13 @@ class BatchNorm(nn.BatchNorm):
     (`dfnet4.ops.batch_norm`) when the extension is available, else `batch_norm_train` above;
     `relu=True` returns relu(batchnorm(x)) through one backward either way.
 
-    `fused`: None = the fused primitive whenever the extension is importable; True requires it;
-    False keeps the pure-MLX path. A plain attribute (not a parameter): flip it on a built model to
-    compare the two paths."""
+    `fused`: None = the fused primitive when the extension is importable and the default device is
+    the CPU (dfnet4.ops._auto); True requires it; False keeps the pure-MLX path. A plain attribute
+    (not a parameter): flip it on a built model to compare the two paths."""
 
     def __init__(self, num_features: int, *args, fused: bool | None = None, **kwargs):
         super().__init__(num_features, *args, **kwargs)
-        self.fused = resolve_fused(fused, "BatchNorm")
+        self.fused = _auto.check(fused, "BatchNorm")
 
     def __call__(self, x: mx.array, relu: bool = False) -> mx.array:
         if not self.training or "weight" not in self or x.ndim < 2:
@@ -96,7 +96,7 @@ class BatchNorm(nn.BatchNorm):
         n = math.prod(x.shape[:-1])
         if n < 2:
             raise ValueError("BatchNorm training requires more than one value per channel.")
-        if self.fused:
+        if _auto.use_fused(self.fused):
             y, mean, var = batch_norm(x, self.weight, self.bias, self.eps, relu)
         else:
             fn = batch_norm_relu_train if relu else batch_norm_train

@@ -14,9 +14,9 @@ import math
 import mlx.core as mx
 import mlx.nn as nn
 
-from dfnet4.backbones.gru import resolve_fused
 from dfnet4.model.batchnorm import BatchNorm
 from dfnet4.model.conv_ops import im2col, tap_sum
+from dfnet4.ops import _auto
 from dfnet4.ops.depthwise_conv import depthwise_conv
 
 
@@ -32,14 +32,14 @@ class GroupedConv(nn.Module):
     (im2col, when few input channels x taps) or before summing shifted taps (tap_sum, when few
     output channels x taps); see conv_ops. A following 1x1 conv can be folded into that GEMM.
     A depthwise (1, K) conv (groups = channels, DFN3's separable blocks) instead runs the fused
-    depthwise_conv primitive, then the 1x1 conv as a GEMM on its output, when `fused` (None: when
-    the extension is available; a plain attribute, flip it to compare).
+    depthwise_conv primitive, then the 1x1 conv as a GEMM on its output, when `fused` (None: on the
+    CPU when the extension is available, dfnet4.ops._auto; a plain attribute, flip it to compare).
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: tuple[int, int], fstride: int = 1, groups: int = 1,
                  fused: bool | None = None):
         super().__init__()
-        self.fused = resolve_fused(fused, "GroupedConv")
+        self.fused = _auto.check(fused, "GroupedConv")
         if in_ch % groups or out_ch % groups:
             raise ValueError(f"GroupedConv: in_ch={in_ch}, out_ch={out_ch} not divisible by groups={groups}")
         self.in_ch, self.out_ch, self.groups, self.fstride = in_ch, out_ch, groups, fstride
@@ -71,7 +71,7 @@ class GroupedConv(nn.Module):
         depthwise = self.in_ch == self.groups == self.out_ch
         if kt * kf == 1 and self.fstride == 1 and depthwise and pointwise is None:
             return x * self.weight[:, 0, 0, 0], history  # depthwise 1x1: a per-channel scale
-        if self.fused and depthwise and kt == 1 and kf > 1:
+        if depthwise and kt == 1 and kf > 1 and _auto.use_fused(self.fused):
             y = depthwise_conv(x, self.weight[:, 0, :, 0].T, self.fstride)  # taps (kf, channels)
             return (y if pointwise is None else y @ pointwise), history
         fp = kf // 2
@@ -96,20 +96,21 @@ class DepthwiseTransposedConv(nn.Module):
     """ConvTranspose2d (1, 3), freq stride 2, padding 1, output_padding 1, groups = channels: F -> 2F.
 
     out[2m] = w1 x[m];  out[2m + 1] = w2 x[m] + w0 x[m + 1]   (x[F] = 0). weight (ch, 1, 3, 1).
-    `fused` (None: when the extension is available): the fused depthwise_conv primitive, then the
-    pointwise conv as one GEMM at 2F; otherwise three GEMMs at F with the taps folded in.
+    `fused` (None: on the CPU when the extension is available, dfnet4.ops._auto): the fused
+    depthwise_conv primitive, then the pointwise conv as one GEMM at 2F; otherwise three GEMMs at F
+    with the taps folded in.
     """
 
     def __init__(self, ch: int, fused: bool | None = None):
         super().__init__()
-        self.fused = resolve_fused(fused, "DepthwiseTransposedConv")
+        self.fused = _auto.check(fused, "DepthwiseTransposedConv")
         self.ch = ch
         self.weight = _uniform((ch, 1, 3, 1), 3)
 
     def __call__(self, x: mx.array, pointwise: mx.array | None = None) -> mx.array:
         """`pointwise` (ch, n): a following 1x1 conv, folded into one GEMM per tap."""
         w = self.weight[:, 0, :, 0]  # (ch, 3)
-        if self.fused:
+        if _auto.use_fused(self.fused):
             y = depthwise_conv(x, w.T, stride=2, padding=1, transposed=True, output_padding=1)
             return y if pointwise is None else y @ pointwise
         b, t, f, _ = x.shape

@@ -9,18 +9,15 @@ block costs this pass plus its pointwise GEMM, instead of a GEMM over gathered K
 
 from __future__ import annotations
 
-import mlx.core as mx
-
 from dfnet4 import _extension
-from dfnet4.ops._checks import check_float_array, describe
+from dfnet4.ops._checks import Checks, cast, compute_dtype
 
-MAX_WIDTH = 8  # dfk::kDwMaxWidth; checked again in C++
+check = Checks("depthwise_conv")
 
 
-def _int(name, v, lo, hi=None):
-    if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v >= hi):
-        want = f">= {lo}" if hi is None else f"in [{lo}, {hi})"
-        raise ValueError(f"depthwise_conv: {name} must be an integer {want}, got {v!r}")
+def max_width() -> int:
+    """The widest K the kernels take (the extension's DEPTHWISE_CONV_MAX_WIDTH)."""
+    return _extension.load().DEPTHWISE_CONV_MAX_WIDTH
 
 
 def output_size(freqs: int, width: int, stride: int = 1, padding: int | None = None, transposed: bool = False,
@@ -30,6 +27,28 @@ def output_size(freqs: int, width: int, stride: int = 1, padding: int | None = N
     if transposed:
         return (freqs - 1) * stride - 2 * pad + width + output_padding
     return (freqs + 2 * pad - width) // stride + 1
+
+
+def _int(name, v, lo, hi=None):
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v >= hi):
+        check.fail(f"{name} must be an integer {f'>= {lo}' if hi is None else f'in [{lo}, {hi})'}, got {v!r}")
+
+
+def _validate(x, weight, stride, pad, transposed, output_padding):
+    check.array("x", x, max(getattr(x, "ndim", 2), 2), "(..., freqs, channels)")
+    check.array("weight", weight, 2, "(K, channels)")
+    k, c = weight.shape
+    check.nonempty("x", x, "freqs and channels")
+    check.at_most("weight", weight, k, max_width(), "taps (weight.shape[0] = K)")
+    check.shape("weight", weight, (k, x.shape[-1]), f"(K, channels) with x's channels ({x.shape[-1]})")
+    _int("stride", stride, 1)
+    _int("padding", pad, 0, k)
+    if transposed:
+        _int("output_padding", output_padding, 0, stride)
+    elif output_padding != 0:
+        check.fail("output_padding is for transposed convolutions only")
+    if output_size(x.shape[-2], k, stride, pad, transposed, output_padding) < 1:
+        check.fail(f"x's {x.shape[-2]} freqs give no output for K={k}, stride={stride}, padding={pad}")
 
 
 def depthwise_conv(x, weight, stride=1, padding=None, transposed=False, output_padding=0, *, stream=None):
@@ -45,27 +64,11 @@ def depthwise_conv(x, weight, stride=1, padding=None, transposed=False, output_p
     when an input is float64, CPU only); y has x's dtype. Differentiable w.r.t. x and weight;
     mx.compile (also shapeless) works; jvp and vmap raise. Bad arguments raise ValueError.
     """
-    check_float_array("depthwise_conv", "weight", weight, 2, "(K, channels)")
-    if not isinstance(x, mx.array) or x.ndim < 2:
-        check_float_array("depthwise_conv", "x", x, max(2, getattr(x, "ndim", 2)), "(..., freqs, channels)")
-        raise ValueError(f"depthwise_conv: x must have shape (..., freqs, channels), got {describe(x)}")
-    check_float_array("depthwise_conv", "x", x, x.ndim, "(..., freqs, channels)")
-    k, c = weight.shape
-    if x.shape[-1] != c:
-        raise ValueError(f"depthwise_conv: weight must have shape (K, channels) with x's channels ({x.shape[-1]}), "
-                         f"got {describe(weight)}")
-    if not 1 <= k <= MAX_WIDTH:
-        raise ValueError(f"depthwise_conv: weight must have 1 to {MAX_WIDTH} taps (weight.shape[0] = K), "
-                         f"got {describe(weight)}")
-    _int("stride", stride, 1)
-    pad = k // 2 if padding is None else padding
-    _int("padding", pad, 0, k)
-    if transposed:
-        _int("output_padding", output_padding, 0, stride)
-    elif output_padding != 0:
-        raise ValueError("depthwise_conv: output_padding is for transposed convolutions only")
+    if getattr(x, "ndim", 2) < 2:
+        check.array("x", x, 2, "(..., freqs, channels)")
+    pad = weight.shape[0] // 2 if padding is None and hasattr(weight, "shape") and weight.ndim == 2 else padding
+    _validate(x, weight, stride, 0 if pad is None else pad, transposed, output_padding)
     ext = _extension.load()
-    ct = mx.float64 if mx.float64 in (x.dtype, weight.dtype) else mx.float32
-    y = ext.depthwise_conv(x.astype(ct), weight.astype(ct), stride, pad, bool(transposed), output_padding,
-                           stream=stream)
+    xc, wc = cast(compute_dtype(x, weight), x, weight)
+    y = ext.depthwise_conv(xc, wc, stride, pad, bool(transposed), output_padding, stream=stream)
     return y.astype(x.dtype)

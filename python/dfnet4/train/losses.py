@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 
 from dfnet4 import ops, reference
-from dfnet4.backbones.gru import resolve_fused
+from dfnet4.ops import _auto
 from dfnet4.schema import param, require
 from dfnet4.schema import validate as validate_fields
 
@@ -47,9 +47,10 @@ def compressed_terms(pred: mx.array, target: mx.array, gamma: float, fused: bool
     """(magnitude MSE, complex MSE) of the power-law compressed spectra, |X| = sqrt(|X|^2 + 1e-12).
 
     pred, target: complex arrays, or real (..., 2) arrays holding (re, im). fused=None: the fused
-    primitive (dfnet4.ops.compressed_spectral_loss) when the extension is available, else the same
-    formula in pure MLX (dfnet4.reference.compressed_spectral_loss); True / False force one."""
-    if resolve_fused(fused, "compressed_terms"):
+    primitive (dfnet4.ops.compressed_spectral_loss) on the CPU when the extension is available
+    (dfnet4.ops._auto), else the same formula in pure MLX (dfnet4.reference.compressed_spectral_loss);
+    True / False force one."""
+    if _auto.use_fused(_auto.check(fused, "compressed_terms")):
         return ops.compressed_spectral_loss(pred, target, gamma)
     return reference.compressed_spectral_loss(pred, target, gamma)
 

@@ -1,0 +1,31 @@
+"""The automatic choice of the model-level fused ops (dfnet4.ops._auto): the primitives on the CPU,
+the pure-MLX paths on a GPU until their Metal host code exists, explicit choices respected."""
+
+from __future__ import annotations
+
+import mlx.core as mx
+import pytest
+
+from dfnet4 import _extension
+from dfnet4.model.batchnorm import BatchNorm
+from dfnet4.ops import _auto
+
+
+def test_explicit_choices_are_kept():
+    assert _auto.use_fused(False) is False
+    assert _auto.use_fused(True) is True
+    assert _auto.check(None, "x") is None
+
+
+@pytest.mark.skipif(not _extension.available(), reason="dfnet4._ext is not built")
+def test_none_means_the_primitive_on_the_cpu_and_pure_mlx_on_a_gpu(monkeypatch):
+    assert _auto.use_fused(None) is True  # the tests run on the CPU (tests/conftest.py)
+    monkeypatch.setattr(_auto.mx, "default_device", lambda: mx.Device(mx.gpu, 0))
+    assert _auto.GPU_HOST_CODE is False and _auto.use_fused(None) is False
+
+
+def test_fused_true_without_the_extension_is_an_error_not_a_fallback(monkeypatch):
+    monkeypatch.setattr(_extension, "available", lambda: False)
+    assert _auto.use_fused(None) is False
+    with pytest.raises(RuntimeError, match="BatchNorm: fused=True needs dfnet4's compiled extension"):
+        BatchNorm(4, fused=True)
