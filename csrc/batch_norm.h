@@ -1,5 +1,5 @@
 // Training-mode batch normalisation (+ ReLU) as two MLX primitives: the forward (y, mean, var) and
-// its backward, built by the forward's vjp. See docs/model.md ("Fused batch norm").
+// its backward, built by the forward's vjp. See docs/model.md ("Speed").
 #pragma once
 
 #include <vector>

@@ -1,5 +1,5 @@
 // Training-mode batch normalisation (+ ReLU) kernel bodies, channels-last, written once for the CPU
-// primitive and the Metal kernels (DESIGN.md decision 1).
+// primitive and the Metal kernels (one body for every backend).
 //
 // x is (rows, C): every axis but the channels folded into rows. Forward:
 //   mean[c] = mean over rows of x[., c];  var[c] = mean of (x - mean)^2 (biased)
