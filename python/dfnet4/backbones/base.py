@@ -77,7 +77,10 @@ class GroupedLinear(nn.Module):
         # (g, rows, i) @ (g, i, h): one GEMM per group. Broadcasting (..., g, 1, i) @ (g, i, h)
         # instead runs rows*g tiny products and its weight gradient materialises (..., g, i, h):
         # 2.5-4x slower and 3x the memory (measured at (8, 500, 256) and (8, 500, 3072)).
-        xg = x.reshape(rows, self.groups, self.input_size // self.groups).transpose(1, 0, 2)
+        # Contiguous: the matmul's VJP forms the weight gradient from this primal, and from the
+        # transposed view MLX takes a slow path (3072 -> 512 in 32 groups at (8, 500): forward +
+        # backward 211 -> 69 ms; 512 -> 256 in 16: 26 -> 11 ms; the results are the same bits).
+        xg = mx.contiguous(x.reshape(rows, self.groups, self.input_size // self.groups).transpose(1, 0, 2))
         y = (xg @ self.weight).transpose(1, 0, 2)
         return y.reshape(*lead, self.output_size)
 
