@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 import dfnet4  # noqa: F401  (before mlx.core, so MLX binds the optimised BLAS)
-import mlx.core as mx
 import pytest
+
+from test_bench_cli import no_compile_jit  # noqa: F401  (a fixture: the compiled step without its JIT)
 
 from dfnet4.bench import vs_torch
 from dfnet4.cli.bench import main
@@ -35,14 +36,6 @@ json.dump({"side": "pytorch", "threads": args.threads, "torch": "stand-in", "dee
            "optimizer": {"name": "AdamW", "lr": 1e-3, "betas": [0.9, 0.999], "weight_decay": 0.0, "amsgrad": True},
            "results": {"forward": cell(1e6), "fwd_bwd": cell(2e6), "train_step": cell(3e6)}}, open(args.json, "w"))
 '''
-
-
-@pytest.fixture
-def no_compile_jit():
-    # as in test_bench_cli: the compiled step would JIT-compile kernels with the system compiler
-    mx.disable_compile()
-    yield
-    mx.enable_compile()
 
 
 def test_vs_torch_run_with_a_stand_in_pytorch_script(tmp_path, no_compile_jit):
