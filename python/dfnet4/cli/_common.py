@@ -1,4 +1,4 @@
-"""What the three CLIs share: error reporting with a clear message and exit status 2."""
+"""What the CLIs share: error reporting with a clear message and exit status 2."""
 
 from __future__ import annotations
 
@@ -11,12 +11,8 @@ def fail(prog: str, message: str, status: int = 2) -> int:
 
 
 def entrypoint_setup() -> None:
-    """First call of every main(): let the BLAS shim (dfnet4._blas, when present) make sure MLX's
-    matmuls use it (it may re-execute the command with LD_PRELOAD if mlx.core was loaded too early)."""
-    try:
-        from dfnet4 import _blas
-    except ImportError:
-        return
-    ensure = getattr(_blas, "ensure_for_entrypoint", None)
-    if ensure is not None:
-        ensure()
+    """First call of every main(): make sure MLX's matmuls use the BLAS shim (docs/blas.md; it may
+    re-execute the command with LD_PRELOAD if mlx.core was loaded too early)."""
+    from dfnet4 import _blas
+
+    _blas.ensure_for_entrypoint()
