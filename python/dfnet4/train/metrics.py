@@ -48,6 +48,31 @@ def optional_metrics() -> dict:
     return out
 
 
+def silent(reference: np.ndarray, floor_db: float = -80.0) -> bool:
+    """True when `reference` is too quiet to score against (peak below `floor_db` dBFS): SI-SDR,
+    PESQ and STOI are all undefined or meaningless for a silent reference."""
+    peak = float(np.max(np.abs(reference))) if np.size(reference) else 0.0
+    return peak <= 10 ** (floor_db / 20)
+
+
+def score_pair(estimate: np.ndarray, reference: np.ndarray, sample_rate: int) -> tuple[dict, dict]:
+    """Every metric of one clip: ({name: value}, {name: why it could not be computed}).
+
+    SI-SDR always, PESQ-WB and STOI when their packages import. A failure of one metric (e.g.
+    PESQ's "no utterance detected") is returned with its reason instead of being dropped.
+    """
+    if silent(reference):
+        why = "the clean reference is silent (peak below -80 dBFS): nothing to score against"
+        return {}, {name: why for name in ("si_sdr", *optional_metrics())}
+    values, errors = {"si_sdr": float(si_sdr(estimate, reference))}, {}
+    for name, fn in optional_metrics().items():
+        try:
+            values[name] = fn(estimate, reference, sample_rate)
+        except Exception as exc:  # noqa: BLE001  (any metric failure is reported, not fatal)
+            errors[name] = f"{type(exc).__name__}: {exc}"
+    return values, errors
+
+
 def score_clips(estimates: np.ndarray, references: np.ndarray, sample_rate: int, max_clips: int) -> dict:
     """Mean of every optional metric over the first `max_clips` clips (failures are skipped, counted)."""
     result = {}
