@@ -28,8 +28,11 @@ def _cell(v: dict | None, metric: str) -> str:
 
 def _table(means: dict, systems: list[dict], metrics: list[str], timing: bool) -> list[str]:
     head = ["system", *(LABELS[m] for m in metrics), "files"]
+    trained = timing and any(s.get("training") for s in systems)
     if timing:
-        head += ["CPU s", "wall s", "CPU s per audio s"]
+        head += ["enhance CPU s", "enhance wall s", "CPU s per audio s"]
+    if trained:
+        head += ["training steps", "training CPU min", "training wall min"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for s in systems:
         row = means[s["name"]]
@@ -38,6 +41,9 @@ def _table(means: dict, systems: list[dict], metrics: list[str], timing: bool) -
         if timing:
             rtf = s["cpu_seconds"] / s["audio_seconds"] if s["audio_seconds"] else float("nan")
             cells += [f"{s['cpu_seconds']:.1f}", f"{s['wall_seconds']:.1f}", f"{rtf:.3f}"]
+        if trained:
+            t = s.get("training")
+            cells += [str(t["steps"]), f"{t['cpu_seconds'] / 60:.1f}", f"{t['wall_seconds'] / 60:.1f}"] if t else ["–"] * 3
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -23,7 +23,8 @@ def noisy_input() -> System:
     return System("noisy", lambda audio: audio, "the unprocessed noisy input")
 
 
-def _model_system(name: str, model, description: str) -> System:
+def from_model(name: str, model, description: str = "") -> System:
+    """Any DfNet4 in memory (eval mode)."""
     from dfnet4.enhance import enhance_array
 
     return System(name, lambda audio: enhance_array(model, audio[None])[0], description)
@@ -36,14 +37,14 @@ def checkpoint(path: str, name: str | None = None) -> System:
     model, info = load_checkpoint_model(path, log=lambda m: None)
     backbone = info["model_config"].get("backbone")
     label = name or f"dfnet4 {backbone} (step {info['step']})"
-    return _model_system(label, model, f"{info['checkpoint']} (backbone {backbone}, step {info['step']})")
+    return from_model(label, model, f"{info['checkpoint']} (backbone {backbone}, step {info['step']})")
 
 
 def dfn3() -> System:
     """DeepFilterNet3's official weights running in dfnet4 (needs the dfn3 extra)."""
     from dfnet4.enhance import load_dfn3_model
 
-    return _model_system("dfnet4 DFN3 weights", load_dfn3_model(), "official DeepFilterNet3 weights in DfNet4")
+    return from_model("dfnet4 DFN3 weights", load_dfn3_model(), "official DeepFilterNet3 weights in DfNet4")
 
 
 def dfn3_runtime() -> System:
