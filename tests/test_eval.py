@@ -11,12 +11,10 @@ import pytest
 import soundfile as sf
 from speechlike import noise, speech_like
 
-from _train_helpers import TINY_MODEL
+from tiny_checkpoint import save_tiny_checkpoint
 from dfnet4.cli.eval import main
 from dfnet4.evaluate import evaluate, pairs_from_dirs, pairs_from_mix, systems
 from dfnet4.evaluate.align import align
-from dfnet4.model import DfNet4, DfNet4Config
-from dfnet4.train import checkpoint as ckpt
 
 SR = 48000
 has_pesq = importlib.util.find_spec("pesq") is not None
@@ -42,12 +40,7 @@ def _run(tmp_path, *extra):
 
 
 def _checkpoint(root):
-    mx.random.seed(3)
-    model_cfg = {"backbone": "gru", **TINY_MODEL}
-    model = DfNet4(DfNet4Config.from_dict(model_cfg))
-    state = {"epoch": 0, "data_position": {"epoch": 0, "batch": 0}, "model_config": model_cfg}
-    ckpt.save(root / "run" / "checkpoints", 7, model.parameters(), {"step": mx.array(7, mx.uint64)}, state)
-    return root / "run"
+    return save_tiny_checkpoint(root, "gru", step=7, seed=3)[0]
 
 
 def test_known_values_identical_noise_and_0db(tmp_path, speech):

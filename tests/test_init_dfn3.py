@@ -15,8 +15,8 @@ from mlx.utils import tree_flatten
 from speechlike import mixture, speech_like
 
 from _train_helpers import TINY_MODEL
+from tiny_checkpoint import save_tiny_checkpoint
 from dfnet4.model import DfNet4, DfNet4Config
-from dfnet4.train import checkpoint as ckpt
 from dfnet4.train.distill import DistillConfig, Distiller, teacher_outputs
 from dfnet4.train.init import PARTS, core_param, dfn3_source, freeze_batchnorm, load_source, transplant
 from dfnet4.train.losses import LossConfig
@@ -114,11 +114,7 @@ def test_shape_and_name_misfits_are_listed_and_nothing_is_loaded():
 
 
 def test_init_from_a_checkpoint_of_another_backbone(tmp_path):
-    mx.random.seed(2)
-    cfg = {"backbone": "mamba", **TINY_MODEL}
-    source = DfNet4(DfNet4Config.from_dict(cfg))
-    state = {"epoch": 0, "data_position": {"epoch": 0, "batch": 0}, "model_config": cfg}
-    ckpt.save(tmp_path / "run" / "checkpoints", 5, source.parameters(), {"step": mx.array(5, mx.uint64)}, state)
+    _, source = save_tiny_checkpoint(tmp_path, "mamba", step=5, seed=2)
     model, name = load_source(str(tmp_path / "run"))
     assert "step-00000005" in name and model.config.backbone == "mamba"
     target = DfNet4(DfNet4Config(backbone="gru", **TINY_MODEL))
@@ -127,7 +123,7 @@ def test_init_from_a_checkpoint_of_another_backbone(tmp_path):
     assert all(k.startswith(PARTS) and ".core.layers." in k for k in report.initialised)
     assert "gru core has no mamba counterpart" in next(iter(report.initialised.values()))
     # same backbone from a checkpoint: a full load
-    same = DfNet4(DfNet4Config.from_dict(cfg))
+    same = DfNet4(DfNet4Config(backbone="mamba", **TINY_MODEL))
     assert not transplant(same, model, name).initialised
     src = flat(source)
     assert all(np.array_equal(src[k], v) for k, v in flat(same).items())
