@@ -111,6 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("--stem", default="realspeech")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dnsmos", action=argparse.BooleanOptionalAction, default=None,
+                   help="DNSMOS via speechmos (default: when it is installed)")
     args = p.parse_args(argv)
     data = Path(args.data).expanduser()
     report.check_writable(Path(args.out), args.overwrite, [f"{args.stem}.{e}" for e in ("md", "json", "png")])
@@ -156,7 +158,7 @@ def main(argv=None) -> int:
         pairs = pairs[: args.limit_pairs]
     entries = [systems.noisy_input(), systems.dfn3_runtime(), systems.from_model("dfnet4 DFN3 weights", teacher)]
     entries += [systems.from_model(n, m) for n, (m, _) in trained.items()]
-    result = evaluate(pairs, entries, use_dnsmos=None)
+    result = evaluate(pairs, entries, use_dnsmos=args.dnsmos)
     for s in result["systems"]:
         s["training"] = trained[s["name"]][1] if s["name"] in trained else None
     result["settings"] = vars(args)

@@ -195,3 +195,27 @@ def test_dfn3_system_improves_a_noisy_pair(tmp_path, speech):
     result = json.loads((tmp_path / "out" / "report.json").read_text())
     o = result["overall"]
     assert o["dfnet4 DFN3 weights"]["si_sdr"]["mean"] > o["noisy"]["si_sdr"]["mean"] + 3
+
+
+@pytest.mark.skipif(importlib.util.find_spec("speechmos") is None or importlib.util.find_spec("librosa") is None,
+                    reason="DNSMOS is optional: needs speechmos and librosa (extra dnsmos)")
+def test_dnsmos_rates_noise_below_clean_speech(speech):
+    from dfnet4.evaluate import dnsmos
+
+    clean = dnsmos.score(speech, SR)
+    noisy = dnsmos.score(speech + 0.1 * noise(2.0, SR, seed=8), SR)
+    assert set(clean) == {"dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak"}
+    assert all(1.0 <= v <= 5.0 for v in (*clean.values(), *noisy.values()))
+    assert noisy["dnsmos_bak"] < clean["dnsmos_bak"] - 1.0  # background quality: the noise is heard
+
+
+def test_asking_for_dnsmos_without_speechmos_is_a_clear_error(tmp_path, speech, monkeypatch, capsys):
+    from dfnet4.evaluate import dnsmos
+
+    monkeypatch.setattr(dnsmos, "unavailable_reason", lambda: "speechmos is not usable (test); pip install speechmos librosa")
+    _write(tmp_path / "noisy", "a.wav", speech)
+    _write(tmp_path / "clean", "a.wav", speech)
+    assert main(["--noisy", str(tmp_path / "noisy"), "--clean", str(tmp_path / "clean"), "--out",
+                 str(tmp_path / "out"), "--no-progress", "--dnsmos"]) == 2
+    assert "--dnsmos: speechmos is not usable (test); pip install speechmos librosa" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
