@@ -1,8 +1,9 @@
 """Noisy/clean pairs for evaluation: matched by file name in two folders, or mixed from speech and noise.
 
 Every signal is read as mono float32 at the models' rate (48 kHz; any rate and channel count in,
-multi-channel files are averaged). A pair that cannot be used (unreadable file, silent clean
-reference) is kept with its `error` so that the report lists it instead of dropping it silently.
+multi-channel files are averaged), only when the pair is scored, so a large set never sits in
+memory. A pair that cannot be used (unreadable file, silent clean reference) raises PairError when
+loaded, and the report lists it instead of dropping it silently.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from functools import lru_cache, partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -18,37 +21,44 @@ from dfnet4.data.audio import SAMPLE_RATE, list_audio_files, read_audio
 from dfnet4.train.metrics import silent
 
 
+class PairError(ValueError):
+    """A pair that cannot be scored (unreadable or silent file); the message says which and why."""
+
+
 @dataclass
 class Pair:
     name: str  # the file name relative to its folder, without extension
-    noisy: np.ndarray | None
-    clean: np.ndarray | None
+    load: Callable[[], tuple[np.ndarray, np.ndarray]]  # -> (noisy, clean), read only when scored
     group: str = ""  # e.g. "snr 5 dB": the report also averages per group
     sources: dict = field(default_factory=dict)  # where the signals came from
-    error: str | None = None
 
 
 def _stem(path: Path, root: Path) -> str:
     return str(path.relative_to(root).with_suffix(""))
 
 
-def _read(path: Path) -> np.ndarray:
-    audio, _ = read_audio(path, SAMPLE_RATE, mono=True)
+@lru_cache(maxsize=8)  # --mix reuses a few noise files many times
+def _read_cached(path: Path) -> np.ndarray:
+    return read_audio(path, SAMPLE_RATE, mono=True)[0]
+
+
+def _read(path: Path, role: str = "", cached: bool = False) -> np.ndarray:
+    try:
+        audio = _read_cached(path) if cached else read_audio(path, SAMPLE_RATE, mono=True)[0]
+    except Exception as exc:  # noqa: BLE001  (libsndfile raises several types; all are "unreadable")
+        raise PairError(f"{role} file {str(path)!r} is unreadable: {exc}") from exc
     return audio
 
 
-def _load(name: str, noisy_path: Path, clean_path: Path, group: str) -> Pair:
-    sources = {"noisy": str(noisy_path), "clean": str(clean_path)}
-    signals = {}
-    for role, path in (("noisy", noisy_path), ("clean", clean_path)):
-        try:
-            signals[role] = _read(path)
-        except Exception as exc:  # noqa: BLE001  (libsndfile raises several types; all are "unreadable")
-            return Pair(name, None, None, group, sources, f"{role} file {str(path)!r} is unreadable: {exc}")
-    pair = Pair(name, signals["noisy"], signals["clean"], group, sources)
-    if silent(pair.clean):
-        pair.error = f"clean file {str(clean_path)!r} is silent (peak below -80 dBFS): nothing to score against"
-    return pair
+def _not_silent(audio: np.ndarray, role: str, path: Path) -> np.ndarray:
+    if silent(audio):
+        raise PairError(f"{role} file {str(path)!r} is silent (peak below -80 dBFS): nothing to score against")
+    return audio
+
+
+def _load_files(noisy_path: Path, clean_path: Path) -> tuple[np.ndarray, np.ndarray]:
+    noisy = _read(noisy_path, "noisy")
+    return noisy, _not_silent(_read(clean_path, "clean"), "clean", clean_path)
 
 
 def _manifest_groups(noisy_dir: Path) -> dict[str, str]:
@@ -83,7 +93,8 @@ def pairs_from_dirs(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike) 
         raise ValueError("--noisy/--clean: the folders do not pair up by file name: "
                          + "; ".join(p for p in parts if p))
     groups = _manifest_groups(noisy_root)
-    return [_load(name, noisy[name], clean[name], groups.get(name, "")) for name in sorted(noisy)]
+    return [Pair(name, partial(_load_files, noisy[name], clean[name]), groups.get(name, ""),
+                 {"noisy": str(noisy[name]), "clean": str(clean[name])}) for name in sorted(noisy)]
 
 
 def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float,
@@ -117,33 +128,18 @@ def pairs_from_mix(speech_dir: str | os.PathLike, noise_dir: str | os.PathLike, 
                          f"and {len(noise_files)} noise files")
     if not snrs:
         raise ValueError("--snr: give at least one SNR in dB")
-    noises: dict[Path, np.ndarray | Exception] = {}
     out = []
     for i, sp in enumerate(speech_files):
-        stem = _stem(sp, speech_root)
-        try:
-            speech: np.ndarray | Exception = _read(sp)
-        except Exception as exc:  # noqa: BLE001
-            speech = exc
         for j, snr in enumerate(snrs):
-            rng = np.random.default_rng([int(seed), i, j])
-            npath = noise_files[int(rng.integers(len(noise_files)))]
-            pair = Pair(f"{stem}_snr{snr:g}", None, None, f"snr {snr:g} dB",
-                        {"speech": str(sp), "noise": str(npath), "snr_db": float(snr)})
-            out.append(pair)
-            if isinstance(speech, Exception):
-                pair.error = f"speech file {str(sp)!r} is unreadable: {speech}"
-                continue
-            if silent(speech):
-                pair.error = f"speech file {str(sp)!r} is silent (peak below -80 dBFS): nothing to score against"
-                continue
-            if npath not in noises:
-                try:
-                    noises[npath] = _read(npath)
-                except Exception as exc:  # noqa: BLE001
-                    noises[npath] = exc
-            if isinstance(noises[npath], Exception):
-                pair.error = f"noise file {str(npath)!r} is unreadable: {noises[npath]}"
-                continue
-            pair.clean, pair.noisy = mix_at_snr(speech, noises[npath], snr, rng)
+            # one stream picks the noise file, another its crop: both functions of (seed, file, SNR) only
+            npath = noise_files[int(np.random.default_rng([int(seed), i, j, 0]).integers(len(noise_files)))]
+            out.append(Pair(f"{_stem(sp, speech_root)}_snr{snr:g}", partial(_mix_files, sp, npath, snr, [int(seed), i, j, 1]),
+                            f"snr {snr:g} dB", {"speech": str(sp), "noise": str(npath), "snr_db": float(snr)}))
     return out
+
+
+def _mix_files(speech_path: Path, noise_path: Path, snr: float, seed: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    speech = _not_silent(_read(speech_path, "speech"), "speech", speech_path)
+    clean, noisy = mix_at_snr(speech, _read(noise_path, "noise", cached=True), snr, rng)
+    return noisy, clean

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from dfnet4.data.audio import SAMPLE_RATE
 from dfnet4.evaluate import dnsmos
 from dfnet4.evaluate.align import AlignmentError, align
-from dfnet4.evaluate.pairs import Pair
+from dfnet4.evaluate.pairs import Pair, PairError
 from dfnet4.evaluate.systems import System
 from dfnet4.train.metrics import optional_metrics, score_pair
 
@@ -66,25 +66,23 @@ def evaluate(pairs: list[Pair], systems: list[System], max_lag_seconds: float = 
     for pair in pairs:
         row = {"name": pair.name, "group": pair.group, "sources": pair.sources}
         rows.append(row)
-        if pair.error is None:
-            try:
-                al = align(pair.noisy, pair.clean, max_lag)
-                row.update(lag_samples=al.lag, correlation=al.correlation, seconds=al.length / SAMPLE_RATE)
-            except AlignmentError as exc:
-                pair.error = str(exc)
-        if pair.error is not None:
-            row["error"] = pair.error
+        try:
+            noisy, clean = pair.load()
+            al = align(noisy, clean, max_lag)
+            row.update(lag_samples=al.lag, correlation=al.correlation, seconds=al.length / SAMPLE_RATE)
+        except (PairError, AlignmentError) as exc:
+            row["error"] = str(exc)
             bar.update(len(systems))
             continue
-        clean = al.apply(pair.clean, "clean")
+        clean = al.apply(clean, "clean")
         row["scores"], row["errors"] = {}, {}
         for system in systems:
             bar.set_postfix_str(f"{system.name}: {pair.name}"[-60:])
             c0, w0 = time.process_time(), time.perf_counter()
             try:
-                out = np.asarray(system.enhance(pair.noisy), np.float32)
-                if out.shape != pair.noisy.shape:
-                    raise ValueError(f"output has shape {out.shape}, the input {pair.noisy.shape}")
+                out = np.asarray(system.enhance(noisy), np.float32)
+                if out.shape != noisy.shape:
+                    raise ValueError(f"output has shape {out.shape}, the input {noisy.shape}")
             except Exception as exc:  # noqa: BLE001  (one failing file must not end the evaluation)
                 row["errors"][system.name] = {"enhance": f"{type(exc).__name__}: {exc}"}
                 bar.update(1)
@@ -92,7 +90,7 @@ def evaluate(pairs: list[Pair], systems: list[System], max_lag_seconds: float = 
             t = timing[system.name]
             t["cpu_seconds"] += time.process_time() - c0
             t["wall_seconds"] += time.perf_counter() - w0
-            t["audio_seconds"] += pair.noisy.size / SAMPLE_RATE
+            t["audio_seconds"] += noisy.size / SAMPLE_RATE
             values, errors = _score(al.apply(out, "noisy"), clean, use_dnsmos)
             row["scores"][system.name] = values
             if errors:
