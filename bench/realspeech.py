@@ -92,6 +92,21 @@ def train(model, stages, loader: BatchLoader, seed: int, desc: str, log: list) -
     return {"cpu_seconds": time.process_time() - c0, "wall_seconds": time.perf_counter() - w0, "steps": step}
 
 
+def summarise_log(log: list[dict], every: int = 50) -> list[dict]:
+    """Mean of every logged value over each `every` steps of a system's stage (keeps the JSON small)."""
+    out, i = [], 0
+    while i < len(log):
+        key = (log[i]["system"], log[i]["stage"])
+        j = i
+        while j < len(log) and j - i < every and (log[j]["system"], log[j]["stage"]) == key:
+            j += 1
+        chunk = log[i:j]
+        values = {k: float(np.mean([r[k] for r in chunk])) for k in chunk[0] if k not in ("system", "stage", "step")}
+        out.append({"system": key[0], "stage": key[1], "steps": [chunk[0]["step"], chunk[-1]["step"]], **values})
+        i = j
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="realspeech.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="the folder bench/build_eval_set.py wrote (with cache/ prepared)")
@@ -165,7 +180,7 @@ def main(argv=None) -> int:
     result["machine"] = {"load_before": load, "load_after": os.getloadavg(), "cpus": os.cpu_count(),
                          "python": platform.python_version(), "mlx": mx.__version__,
                          "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    result["training_log"] = log
+    result["training_log"] = summarise_log(log)
     paths = report.write(result, args.out, args.overwrite, title="real speech: noisy, DFN3, fine-tuned, transplanted",
                          stem=args.stem)
     print(report.markdown(result).split("## Per file")[0])

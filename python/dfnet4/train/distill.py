@@ -35,8 +35,10 @@ class DistillConfig:
     stage2_lr: float = 3e-4
     # weight of each part's relative MSE in stage 1
     part_weights: dict = field(default_factory=lambda: {p: 1.0 for p in PARTS})
-    # stage 2: share of the clean-target loss (0: the teacher's output alone; 1: clean speech alone)
-    clean_weight: float = 0.0
+    # stage 2: share of the clean-target loss (0: the teacher's output alone; 1: clean speech alone).
+    # 0.5 measured best on real speech (Mamba 2.078 -> 2.098 PESQ-WB, 12.17 -> 12.71 dB SI-SDR with
+    # fewer steps); 0 distills without any clean speech
+    clean_weight: float = 0.5
     # stage 2 trains the whole model ("all") or only the temporal parts ("parts")
     stage2_trainable: str = "all"
 
