@@ -42,6 +42,7 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from dfnet4.atomic_io import atomic_path, write_json_atomic
 from dfnet4.data import synth
 from dfnet4.data.audio import resample
 from dfnet4.evaluate.pairs import mix_at_snr
@@ -129,7 +130,8 @@ def noise(rng, kind: str, n: int, babble_pool: list[np.ndarray]) -> np.ndarray:
 def write(path: Path, audio: np.ndarray, rate: int = SR, subtype: str = "FLOAT") -> None:
     """Test pairs as float (nothing lost before scoring); training material as 16-bit (a sixth of the size)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(str(path), audio, rate, subtype=subtype)
+    with atomic_path(path, suffix=".wav") as tmp:  # a killed build leaves no half file under a real name
+        sf.write(str(tmp), audio, rate, subtype=subtype)
 
 
 def build(out: Path, test_pairs: int, snrs: list[float], train_utterances: int, train_noises: int,
@@ -168,7 +170,7 @@ def build(out: Path, test_pairs: int, snrs: list[float], train_utterances: int, 
         write(out / "test" / "noisy" / f"{name}.wav", noisy)
         test_rows.append({"name": name, "group": f"snr {snr:g} dB", "language": lang, "noise": kind, "snr_db": snr,
                           "seconds": clean.size / SR})
-    (out / "test" / "noisy" / "manifest.json").write_text(json.dumps({"pairs": test_rows}, indent=1))
+    write_json_atomic(out / "test" / "noisy" / "manifest.json", {"pairs": test_rows})
 
     # training material: speech utterances and long noise clips (babble from training prompts only)
     train_clips = {lang: [c for _, c in v] for lang, v in split["train"].items()}
@@ -184,7 +186,7 @@ def build(out: Path, test_pairs: int, snrs: list[float], train_utterances: int, 
     manifest["counts"] = {"test_pairs": test_pairs, "train_speech": train_utterances, "train_noise": train_noises,
                           "test_prompts": sum(len(v) for v in split["test"].values()),
                           "train_prompts": sum(len(v) for v in split["train"].values())}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_json_atomic(out / "manifest.json", manifest)
     return manifest
 
 

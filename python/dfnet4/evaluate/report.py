@@ -13,7 +13,7 @@ matplotlib.use("Agg")  # files only, no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from dfnet4.data.cache import atomic_write_bytes  # noqa: E402
+from dfnet4.atomic_io import atomic_path, write_bytes_atomic  # noqa: E402
 
 LABELS = {"pesq": "PESQ-WB", "stoi": "STOI", "si_sdr": "SI-SDR (dB)", "dnsmos_ovrl": "DNSMOS OVRL",
           "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK"}
@@ -78,7 +78,7 @@ def markdown(result: dict, title: str = "dfnet4-eval") -> str:
     return "\n".join(out) + "\n"
 
 
-def chart(result: dict, path: Path, title: str = "dfnet4-eval") -> None:
+def chart(result: dict, path: Path, title: str = "dfnet4-eval", overwrite: bool = True) -> None:
     metrics, systems = result["metrics"], [s["name"] for s in result["systems"]]
     groups = list(result["groups"]) or []
     fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 4.2), squeeze=False)
@@ -98,10 +98,11 @@ def chart(result: dict, path: Path, title: str = "dfnet4-eval") -> None:
         axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path, suffix=path.suffix, overwrite=overwrite) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
 
 
 def check_writable(out_dir: Path, overwrite: bool, names=FILES) -> None:
@@ -118,7 +119,8 @@ def write(result: dict, out_dir: str | os.PathLike, overwrite: bool = False, tit
     check_writable(out, overwrite, names.values())
     out.mkdir(parents=True, exist_ok=True)
     paths = {ext: out / n for ext, n in names.items()}
-    atomic_write_bytes(paths["json"], (json.dumps(result, indent=1) + "\n").encode())
-    atomic_write_bytes(paths["md"], markdown(result, title).encode())
-    chart(result, paths["png"], title)
+    # without overwrite, a report that appears meanwhile is not replaced either (atomic_io.publish)
+    write_bytes_atomic(paths["json"], (json.dumps(result, indent=1) + "\n").encode(), overwrite=overwrite)
+    write_bytes_atomic(paths["md"], markdown(result, title).encode(), overwrite=overwrite)
+    chart(result, paths["png"], title, overwrite=overwrite)
     return paths

