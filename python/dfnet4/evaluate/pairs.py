@@ -73,16 +73,18 @@ def _manifest_groups(noisy_dir: Path) -> dict[str, str]:
         raise ValueError(f"{path}: not a manifest this tool reads ({exc})") from exc
 
 
-def pairs_from_dirs(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike) -> list[Pair]:
-    """Pairs matched by relative path without extension; any file without its partner is an error."""
+def pairs_from_dirs(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike,
+                    flags: tuple[str, str] = ("--noisy", "--clean")) -> list[Pair]:
+    """Pairs matched by relative path without extension; any file without its partner is an error
+    (ValueError naming `flags`, the options that gave the two folders)."""
     noisy_root, clean_root = Path(noisy_dir), Path(clean_dir)
-    for flag, root in (("--noisy", noisy_root), ("--clean", clean_root)):
+    for flag, root in zip(flags, (noisy_root, clean_root)):
         if not root.is_dir():
             raise ValueError(f"{flag}: {str(root)!r} is not a folder")
     noisy = {_stem(p, noisy_root): p for p in list_audio_files(noisy_root)}
     clean = {_stem(p, clean_root): p for p in list_audio_files(clean_root)}
     if not noisy:
-        raise ValueError(f"--noisy: folder {str(noisy_root)!r} holds no audio files")
+        raise ValueError(f"{flags[0]}: folder {str(noisy_root)!r} holds no audio files")
     only_noisy, only_clean = sorted(set(noisy) - set(clean)), sorted(set(clean) - set(noisy))
     if only_noisy or only_clean:
         def few(names):
@@ -90,7 +92,7 @@ def pairs_from_dirs(noisy_dir: str | os.PathLike, clean_dir: str | os.PathLike) 
 
         parts = [f"{len(only_noisy)} noisy file(s) without a clean partner ({few(only_noisy)})" if only_noisy else "",
                  f"{len(only_clean)} clean file(s) without a noisy partner ({few(only_clean)})" if only_clean else ""]
-        raise ValueError("--noisy/--clean: the folders do not pair up by file name: "
+        raise ValueError(f"{flags[0]}/{flags[1]}: the folders do not pair up by file name: "
                          + "; ".join(p for p in parts if p))
     groups = _manifest_groups(noisy_root)
     return [Pair(name, partial(_load_files, noisy[name], clean[name]), groups.get(name, ""),

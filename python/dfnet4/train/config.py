@@ -1,4 +1,4 @@
-"""The run configuration: one TOML file with [model], [data], [loss] and [train] tables.
+"""The run configuration: one TOML file with [model], [data], [loss], [train] and [init] tables.
 
 Precedence: built-in defaults < --config FILE < command-line flags (with --resume, the checkpoint's
 stored run config takes the place of the defaults). `dfnet4-train --print-config` prints the
@@ -27,6 +27,7 @@ from dfnet4.data.audio import SAMPLE_RATE
 from dfnet4.data.mixer import MixConfig
 from dfnet4.schema import ConfigError, param, require
 from dfnet4.schema import validate as validate_fields
+from dfnet4.train.init import InitConfig
 from dfnet4.train.losses import LossConfig
 
 
@@ -42,6 +43,9 @@ class DataConfig:
     builtin_noise: int = param(24, ge=1)
     samples_per_epoch: int = param(256, ge=1)
     valid_samples: int = param(8, ge=1)
+    # a real validation set instead of `valid_samples` mixtures: DIR/noisy and DIR/clean, files paired
+    # by name (as dfnet4-eval --noisy/--clean), scored with dfnet4-eval's metrics ("" = mixtures)
+    valid_dir: str = ""
     prefetch: int = param(4, ge=1)
     mix: MixConfig = field(default_factory=MixConfig)
 
@@ -83,6 +87,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    init: InitConfig = field(default_factory=InitConfig)
 
     def to_dict(self) -> dict:
         return _drop_none(dataclasses.asdict(self))
@@ -101,7 +106,8 @@ class RunConfig:
         fields. Raises ConfigError naming the dotted key (`train.lr`, `model.conv_ch`)."""
         validate_fields(self)
         t, d = self.train, self.data
-        require(t.epochs > 0 or t.steps > 0, "train.steps", t.steps,
+        distills = bool(self.init.source) and self.init.stage1_steps + self.init.stage2_steps > 0
+        require(t.epochs > 0 or t.steps > 0 or distills, "train.steps", t.steps,
                 "train.steps or train.epochs > 0 (both are 0: nothing to train)")
         require(d.samples_per_epoch >= t.batch_size, "data.samples_per_epoch", d.samples_per_epoch,
                 f">= train.batch_size ({t.batch_size}) for one batch per epoch")

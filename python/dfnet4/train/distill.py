@@ -12,54 +12,14 @@ for the clean speech), optionally mixed with the ordinary clean-target loss (`cl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 import mlx.core as mx
 import mlx.nn as nn
 
 from dfnet4 import dsp
-from dfnet4.train.init import PARTS, freeze_batchnorm
+from dfnet4.train.init import PARTS, InitConfig, freeze_batchnorm
 from dfnet4.train.losses import LossConfig, total_loss
-
-STAGE2_TRAINABLE = ("all", "parts")
-
-
-@dataclass
-class DistillConfig:
-    # defaults from the first real-speech passes (bench/realspeech.py, Mamba from DFN3): the parts' losses
-    # level off after ~500 stage-1 steps; stage 2 at 3e-4 reaches in 1,000 steps what 1e-4 did not in 600
-    stage1_steps: int = 600
-    stage2_steps: int = 1400
-    stage1_lr: float = 1e-3
-    stage2_lr: float = 3e-4
-    # weight of each part's relative MSE in stage 1
-    part_weights: dict = field(default_factory=lambda: {p: 1.0 for p in PARTS})
-    # stage 2: share of the clean-target loss (0: the teacher's output alone; 1: clean speech alone).
-    # 0.5 measured best on real speech (Mamba 2.078 -> 2.098 PESQ-WB, 12.17 -> 12.71 dB SI-SDR with
-    # fewer steps); 0 distills without any clean speech
-    clean_weight: float = 0.5
-    # stage 2 trains the whole model ("all") or only the temporal parts ("parts")
-    stage2_trainable: str = "all"
-
-    def validate(self) -> None:
-        for name in ("stage1_steps", "stage2_steps"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-                raise ValueError(f"distill.{name}: got {v!r}, need an int >= 0")
-        for name in ("stage1_lr", "stage2_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"distill.{name}: got {getattr(self, name)!r}, need > 0")
-        unknown = sorted(set(self.part_weights) - set(PARTS))
-        if unknown:
-            raise ValueError(f"distill.part_weights: unknown parts {unknown}; the parts are {list(PARTS)}")
-        if any(not w >= 0 for w in self.part_weights.values()):
-            raise ValueError(f"distill.part_weights: got {self.part_weights}, need weights >= 0")
-        if not 0 <= self.clean_weight <= 1:
-            raise ValueError(f"distill.clean_weight: got {self.clean_weight!r}, need 0 <= w <= 1")
-        if self.stage2_trainable not in STAGE2_TRAINABLE:
-            raise ValueError(f"distill.stage2_trainable: got {self.stage2_trainable!r}, need one of {STAGE2_TRAINABLE}")
-
 
 def submodule(model: nn.Module, path: str) -> nn.Module:
     for key in path.split("."):
@@ -144,7 +104,8 @@ def set_trainable(model: nn.Module, allowed: Callable[[str], bool]) -> None:
             module.unfreeze(keys=keys, recurse=False)
 
 
-def stage_trainable(stage: int, cfg: DistillConfig) -> Callable[[str], bool]:
+def stage_trainable(stage: int, cfg: InitConfig) -> Callable[[str], bool]:
+    """Stage 1 trains the temporal parts only; stage 2 the whole model or the parts (stage2_trainable)."""
     def in_parts(name: str) -> bool:
         return any(name.startswith(p + ".") for p in PARTS)
 
@@ -156,23 +117,18 @@ def stage_trainable(stage: int, cfg: DistillConfig) -> Callable[[str], bool]:
 class Distiller:
     """The loss of each stage for (student, teacher); the caller owns optimizers, data and the loop."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, cfg: DistillConfig, loss_cfg: LossConfig):
-        cfg.validate()
+    def __init__(self, student: nn.Module, teacher: nn.Module, cfg: InitConfig, loss_cfg: LossConfig):
         self.student, self.teacher, self.cfg, self.loss_cfg = student, teacher, cfg, loss_cfg
         teacher.eval()
         teacher.freeze()
 
-    @property
-    def total_steps(self) -> int:
-        return self.cfg.stage1_steps + self.cfg.stage2_steps
-
-    def stage_at(self, step: int) -> int:
-        """The stage that optimizer step `step` (0-based, counted over both stages) belongs to."""
-        return 1 if step < self.cfg.stage1_steps else 2
+    def trainable(self, stage: int) -> Callable[[str], bool]:
+        """Which parameters (by full name) train in `stage`."""
+        return stage_trainable(stage, self.cfg)
 
     def enter_stage(self, stage: int) -> None:
         """Trainable parameters of `stage`; the student in training mode with its BatchNorms frozen."""
-        set_trainable(self.student, stage_trainable(stage, self.cfg))
+        set_trainable(self.student, self.trainable(stage))
         self.student.train()
         freeze_batchnorm(self.student)
 
@@ -184,7 +140,7 @@ class Distiller:
             c = model.config
             noisy_spec = dsp.stft(noisy, c.fft_size, c.hop_size)
             _, _, parts = teacher_outputs(self.teacher, noisy_spec)
-            total, losses = part_losses(model, parts, cfg.part_weights)
+            total, losses = part_losses(model, parts, cfg.weights_by_path())
             return total, {f"part_{p}": v for p, v in losses.items()}
 
         def stage2(model, clean, noisy):

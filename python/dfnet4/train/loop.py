@@ -1,8 +1,10 @@
-"""The training loop: compiled AdamW step, validation, metrics, plots, checkpoints, signals, resume."""
+"""The training loop: compiled AdamW step, validation, metrics, plots, checkpoints, signals, resume;
+the stages of runs started from trained weights (`--init`: dfnet4.train.init, stages, distill)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import signal
@@ -25,7 +27,10 @@ from dfnet4.data.mixer import Mixer
 from dfnet4.memory import configure_buffer_cache, parse_cache_limit
 from dfnet4.train import checkpoint as ckpt
 from dfnet4.train import distributed
+from dfnet4.train import stages as st
 from dfnet4.train.config import RunConfig
+from dfnet4.train.distill import Distiller, set_trainable
+from dfnet4.train.init import freeze_batchnorm, load_source, shared_fields, transplant
 from dfnet4.train.losses import total_loss
 from dfnet4.train.metrics import MetricsLog, score_clips, si_sdr
 from dfnet4.train.runlock import RunLock
@@ -121,29 +126,43 @@ class Trainer:
                              "that run or choose another --out")
 
         self.buffer_cache_bytes = configure_buffer_cache(parse_cache_limit(t.buffer_cache_gib))
+        self.teacher, init_state = None, self._init_state(resume_from)
         mx.random.seed(t.seed)
         self.model = build_model(cfg.model)
-        self.model.train()
+        if resume_from is None and cfg.init.source:
+            self._start_from_source()
+        # runs from trained weights keep their BatchNorms frozen (train.init.freeze_batchnorm)
+        self.frozen_batchnorm = bool(cfg.init.source)
+        self._train_mode()
         self.cache = open_data(cfg, self.dist, self.log)
         self.mixer = Mixer(self.cache, cfg.data.mix, t.seed)
         self.loader = BatchLoader(self.mixer, t.batch_size, cfg.data.samples_per_epoch, self.dist.rank,
                                   self.dist.size, cfg.data.prefetch)
         bpe = self.loader.batches_per_epoch
-        self.total_steps = t.steps if t.steps > 0 else t.epochs * bpe
-        warmup = effective_warmup(t.warmup_steps, self.total_steps)
-        if warmup != t.warmup_steps:
-            self.log(f"dfnet4: warm-up of {t.warmup_steps} steps is over half of this {self.total_steps}-step run; "
-                     f"using {warmup} steps")
-        self.optimizer = optim.AdamW(learning_rate=lr_schedule(t, self.total_steps), weight_decay=t.weight_decay)
-        self.optimizer.init(self.model.trainable_parameters())
-        self._check_space_for_checkpoints()
+        self.init_state = init_state
+        self.stages = st.plan(cfg, init_state["distill"], t.steps if t.steps > 0 else t.epochs * bpe)
+        self.total_steps = self.stages[-1].end
+        for stage in self.stages:
+            warmup = effective_warmup(t.warmup_steps, stage.steps)
+            if warmup != t.warmup_steps:
+                self.log(f"dfnet4: warm-up of {t.warmup_steps} steps is over half of the {stage.steps}-step "
+                         f"{stage.label}; using {warmup} steps")
         self.step, self.epoch, self.batch = 0, 0, 0
         self.last_valid: dict | None = None
-        if resume_from is not None:
-            self._restore(*resume_from)
+        self.stage: st.Stage | None = None
+        opt_state = self._restore(*resume_from) if resume_from is not None else None
+        self._enter_stage(st.stage_at(self.stages, self.step), opt_state)
+        self._check_space_for_checkpoints()
         if self.dist.broadcast_int(self.step) != self.step:
             raise RuntimeError("ranks resumed from different checkpoints; RUN_DIR must be shared by all ranks")
-        self.valid = validation_set(self.mixer, cfg.data.valid_samples, t.batch_size)
+        self.valid, self.valid_pairs = [], None
+        if cfg.data.valid_dir:
+            from dfnet4.evaluate.validation import PairedValidation
+
+            self.valid_pairs = PairedValidation(cfg.data.valid_dir)
+            self.log(f"data: validation on the {len(self.valid_pairs.items)} pairs of {cfg.data.valid_dir}")
+        else:
+            self.valid = validation_set(self.mixer, cfg.data.valid_samples, t.batch_size)
         self.metrics = MetricsLog(self.out / "metrics.jsonl", enabled=self.dist.is_main)
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -155,19 +174,74 @@ class Trainer:
             elif self.metrics.path.is_file():
                 self.metrics.path.unlink()  # a fresh run (an earlier attempt never checkpointed)
 
-    def _restore(self, path: Path, state: dict) -> None:
+    def _restore(self, path: Path, state: dict) -> dict | None:
+        """Weights and position of the checkpoint; -> its optimizer state if it belongs to the stage
+        that continues (at a stage boundary the next stage starts with a fresh optimizer)."""
         params, opt_state = ckpt.load_arrays(path)
         try:  # strict: every parameter present, nothing extra, same shapes
             self.model.load_weights(tree_flatten(params), strict=True)
         except ValueError as exc:
             raise ckpt.CheckpointError(f"{path}: the weights do not fit the model: {exc}") from exc
-        self.optimizer.state = opt_state
-        self.optimizer.init(self.model.trainable_parameters())  # marks it initialised; keeps loaded values
         self.step = state["step"]
         self.epoch, self.batch = state["data_position"]["epoch"], state["data_position"]["batch"]
         self.last_valid = state.get("last_valid")
         self.checkpoint = path
         self.log(f"dfnet4: resumed from {path} (step {self.step}, epoch {self.epoch}, batch {self.batch})")
+        saved_stage = state.get("stage", st.TRAIN)  # checkpoints from before stages: one "train" stage
+        return opt_state if saved_stage == st.stage_at(self.stages, self.step).name else None
+
+    # ---------------------------------------------------------------- --init and stages
+    def _init_state(self, resume_from) -> dict:
+        """{"source", "distill"}: where the weights came from and whether the run transplants. A new
+        run loads the source here (it is also the teacher); a resumed run reads it from its checkpoint."""
+        source = self.cfg.init.source
+        if resume_from is not None:
+            state = resume_from[1].get("init", {"source": "", "distill": False})
+            if state["source"] != source:
+                raise ValueError(f"--init: this run started from {state['source'] or 'its own initialisation'!r}; "
+                                 f"--resume cannot change it to {source or 'none'!r}")
+            return state
+        if not source:
+            return {"source": "", "distill": False}
+        self.source_model, self.source_name = load_source(source)
+        # model fields the run does not set come from the source (a shape that differs is an error)
+        self.cfg.model = {**shared_fields(self.source_model.config), **self.cfg.model}
+        return {"source": source, "distill": self.source_model.config.backbone != self.cfg.model.get("backbone")}
+
+    def _start_from_source(self) -> None:
+        report = transplant(self.model, self.source_model, self.source_name)
+        for line in report.lines():
+            self.log(f"dfnet4: {line}")
+        if self.dist.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.out / "init.json", json.dumps(report.to_dict(), indent=1))
+        if report.needs_distillation:
+            self.teacher = self.source_model
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.frozen_batchnorm:
+            freeze_batchnorm(self.model)
+
+    def _enter_stage(self, stage: st.Stage, opt_state: dict | None = None) -> None:
+        """Trainable parameters, loss and a fresh AdamW (or the checkpoint's) for `stage`."""
+        self.stage = stage
+        if stage.name == st.TRAIN:
+            set_trainable(self.model, lambda name: True)
+            self._stage_loss = self._loss_fn
+        else:
+            if self.teacher is None:  # a resumed transplant: the source again, as the teacher
+                self.teacher, _ = load_source(self.init_state["source"])
+            distiller = Distiller(self.model, self.teacher, self.cfg.init, self.cfg.loss)
+            number = 1 if stage.name == st.STAGE1 else 2
+            set_trainable(self.model, distiller.trainable(number))
+            self._stage_loss = distiller.loss_fn(number)
+        self._train_mode()
+        schedule = lr_schedule(dataclasses.replace(self.cfg.train, lr=stage.lr), stage.steps)
+        self.optimizer = optim.AdamW(learning_rate=schedule, weight_decay=stage.weight_decay)
+        if opt_state is not None:
+            self.optimizer.state = opt_state
+        self.optimizer.init(self.model.trainable_parameters())  # marks it initialised; keeps loaded values
 
     def _check_space_for_checkpoints(self) -> None:
         """Before the first step: stop now if not even one checkpoint fits on the disk, and warn if
@@ -206,7 +280,8 @@ class Trainer:
         return loss, parts
 
     def _make_step(self):
-        value_and_grad = nn.value_and_grad(self.model, self._loss_fn)
+        """The optimizer step of the current stage (its loss, trainable parameters and optimizer)."""
+        value_and_grad = nn.value_and_grad(self.model, self._stage_loss)
         clip, dist = self.cfg.train.clip_grad, self.dist
 
         def step(clean, noisy):
@@ -222,8 +297,22 @@ class Trainer:
         return mx.compile(step, inputs=state, outputs=state)
 
     def validate(self) -> dict:
-        """Loss and SI-SDR (enhanced and noisy input) on the fixed validation set; PESQ/STOI if available."""
+        """Loss and SI-SDR (enhanced and noisy input) on the fixed validation set; PESQ/STOI if available.
+        With --valid-dir: the real pairs, every file scored with dfnet4-eval's metrics."""
         self.model.eval()
+        try:
+            if self.valid_pairs is not None:
+                return self.valid_pairs.score(self._enhance_one)
+            return self._validate_mixtures()
+        finally:
+            self._train_mode()
+
+    def _enhance_one(self, clean_np: np.ndarray, noisy_np: np.ndarray) -> tuple[float, np.ndarray]:
+        loss, _, enh = self._forward(self.model, mx.array(clean_np[None]), mx.array(noisy_np[None]))
+        mx.eval(loss, enh)
+        return loss.item(), np.array(enh[0])
+
+    def _validate_mixtures(self) -> dict:
         losses, enhanced, cleans, noisys = [], [], [], []
         for clean_np, noisy_np in self.valid:
             clean, noisy = mx.array(clean_np), mx.array(noisy_np)
@@ -233,7 +322,6 @@ class Trainer:
             enhanced.append(np.array(enh))
             cleans.append(clean_np)
             noisys.append(noisy_np)
-        self.model.train()
         enhanced, cleans, noisys = np.concatenate(enhanced), np.concatenate(cleans), np.concatenate(noisys)
         result = {"loss": float(np.sum(losses) / len(cleans)),
                   "si_sdr": float(np.mean(si_sdr(enhanced, cleans))),
@@ -260,6 +348,9 @@ class Trainer:
             "total_steps": self.total_steps,
             "world_size": self.dist.size,
             "last_valid": self.last_valid,
+            # the stage whose optimizer state this is, and where the weights came from (--init)
+            "stage": self.stage.name,
+            "init": self.init_state,
         }
         self.checkpoint = ckpt.save(self.ckpt_dir, self.step, self.model.parameters(), self.optimizer.state, state,
                                     keep=self.cfg.train.keep_checkpoints, warn=self._warn_space)
@@ -269,7 +360,8 @@ class Trainer:
         if self.dist.is_main:
             t0 = time.time()
             self.last_valid = self.validate()
-            self.metrics.write(kind="valid", step=self.step, epoch=self.epoch, seconds=time.time() - t0, **self.last_valid)
+            self.metrics.write(kind="valid", step=self.step, epoch=self.epoch, stage=self.stage.name,
+                               seconds=time.time() - t0, **self.last_valid)
             v = self.last_valid
             extra = "".join(f", {k.upper()} {v[k]:.3f}" for k in ("pesq", "stoi") if k in v)
             tqdm.write(f"valid @ step {self.step}: loss {v['loss']:.4f}, SI-SDR {v['si_sdr']:.2f} dB "
@@ -285,6 +377,10 @@ class Trainer:
                         title=f"dfnet4 {self.cfg.model.get('backbone')}")
         except Exception as exc:  # a plotting problem must never kill a training run
             tqdm.write(f"dfnet4: could not write the plot: {exc}")
+
+    def _bar_label(self) -> str:
+        backbone = self.cfg.model.get("backbone")
+        return f"train {backbone}" if len(self.stages) == 1 else f"{backbone} {self.stage.label}"
 
     def _on_signal(self, signum, frame):
         if self.stop_signal is not None:  # second signal: the user insists
@@ -314,13 +410,14 @@ class Trainer:
         header.update(compiled_step=self.compiled, buffer_cache_bytes=self.buffer_cache_bytes, total_steps=self.total_steps, batches_per_epoch=self.loader.batches_per_epoch,
                       batch_size=t.batch_size, segment_seconds=cfg.data.mix.segment_seconds,
                       parameters=sum(v.size for _, v in tree_flatten(self.model.trainable_parameters())),
-                      start_step=self.step, data=str(self.cache.directory))
+                      start_step=self.step, data=str(self.cache.directory), init=self.init_state["source"] or None,
+                      stages=[{"stage": s.name, "start": s.start, "steps": s.steps, "lr": s.lr} for s in self.stages])
         self.metrics.write(kind="header", step=self.step, **header)
         self.log("dfnet4-train: " + ", ".join(f"{k}={v}" for k, v in header.items()))
         self.log(f"dfnet4-train: run dir {self.out} (metrics.jsonl, curves.png, checkpoints/)")
         step_fn = self._make_step()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {cfg.model.get('backbone')}",
-                   unit="step", disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=self._bar_label(), unit="step",
+                   disable=not (self.progress and self.dist.is_main), dynamic_ncols=True)
         losses: list[float] = []
         samples_per_step = t.batch_size * self.dist.size
         if self.step == 0 and t.validate_at_start:  # the untrained baseline, for the curves
@@ -328,6 +425,13 @@ class Trainer:
         while self.step < self.total_steps and self.stop_signal is None:
             epoch_done = False
             for b, clean, noisy in self.loader.iterate(self.epoch, self.batch):
+                stage = st.stage_at(self.stages, self.step)
+                if stage != self.stage:  # the next stage begins: its parameters, loss and optimizer
+                    self._enter_stage(stage)
+                    step_fn = self._make_step()
+                    bar.set_description(self._bar_label())
+                    if self.dist.is_main:
+                        tqdm.write(f"dfnet4: step {self.step}: {stage.label} begins ({stage.steps} steps, lr {stage.lr:g})")
                 t0 = time.perf_counter()
                 mx.random.seed(step_seed(t.seed, self.step))  # e.g. dropout: same stream after a resume
                 with self.dist.communication(f"step {self.step + 1} (gradient averaging)"):
@@ -350,7 +454,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss_v:.4f}", lr=f"{lr:.2e}", sps=f"{samples_per_step / dt:.1f}")
                 if self.step % t.log_every == 0 or self.step == self.total_steps:
-                    self.metrics.write(kind="train", step=self.step, epoch=self.epoch, loss=loss_v, lr=lr,
+                    self.metrics.write(kind="train", step=self.step, epoch=self.epoch, stage=self.stage.name, loss=loss_v, lr=lr,
                                        grad_norm=float(norm.item()), samples_per_sec=samples_per_step / dt,
                                        seconds=dt, **{k: float(v.item()) for k, v in parts.items()})
                 if self.interrupt_at_step is not None and self.step == self.interrupt_at_step:
