@@ -126,7 +126,8 @@ class Trainer:
                              "that run or choose another --out")
 
         self.buffer_cache_bytes = configure_buffer_cache(parse_cache_limit(t.buffer_cache_gib))
-        self.teacher, init_state = None, self._init_state(resume_from)
+        self.teacher = None  # the source model of a transplant, while a distillation stage needs it
+        self.init_state = self._init_state(resume_from)
         mx.random.seed(t.seed)
         self.model = build_model(cfg.model)
         if resume_from is None and cfg.init.source:
@@ -139,8 +140,7 @@ class Trainer:
         self.loader = BatchLoader(self.mixer, t.batch_size, cfg.data.samples_per_epoch, self.dist.rank,
                                   self.dist.size, cfg.data.prefetch)
         bpe = self.loader.batches_per_epoch
-        self.init_state = init_state
-        self.stages = st.plan(cfg, init_state["distill"], t.steps if t.steps > 0 else t.epochs * bpe)
+        self.stages = st.plan(cfg, self.init_state["distill"], t.steps if t.steps > 0 else t.epochs * bpe)
         self.total_steps = self.stages[-1].end
         for stage in self.stages:
             warmup = effective_warmup(t.warmup_steps, stage.steps)
@@ -193,7 +193,8 @@ class Trainer:
     # ---------------------------------------------------------------- --init and stages
     def _init_state(self, resume_from) -> dict:
         """{"source", "distill"}: where the weights came from and whether the run transplants. A new
-        run loads the source here (it is also the teacher); a resumed run reads it from its checkpoint."""
+        run loads the source here (self.source, used by _start_from_source); a resumed run reads
+        this from its checkpoint."""
         source = self.cfg.init.source
         if resume_from is not None:
             state = resume_from[1].get("init", {"source": "", "distill": False})
@@ -203,20 +204,22 @@ class Trainer:
             return state
         if not source:
             return {"source": "", "distill": False}
-        self.source_model, self.source_name = load_source(source)
+        self.source = load_source(source)  # (model, description)
+        source_cfg = self.source[0].config
         # model fields the run does not set come from the source (a shape that differs is an error)
-        self.cfg.model = {**shared_fields(self.source_model.config), **self.cfg.model}
-        return {"source": source, "distill": self.source_model.config.backbone != self.cfg.model.get("backbone")}
+        self.cfg.model = {**shared_fields(source_cfg), **self.cfg.model}
+        return {"source": source, "distill": source_cfg.backbone != self.cfg.model.get("backbone")}
 
     def _start_from_source(self) -> None:
-        report = transplant(self.model, self.source_model, self.source_name)
+        (model, name), self.source = self.source, None
+        report = transplant(self.model, model, name)
         for line in report.lines():
             self.log(f"dfnet4: {line}")
         if self.dist.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(self.out / "init.json", json.dumps(report.to_dict(), indent=1))
         if report.needs_distillation:
-            self.teacher = self.source_model
+            self.teacher = model
 
     def _train_mode(self) -> None:
         self.model.train()
@@ -229,6 +232,7 @@ class Trainer:
         if stage.name == st.TRAIN:
             set_trainable(self.model, lambda name: True)
             self._stage_loss = self._loss_fn
+            self.teacher = None  # the last stage: no more distillation
         else:
             if self.teacher is None:  # a resumed transplant: the source again, as the teacher
                 self.teacher, _ = load_source(self.init_state["source"])
