@@ -493,6 +493,7 @@ def _toml_value(value) -> str:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(FIELDS), value=ODD_VALUES, via_flag=st.booleans())
+@example(field=("init.part_weights", None), value={"x": 1}, via_flag=False)  # a table field's key named by file
 def test_any_value_of_any_field_is_accepted_or_named(tmp_path, capsys, field, value, via_flag):
     """Fuzz over the config schema: any value of any field, by flag or TOML, ends in exit 0 or a
     one-line error naming that flag or key (exit 2), never a traceback."""

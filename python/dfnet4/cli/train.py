@@ -205,7 +205,11 @@ def _apply_labelled(cfg, values: dict, source: str, labels: dict[str, str]) -> N
         apply_dict(cfg, values)
     except ConfigError as exc:
         raise exc.relabel(f"{exc.key} ({source})") from None
-    labels.update({key: f"{key} ({source})" for key in flatten(values)})
+    for key in flatten(values):
+        # a table-valued field (e.g. init.part_weights) is named as a whole by its checks: label its prefixes too
+        parts = key.split(".")
+        for end in range(2, len(parts) + 1):
+            labels[".".join(parts[:end])] = f"{'.'.join(parts[:end])} ({source})"
 
 
 def report_resume_changes(cfg, labels: dict[str, str], stored, log) -> None:
