@@ -21,8 +21,6 @@ using util::ptr;
 
 constexpr util::ArgumentCheck check{"depthwise_conv"};
 
-enum GradFlags { kWantX = 2, kWantWeight = 4 };  // beside dfk::kDwTransposed = 1
-
 }  // namespace
 
 int DwGeometry::out_size(int in_size, int width, bool transposed) const {
@@ -76,15 +74,15 @@ std::vector<mx::array> DepthwiseConv::vjp(const std::vector<mx::array>& primals,
   const auto dtype = primals[0].dtype();
   int flags = flags_;
   for (int arg : argnums) {
-    if (arg == 0) flags |= kWantX;
-    else if (arg == 1) flags |= kWantWeight;
+    if (arg == 0) flags |= kDwWantX;
+    else if (arg == 1) flags |= kDwWantWeight;
     else throw std::logic_error("DepthwiseConv::vjp: unknown argument index");
   }
   std::vector<mx::array> inputs(primals.begin(), primals.end());
   inputs.push_back(util::cotangent(cotangents[0], dtype, s));
   auto grads = util::apply(std::make_shared<DepthwiseConvGrad>(s, flags, attrs_), std::move(inputs), dtype);
   std::vector<mx::array> result;
-  for (int arg : argnums) result.push_back(grads[(flags & kWantX) ? arg : 0]);
+  for (int arg : argnums) result.push_back(grads[(flags & kDwWantX) ? arg : 0]);
   return result;
 }
 
@@ -92,8 +90,8 @@ std::vector<mx::array> DepthwiseConv::vjp(const std::vector<mx::array>& primals,
 
 std::vector<mx::Shape> DepthwiseConvGrad::output_shapes(const std::vector<mx::array>& inputs) {
   std::vector<mx::Shape> shapes;
-  if (has(kWantX)) shapes.push_back(inputs[0].shape());
-  if (has(kWantWeight)) shapes.push_back(inputs[1].shape());
+  if (has(kDwWantX)) shapes.push_back(inputs[0].shape());
+  if (has(kDwWantWeight)) shapes.push_back(inputs[1].shape());
   return shapes;
 }
 
@@ -103,7 +101,7 @@ void DepthwiseConvGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vect
   const size_t out_size = size_t(p.rows) * (transposed ? p.big : p.small) * p.channels;
   util::check_sizes("DepthwiseConvGrad", inputs, {inputs[0].size(), size_t(p.width) * p.channels, out_size});
   auto& enc = util::begin_cpu_eval("DepthwiseConvGrad", stream(), inputs, outputs);
-  const bool want_x = has(kWantX), want_w = has(kWantWeight);
+  const bool want_x = has(kDwWantX), want_w = has(kDwWantWeight);
   std::vector<mx::array> parts;
   if (want_w) parts = dw_partials(p, inputs[0].dtype());  // held until the dispatched task has run
 

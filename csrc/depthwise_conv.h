@@ -37,7 +37,10 @@ class DepthwiseConv : public AttributedPrimitive<FusedForward, DwGeometry> {
   DFNET4_NAME(DepthwiseConv)
 };
 
-// Inputs: x, weight, dy. Outputs: dx and dweight.
+// The backward's flags beside dfk::kDwTransposed: which gradients it writes (dx first).
+enum DwGradFlags { kDwWantX = 2, kDwWantWeight = 4 };
+
+// Inputs: x, weight, dy. Outputs: dx and/or dweight (DwGradFlags).
 class DepthwiseConvGrad : public AttributedPrimitive<FusedBackward, DwGeometry> {
  public:
   DepthwiseConvGrad(mx::Stream stream, int flags, DwGeometry g) : AttributedPrimitive(stream, flags, kDwNames, g) {}

@@ -71,12 +71,18 @@ inline MTL::ComputePipelineState* kernel(mx::metal::Device& d, const OpNames& na
   }
 }
 
+// What a primitive's Metal kernels read: float32, or also complex64 read as float (re, im) pairs.
+enum InputDtypes { kFloat32Only, kFloatPairs };
+
 // Our kernels read float32, row-contiguous buffers; the op builders guarantee both, this catches a
 // primitive built some other way before a kernel reads garbage.
-inline void check_inputs(const std::vector<mx::array>& inputs, const char* prim) {
+inline void check_inputs(const std::vector<mx::array>& inputs, const char* prim, InputDtypes dtypes = kFloat32Only) {
   for (const auto& a : inputs) {
-    if (a.dtype() != mx::float32)
-      throw std::invalid_argument(std::string(prim) + ": the Metal kernels take float32 only");
+    const bool pairs = dtypes == kFloatPairs && a.dtype() == mx::complex64;
+    if (a.dtype() != mx::float32 && !pairs)
+      throw std::invalid_argument(std::string(prim) + (dtypes == kFloatPairs
+                                                           ? ": the Metal kernels take float32 or complex64 only"
+                                                           : ": the Metal kernels take float32 only"));
     if (!a.flags().row_contiguous)
       throw std::invalid_argument(std::string(prim) + ": inputs must be row-contiguous");
   }

@@ -32,7 +32,8 @@ def make_inputs(shape, seed=0, dtype=mx.float32, offset=1.5, relu_margin=1e-3):
         raise AssertionError("could not keep the inputs away from the ReLU's kink")
     scale = rng.uniform(0.5, 3.0, c)
     x = z * scale + offset  # x's own statistics give back z up to eps
-    arr = lambda a: mx.array(np.asarray(a, np.float64)).astype(dtype)  # noqa: E731
+    # converted on the host: on the GPU a float64 array could not be cast (Metal has no double)
+    arr = lambda a: mx.array(np.asarray(a, np.float64), dtype=dtype)  # noqa: E731
     return {"x": arr(x), "weight": arr(w), "bias": arr(b)}
 
 
@@ -41,7 +42,7 @@ def cotangents(inputs, seed=1):
     x = inputs["x"]
     rng = np.random.default_rng(seed)
     c = x.shape[-1]
-    return [mx.array(rng.standard_normal(s)).astype(x.dtype) for s in (x.shape, (c,), (c,))]
+    return [mx.array(rng.standard_normal(s), dtype=x.dtype) for s in (x.shape, (c,), (c,))]
 
 
 def vjp(bn, inputs, relu, cots):

@@ -61,8 +61,6 @@ def exact(actual, expected, label):
 class Spec:
     """What most ops share; each spec below overrides what its op does differently."""
 
-    # Why the op does not run on the GPU yet (its GPU cases are skipped with this reason), or None.
-    gpu_pending = None
     shapeless_grad = True
     # The x86 variants (csrc/cpu_isa.h) differ in vector width and FMA contraction only: a few
     # float32 ulps, carried through recurrences and sums (measured per op, see below).
@@ -331,12 +329,8 @@ SPECS = [ScanSpec(), ConvSpec(), GruSpec()]
 
 
 # ---- the model-level fused ops (batch norm, depthwise conv, spectral loss) ---------------------------
-# Their Metal kernels run in the emulated-Metal tests; the host code that launches them on a GPU is
-# not written yet (their eval_gpu says so).
-MODEL_OPS_GPU_PENDING = "its Metal host code is not written yet (the kernels are, and pass the emulated-Metal tests)"
 
 class BatchNormSpec(Spec):
-    gpu_pending = MODEL_OPS_GPU_PENDING
     name = "batch_norm"
     fn = staticmethod(ops.batch_norm)
     reference = staticmethod(references.batch_norm)
@@ -405,7 +399,6 @@ class BatchNormSpec(Spec):
 
 
 class DepthwiseConvSpec(Spec):
-    gpu_pending = MODEL_OPS_GPU_PENDING
     name = "depthwise_conv"
     fn = staticmethod(ops.depthwise_conv)
     reference = staticmethod(references.depthwise_conv)
@@ -420,7 +413,7 @@ class DepthwiseConvSpec(Spec):
 
     def cotangents(self, case):
         y = references.depthwise_conv(**case.arrays, **case.options)
-        return [mx.array(np.random.default_rng(1).standard_normal(y.shape), dtype=mx.float64).astype(y.dtype)]
+        return [mx.array(np.random.default_rng(1).standard_normal(y.shape), dtype=y.dtype)]
 
     def loss(self, outs):
         (y,) = outs
@@ -470,7 +463,6 @@ class DepthwiseConvSpec(Spec):
 
 
 class SpectralLossSpec(Spec):
-    gpu_pending = MODEL_OPS_GPU_PENDING
     name = "compressed_spectral_loss"
     fn = staticmethod(ops.compressed_spectral_loss)
     reference = staticmethod(references.compressed_spectral_loss)

@@ -20,7 +20,7 @@ def make_spectra(shape, seed=0, real_pairs=False, dtype=mx.float32):
     t = p * np.exp(rng.normal(0, 0.5, shape) + 1j * rng.normal(0, 0.5, shape))
     if not real_pairs:
         return mx.array(p.astype(np.complex64)), mx.array(t.astype(np.complex64))
-    pair = lambda z: mx.array(np.stack([z.real, z.imag], -1), dtype=mx.float64).astype(dtype)  # noqa: E731
+    pair = lambda z: mx.array(np.stack([z.real, z.imag], -1), dtype=dtype)  # noqa: E731  (host-side: no float64 on a GPU)
     return pair(p), pair(t)
 
 

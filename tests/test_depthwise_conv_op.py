@@ -50,7 +50,7 @@ def _vjp(conv, x, w, geometry, cot):
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{'x'.join(map(str, c[0]))}-k{c[1]}-s{c[2]}-p{c[3]}-t{int(c[4])}")
-def test_output_and_both_gradients_match_reference(case):
+def test_output_and_both_gradients_match_reference(case, device):
     shape, k, *geometry = case
     x, w = _inputs(shape, k, seed=sum(shape) + k)
     ref_y = reference.depthwise_conv(x, w, *geometry)
@@ -64,6 +64,7 @@ def test_output_and_both_gradients_match_reference(case):
     assert_close(dw, rdw, "dweight", **REDUCTION)
 
 
+@pytest.mark.cpu_only("float64 (Metal has no double)")
 def test_transposed_is_the_adjoint_of_the_strided_conv():
     # <gather(a), b> = <a, scatter(b)> for the same weights: the two maps are exact transposes.
     a, w = _inputs((3, 4, 96, 7), 3, seed=2, dtype=mx.float64)
@@ -74,6 +75,7 @@ def test_transposed_is_the_adjoint_of_the_strided_conv():
 
 
 @pytest.mark.parametrize("transposed", [False, True], ids=["conv", "transposed"])
+@pytest.mark.cpu_only("float64 (Metal has no double)")
 def test_float64_matches_reference_and_gradients_match_finite_differences(transposed):
     geometry = (2, 1, transposed, 1 if transposed else 0)
     x, w = _inputs((2, 3, 11, 4), 3, seed=7, dtype=mx.float64)
@@ -101,7 +103,7 @@ def test_low_level_binding_checks_too():
         ext.depthwise_conv(mx.zeros((2, 1, 4)), mx.zeros((3, 4)), 1, 2, True, 0)
 
 
-def test_compile_does_not_merge_different_geometries():
+def test_compile_does_not_merge_different_geometries(device):
     x, w = _inputs((2, 6, 8, 4), 3, seed=3)
 
     def f(a, b):

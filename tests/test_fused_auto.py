@@ -1,5 +1,6 @@
-"""The automatic choice of the model-level fused ops (dfnet4.ops._auto): the primitives on the CPU,
-the pure-MLX paths on a GPU until their Metal host code exists, explicit choices respected."""
+"""The automatic choice of the model-level fused ops (dfnet4.ops._auto): the primitives on the CPU
+and on a GPU of a Metal build, the pure-MLX paths on a GPU the build has no kernels for, explicit
+choices respected."""
 
 from __future__ import annotations
 
@@ -18,10 +19,16 @@ def test_explicit_choices_are_kept():
 
 
 @pytest.mark.skipif(not _extension.available(), reason="dfnet4._ext is not built")
-def test_none_means_the_primitive_on_the_cpu_and_pure_mlx_on_a_gpu(monkeypatch):
+def test_none_means_the_primitive_where_the_build_has_kernels_for_the_device(monkeypatch):
     assert _auto.use_fused(None) is True  # the tests run on the CPU (tests/conftest.py)
+    metal = bool(_extension.load().build_info()["metal"])
+    assert _auto.gpu_kernels() is metal
     monkeypatch.setattr(_auto.mx, "default_device", lambda: mx.Device(mx.gpu, 0))
-    assert _auto.GPU_HOST_CODE is False and _auto.use_fused(None) is False
+    assert _auto.use_fused(None) is metal  # Metal build: the kernels; elsewhere: pure MLX
+    monkeypatch.setattr(_auto, "gpu_kernels", lambda: True)
+    assert _auto.use_fused(None) is True
+    monkeypatch.setattr(_auto, "gpu_kernels", lambda: False)
+    assert _auto.use_fused(None) is False
 
 
 def test_fused_true_without_the_extension_is_an_error_not_a_fallback(monkeypatch):

@@ -24,12 +24,6 @@ pytestmark = pytest.mark.skipif(
 specs = pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
 
 
-def _runs_on(spec, device):
-    """Skip a GPU case of an op that does not run on the GPU yet, saying why."""
-    if device == mx.gpu and spec.gpu_pending:
-        pytest.skip(f"{spec.name}: {spec.gpu_pending}")
-
-
 def _positional(spec, fn, case):
     """(names, values, f) with f(*values) = the spec's loss of fn's outputs: what mx.compile takes."""
     names = list(case.arrays)
@@ -42,7 +36,6 @@ def _positional(spec, fn, case):
 
 @specs
 def test_compiled_outputs_and_gradients_match_eager(spec, device):
-    _runs_on(spec, device)
     case = spec.case(**spec.compile_case)
     names, values, f = _positional(spec, spec.fn, case)
     argnums = tuple(range(len(names)))
@@ -65,7 +58,6 @@ SHAPELESS = [(spec, variant) for spec in SPECS for variant in spec.variants]
 
 @pytest.mark.parametrize("spec,variant", SHAPELESS, ids=[f"{s.name}-{v}" for s, v in SHAPELESS])
 def test_shapeless_compile_follows_new_shapes(spec, variant, device):
-    _runs_on(spec, device)
     # One graph compiled at the first shape, replayed at others (output_shapes at work): outputs
     # against the reference, gradients against the eager op. An absent optional input must not
     # leave a constant of the first call's shape in the graph.
@@ -100,7 +92,6 @@ def test_shapeless_compile_follows_new_shapes(spec, variant, device):
 
 @specs
 def test_views_give_the_results_of_contiguous_copies(spec, device):
-    _runs_on(spec, device)
     # Transposed storage, strides, slices with offsets, broadcasts: the op makes them contiguous.
     case = spec.case(**spec.view_case)
     views = spec.views(case)
@@ -119,7 +110,6 @@ def test_views_give_the_results_of_contiguous_copies(spec, device):
 @specs
 @pytest.mark.parametrize("dtype", [mx.float16, mx.bfloat16])
 def test_half_precision_inputs_compute_in_float32(spec, dtype, device):
-    _runs_on(spec, device)
     case = spec.case(**spec.half_case, dtype=dtype)
     outs = run(spec.fn, case.arrays, case.options)
     assert all(o.dtype == dtype for o in outs)

@@ -81,8 +81,8 @@ class BatchNorm(nn.BatchNorm):
     (`dfnet4.ops.batch_norm`) when the extension is available, else `batch_norm_train` above;
     `relu=True` returns relu(batchnorm(x)) through one backward either way.
 
-    `fused`: None = the fused primitive when the extension is importable and the default device is
-    the CPU (dfnet4.ops._auto); True requires it; False keeps the pure-MLX path. A plain attribute
+    `fused`: None = the fused primitive when the extension is importable and has kernels for the
+    default device (the CPU; a GPU in Metal builds: dfnet4.ops._auto); True requires it; False keeps the pure-MLX path. A plain attribute
     (not a parameter): flip it on a built model to compare the two paths."""
 
     def __init__(self, num_features: int, *args, fused: bool | None = None, **kwargs):

@@ -32,8 +32,9 @@ class GroupedConv(nn.Module):
     (im2col, when few input channels x taps) or before summing shifted taps (tap_sum, when few
     output channels x taps); see conv_ops. A following 1x1 conv can be folded into that GEMM.
     A depthwise (1, K) conv (groups = channels, DFN3's separable blocks) instead runs the fused
-    depthwise_conv primitive, then the 1x1 conv as a GEMM on its output, when `fused` (None: on the
-    CPU when the extension is available, dfnet4.ops._auto; a plain attribute, flip it to compare).
+    depthwise_conv primitive, then the 1x1 conv as a GEMM on its output, when `fused` (None: where
+    the extension has kernels for the default device, dfnet4.ops._auto; a plain attribute, flip it
+    to compare).
     """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: tuple[int, int], fstride: int = 1, groups: int = 1,
@@ -96,7 +97,7 @@ class DepthwiseTransposedConv(nn.Module):
     """ConvTranspose2d (1, 3), freq stride 2, padding 1, output_padding 1, groups = channels: F -> 2F.
 
     out[2m] = w1 x[m];  out[2m + 1] = w2 x[m] + w0 x[m + 1]   (x[F] = 0). weight (ch, 1, 3, 1).
-    `fused` (None: on the CPU when the extension is available, dfnet4.ops._auto): the fused
+    `fused` (None: where the extension has kernels for the device, dfnet4.ops._auto): the fused
     depthwise_conv primitive, then the pointwise conv as one GEMM at 2F; otherwise three GEMMs at F
     with the taps folded in.
     """

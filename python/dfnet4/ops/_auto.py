@@ -1,19 +1,20 @@
 """The automatic choice of the model-level fused ops (batch norm, depthwise conv, spectral loss).
 
-`fused=None` means: the fused primitive when dfnet4's extension is importable and MLX's default
-device is the CPU. Their Metal kernels are written and pass the emulated-Metal tests, but the host
-code that launches them is not written yet, so on a GPU the automatic choice is the pure-MLX path
-(as before they existed). `fused=True` asks for the primitive: without the extension that is an
-error here, on a GPU it is the primitive's own clear error; `fused=False` is the pure-MLX path.
+`fused=None` means: the fused primitive when dfnet4's extension is importable and has kernels for
+MLX's default device: the CPU always, a GPU in a Metal build (macOS, where their Metal kernels are
+launched like the backbones' ones). Elsewhere (a GPU in a build without GPU kernels, such as a CUDA
+build of MLX) the automatic choice is the pure-MLX path. `fused=True` asks for the primitive:
+without the extension that is an error here, on a device without kernels it is the primitive's own
+clear error; `fused=False` is the pure-MLX path.
 """
 
 from __future__ import annotations
 
+from functools import cache
+
 import mlx.core as mx
 
 from dfnet4 import _extension
-
-GPU_HOST_CODE = False  # True once their eval_gpu launches the Metal kernels
 
 
 def check(fused: bool | None, what: str) -> bool | None:
@@ -28,8 +29,16 @@ def check(fused: bool | None, what: str) -> bool | None:
     return bool(fused)
 
 
+@cache
+def gpu_kernels() -> bool:
+    """Whether this build of the extension launches its kernels on a GPU (a Metal build)."""
+    return bool(_extension.load().build_info()["metal"])
+
+
 def use_fused(fused: bool | None) -> bool:
     """Whether to run the fused primitive now (see the module doc)."""
     if fused is not None:
         return fused
-    return _extension.available() and (GPU_HOST_CODE or mx.default_device().type == mx.cpu)
+    if not _extension.available():
+        return False
+    return mx.default_device().type == mx.cpu or gpu_kernels()

@@ -1,7 +1,7 @@
 """Fused training-mode batch normalisation (+ ReLU), channels-last, on the extension.
 
-The forward and the backward are C++ MLX primitives (CPU threads; Metal kernels written and
-emulated, see docs/model.md). Each is three passes over x: block sums, a per-channel fold of the
+The forward and the backward are C++ MLX primitives (CPU threads; Metal kernels in Metal builds,
+see docs/model.md and docs/macos.md). Each is three passes over x: block sums, a per-channel fold of the
 blocks in a fixed order, the elementwise result; the backward recomputes the ReLU's mask from x, so
 nothing but the outputs is kept. On the CPU this replaces about fifteen single-threaded MLX passes
 per batch norm (forward and backward) by six threaded ones.

@@ -1,8 +1,8 @@
 """Depthwise 1-D convolution along the frequency axis of channels-last arrays, and its transpose,
 on the extension (DeepFilterNet3's separable (1, K) convs and depthwise (1, K) transposed convs).
 
-The forward and the backward are C++ MLX primitives (CPU threads; Metal kernels written and
-emulated). Each output value is a K-tap sum read straight from the input, so a separable conv
+The forward and the backward are C++ MLX primitives (CPU threads; Metal kernels in Metal
+builds). Each output value is a K-tap sum read straight from the input, so a separable conv
 block costs this pass plus its pointwise GEMM, instead of a GEMM over gathered K x C patches
 (three times the FLOPs, and a patch array three times the input).
 """

@@ -1,8 +1,8 @@
 """Fused compressed spectral loss terms (DeepFilterNet's spectral and multi-resolution STFT losses'
 core) on the extension.
 
-The forward and the backward are C++ MLX primitives (CPU threads; Metal kernels written and
-emulated). Per complex value they compute |X|^(c-1) and |X|^c from one log and two exps
+The forward and the backward are C++ MLX primitives (CPU threads; Metal kernels in Metal
+builds). Per complex value they compute |X|^(c-1) and |X|^c from one log and two exps
 (branch-free and vectorised on the CPU) for the prediction and the target, and reduce both terms in
 the same pass; the backward is one elementwise pass. In pure MLX the same terms were about twenty
 single-threaded passes over the spectra, several of them scalar transcendental functions.

@@ -47,8 +47,8 @@ def compressed_terms(pred: mx.array, target: mx.array, gamma: float, fused: bool
     """(magnitude MSE, complex MSE) of the power-law compressed spectra, |X| = sqrt(|X|^2 + 1e-12).
 
     pred, target: complex arrays, or real (..., 2) arrays holding (re, im). fused=None: the fused
-    primitive (dfnet4.ops.compressed_spectral_loss) on the CPU when the extension is available
-    (dfnet4.ops._auto), else the same formula in pure MLX (dfnet4.reference.compressed_spectral_loss);
+    primitive (dfnet4.ops.compressed_spectral_loss) where the extension has kernels for the
+    default device (dfnet4.ops._auto), else the same formula in pure MLX (dfnet4.reference.compressed_spectral_loss);
     True / False force one."""
     if _auto.use_fused(_auto.check(fused, "compressed_terms")):
         return ops.compressed_spectral_loss(pred, target, gamma)
