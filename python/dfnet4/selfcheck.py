@@ -1,10 +1,10 @@
 """`python -m dfnet4.selfcheck`: does this installation compute what it should, on every device?
 
 For the CPU and, where MLX has a Metal GPU, the GPU: each fused op (selective scan, causal conv +
-SiLU, GRU), forward and every gradient, against the pure-MLX reference on the same device; on the
-GPU also against the CPU's result; then a few compiled training steps of a small DfNet4 (Mamba
-backbone, fused kernels) against the same steps on the reference ops (and on the GPU against the
-CPU's). Prints one PASS/FAIL line per check with timings (a GPU's first call includes compiling the
+SiLU, GRU; batch norm, depthwise conv and its transpose, spectral loss), forward and every gradient,
+against the pure-MLX reference on the same device; on the GPU also against the CPU's result; then a
+few compiled training steps of a small DfNet4 (Mamba backbone, fused kernels) against the same steps
+on the reference ops (and on the GPU against the CPU's). Prints one PASS/FAIL line per check with timings (a GPU's first call includes compiling the
 Metal kernels), the machine and device, and on failure what to send back (docs/macos.md).
 """
 
@@ -107,8 +107,18 @@ def _op_cases() -> list[OpCase]:
            "Wh": rng.uniform(-s, s, (3 * h, h)), "b": rng.uniform(-s, s, 3 * h),
            "bhn": rng.uniform(-s, s, h), "h0": 0.5 * rng.standard_normal((b, h))}
 
+    f = 16
+    norm = {"x": 1.5 + rng.standard_normal((b, t, c)), "weight": rng.standard_normal(c),
+            "bias": rng.standard_normal(c)}
+    depthwise = {"x": rng.standard_normal((b, t, 2 * f, c)), "weight": rng.standard_normal((3, c)) / np.sqrt(3)}
+    spectra = {"pred": rng.standard_normal((b, t, f, 2)), "target": rng.standard_normal((b, t, f, 2))}
+
     def scan_fn(op):
         return lambda **a: op(**a, delta_softplus=True, return_last_state=True)
+
+    def dw_fn(op, transposed):
+        geometry = dict(stride=2, padding=1, transposed=transposed, output_padding=int(transposed))
+        return lambda **a: op(**a, **geometry)
 
     def conv_fn(op):
         return lambda **a: op(**a, activation="silu", return_window=True)
@@ -117,6 +127,13 @@ def _op_cases() -> list[OpCase]:
         OpCase("selective_scan", scan, scan_fn(ops.selective_scan), scan_fn(reference.selective_scan)),
         OpCase("causal_conv1d", conv, conv_fn(ops.causal_conv1d), conv_fn(reference.causal_conv1d)),
         OpCase("gru", gru, ops.gru, reference.gru),
+        # no ReLU: a value at its kink could take either side under another rounding of the stats
+        OpCase("batch_norm", norm, ops.batch_norm, reference.batch_norm),
+        OpCase("depthwise_conv", depthwise, dw_fn(ops.depthwise_conv, False), dw_fn(reference.depthwise_conv, False)),
+        OpCase("depthwise_conv transposed", {**depthwise, "x": depthwise["x"][:, :, :f]},
+               dw_fn(ops.depthwise_conv, True), dw_fn(reference.depthwise_conv, True)),
+        OpCase("compressed_spectral_loss", spectra, ops.compressed_spectral_loss,
+               reference.compressed_spectral_loss),
     ]
 
 
@@ -177,12 +194,14 @@ def check_ops(report: Report, device, cpu_results: dict | None) -> dict:
 def _small_model(fused: bool, weights: dict | None):
     import mlx.core as mx
 
+    from dfnet4.bench import variants
     from dfnet4.model import DfNet4, DfNet4Config
 
     mx.random.seed(0)
     model = DfNet4(DfNet4Config(backbone="mamba", conv_ch=16, emb_hidden_dim=32, df_hidden_dim=32,
                                 nb_df=32, enc_linear_groups=8, linear_groups=8,
                                 df_gru_linear_groups=8, fused_scan=fused, fused_gru=False))
+    variants.apply(model, variants.Fused() if fused else variants.PURE_MLX)  # batch norm, depthwise convs
     if weights is not None:
         model.load_weights([(k, mx.array(v)) for k, v in weights.items()])
     return model
@@ -208,7 +227,7 @@ def _train(fused: bool, weights: dict, steps: int, device) -> tuple[list[float],
 
     with mx.stream(device):
         model = _small_model(fused, weights)
-        obj = objective.resolve(model)
+        obj = objective.resolve(model, loss_fused=fused)
         data = _batch()
         batch = {"clean_audio": mx.array(data["clean"]), "noisy_audio": mx.array(data["noisy"])}
         batch["noisy_spec"] = stft(batch["noisy_audio"], model.config.fft_size, model.config.hop_size)
