@@ -15,14 +15,36 @@ as fed whole.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
 
 from dfnet4 import _extension
-from dfnet4.backbones.base import Squeezed, State, register
+from dfnet4.backbones.base import Squeezed, State
 from dfnet4.backbones.mamba_block import BlockOps, BlockSizes, block_forward, recomputing_block
+from dfnet4.backbones.registry import BackboneOptions, register
 from dfnet4.ops.causal_conv import max_width as conv_max_width
+from dfnet4.schema import param, require
+
+
+@dataclass
+class MambaOptions(BackboneOptions):
+    """The mamba backbone's `[model.mamba]` table."""
+
+    fused_flag = "fused_scan"
+    d_state: int = param(16, ge=1)
+    d_conv: int = param(4, ge=1)
+    expand: int = param(2, ge=1)
+    # fused only: the backward recomputes each block instead of keeping its activations
+    # (about 1/8 the training memory per block, one more block forward; see mamba_block.py)
+    recompute: bool = True
+    fused: bool | None = None  # the fused scan and conv (dfnet4.ops); None: when the extension is built
+
+    def check(self, model, key: str) -> None:
+        if self.fused is not False and (self.fused or _extension.available()):
+            require(self.d_conv <= conv_max_width(), f"{key}.d_conv", self.d_conv,
+                    f"<= {conv_max_width()} with the fused kernels (or {key}.fused = false)")
 
 
 def _ops(fused: bool) -> BlockOps:
@@ -151,7 +173,7 @@ class MambaCore(nn.Module):
         return self.norm_out(x), new_state
 
 
-@register("mamba")
+@register("mamba", MambaOptions)
 class SqueezedMamba(Squeezed):
     """Grouped linear in -> Mamba blocks -> grouped linear out (+ skip).
 
