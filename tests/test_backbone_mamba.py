@@ -170,7 +170,7 @@ def test_fused_matches_reference_outputs_state_and_every_gradient(recompute, dev
 def test_recompute_option_reaches_every_block_from_the_model_config(recompute):
     from dfnet4.model import DfNet4Config
 
-    opts = DfNet4Config(backbone="mamba", mamba_recompute=recompute).backbone_options()
+    opts = DfNet4Config.from_dict({"backbone": "mamba", "mamba": {"recompute": recompute}}).backbone_options()
     assert opts["recompute"] is recompute
     m = build(fused=True, num_layers=2, recompute=opts["recompute"])
     # recompute: each block runs under its custom backward; otherwise plain autodiff of the same math

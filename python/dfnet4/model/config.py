@@ -38,7 +38,7 @@ class DfNet4Config:
     `backbone` is used."""
 
     # temporal model of every recurrent part (dfnet4.backbones); its options are the table of that name
-    backbone: str = param(backbones.DEFAULT, choices=tuple(backbones.names()))
+    backbone: str = backbones.DEFAULT
     # signal processing ([df] section of DeepFilterNet3's config.ini)
     sr: int = param(48000, ge=1)
     fft_size: int = param(960, ge=2)
@@ -115,6 +115,8 @@ class DfNet4Config:
             bad = {what: n for what, n in sizes.items() if n % getattr(self, groups)}
             require(not bad, groups, getattr(self, groups),
                     "a divisor of " + ", ".join(f"{what} ({n})" for what, n in sizes.items()))
+        if self.backbone not in backbones.names():
+            raise ConfigError("backbone", f"unknown name {self.backbone!r}; choose one of {backbones.names()}")
         getattr(self, self.backbone).check(self, self.backbone)
 
     def _grouped_sizes(self) -> dict[str, dict[str, int]]:
