@@ -1,4 +1,6 @@
-"""DfNet4Config: the model's hyper-parameters; the defaults are DeepFilterNet3's official values."""
+"""DfNet4Config: the model's hyper-parameters. The sizes default to DeepFilterNet3's official values;
+the backbone defaults to dfnet4.backbones.DEFAULT (mamba), so DeepFilterNet3 itself is
+DfNet4Config(backbone="gru"). Each backbone's options are a nested table of their own."""
 
 from __future__ import annotations
 
