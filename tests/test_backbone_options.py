@@ -192,3 +192,26 @@ def test_an_old_layout_checkpoint_resumes_through_the_cli(tmp_path, tmp_path_fac
     _, state = ckpt.find_latest_valid(tmp_path / "run" / "checkpoints", lambda m: None)
     assert state["step"] == 3 and state["model_config"]["gru"] == {"fused": False}
     assert "ignored" not in capsys.readouterr().err  # nothing of the model was changed by this run
+
+
+def test_an_old_layout_model_file_loads_with_either_spelling_of_an_override(tmp_path):
+    """A single-file checkpoint (dfnet4.model.checkpoint) whose stored config is in the old layout."""
+    from mlx.utils import tree_flatten
+
+    from dfnet4.model import DfNet4, checkpoint
+
+    mx.random.seed(3)
+    model = DfNet4(DfNet4Config.from_dict({"backbone": "attention", **TINY_MODEL, "attention": {"window": 4}}))
+    checkpoint.save(model, tmp_path / "new.safetensors")
+    weights, meta = mx.load(str(tmp_path / "new.safetensors"), return_metadata=True)
+    stored = json.loads(meta[checkpoint.CONFIG_KEY])
+    assert stored["attention"]["window"] == 4  # written nested
+    meta[checkpoint.CONFIG_KEY] = json.dumps(old_layout(stored))
+    mx.save_safetensors(str(tmp_path / "old.safetensors"), weights, metadata=meta)
+
+    loaded, _ = checkpoint.load(tmp_path / "old.safetensors")
+    assert loaded.config == model.config
+    for (name, a), (_, b) in zip(tree_flatten(loaded.parameters()), tree_flatten(model.parameters())):
+        assert mx.array_equal(a, b).item(), name
+    for override in ({"fused_gru": False}, {"gru": {"fused": False}}):  # a run-time choice, either spelling
+        assert checkpoint.load(tmp_path / "old.safetensors", **override)[0].config.gru.fused is False
