@@ -68,6 +68,13 @@ def train(name: str, run: Path, argv: list[str], reuse: bool) -> dict:
     return timing
 
 
+def combined(first: dict, then: dict) -> dict:
+    """The training time of a run continued by another (`--init` from the first): both together."""
+    return {"cpu_seconds": first["cpu_seconds"] + then["cpu_seconds"],
+            "wall_seconds": first["wall_seconds"] + then["wall_seconds"], "steps": first["steps"] + then["steps"],
+            "command": then["command"], "continues": first["command"], "load_after": then["load_after"]}
+
+
 def stage_log(run: Path, every: int = 50) -> list[dict]:
     """The run's train losses (and parts), averaged over each `every` steps within a stage."""
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
@@ -98,6 +105,9 @@ def main(argv=None) -> int:
     p.add_argument("--stage1-steps", type=int, default=d.stage1_steps)
     p.add_argument("--stage2-steps", type=int, default=d.stage2_steps)
     p.add_argument("--train-args", default="", help="more dfnet4-train arguments for the transplants (one string)")
+    p.add_argument("--then-finetune-steps", type=int, default=0,
+                   help="also fine-tune each transplanted model for N steps (`--init RUN`, same backbone, the "
+                        "--init learning rate) and score it, with the training time of both runs")
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--segment-seconds", type=float, default=1.0)
     p.add_argument("--limit-pairs", type=int, default=0, help="score only the first N test pairs (quick passes)")
@@ -135,6 +145,11 @@ def main(argv=None) -> int:
                  "--stage1-steps", str(args.stage1_steps), "--stage2-steps", str(args.stage2_steps),
                  *args.train_args.split()]
         trained[name] = (run, train(name, run, argv_, args.reuse))
+        if args.then_finetune_steps:
+            then = f"{name[:-1]} + {args.then_finetune_steps} fine-tune steps)"
+            then_run = run.with_name(f"{run.name}-then-{args.then_finetune_steps}")
+            argv_ = [*common, "--init", str(run), "--backbone", backbone, "--steps", str(args.then_finetune_steps)]
+            trained[then] = (then_run, combined(trained[name][1], train(then, then_run, argv_, args.reuse)))
 
     pairs = pairs_from_dirs(data / "test" / "noisy", data / "test" / "clean")
     if args.limit_pairs:
