@@ -103,11 +103,10 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, d_out, d_window, d_ss
     # until the whole backward chain below it had run, holding its inputs (y, xc, hn, ...) all the
     # while. Making the chain depend on the weight gradients frees those inputs here instead.
     d_xc = mx.depends(d_xc, [g["out_proj"], g["dt_proj"], g["x_proj"]])
+    # hn and x are the recompute's, held through the scan's backward: recomputing them here (a norm
+    # and half of in_proj) saved 5 MiB of the 2-block backbone's 187 MiB peak and cost ~3 % of the
+    # Mamba model's step (docs/model.md "Speed")
     w = p["in_proj"]
-    # hn and x again, from h, once the scan's backward is done: holding them through it would add
-    # 3/4 of a (batch, time, d_inner) array to the block's peak; a norm and a GEMM cost less
-    hn = _rows(mx.fast.rms_norm(mx.depends(h, d_xc), p["norm"], sizes.eps))
-    x = (hn @ w[:di].T).reshape(*bt, di)
     _, (d_x, g["conv_weight"], g["conv_bias"], d_window_in) = mx.vjp(
         lambda *a: _conv(ops, *a), [x, p["conv_weight"], p["conv_bias"], window], [d_xc, d_window]
     )
