@@ -66,7 +66,7 @@ def systems(include_official: bool) -> dict:
 
     def model(backbone, **kw):
         mx.random.seed(0)
-        m = DfNet4(DfNet4Config(backbone=backbone, **kw))
+        m = DfNet4(DfNet4Config.from_dict({"backbone": backbone, **kw}))  # kw: any [model] layout
         m.eval()
         return m
 

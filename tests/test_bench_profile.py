@@ -13,13 +13,13 @@ from dfnet4.model import DfNet4, DfNet4Config
 from dfnet4.model.batchnorm import BatchNorm
 from dfnet4.model.layers import ConvNormAct, DepthwiseTransposedConv, GroupedConv
 
-SMALL = dict(conv_ch=16, emb_hidden_dim=32, df_hidden_dim=32, backbone="gru", fused_gru=False)
+SMALL = dict(conv_ch=16, emb_hidden_dim=32, df_hidden_dim=32, backbone="gru", gru={"fused": False})
 
 
 @pytest.fixture(scope="module")
 def small():
     mx.random.seed(0)
-    model = DfNet4(DfNet4Config(**SMALL))
+    model = DfNet4(DfNet4Config.from_dict(SMALL))
     task = objective.resolve(model)
     batch = task.make_batch(1, 6)
     mx.eval(model.parameters(), batch)

@@ -11,7 +11,7 @@ import mlx.core as mx
 import pytest
 
 from dfnet4 import _extension
-from dfnet4.model.conv_ops import im2col, tap_sum
+from dfnet4.model.conv_ops import causal_tap_sum, im2col, tap_sum
 from dfnet4.model.layers import DepthwiseTransposedConv, GroupedConv
 
 RTOL = 1e-5
@@ -31,7 +31,9 @@ CASES = [
     (8, 8, 8, (1, 3), 2, 11, True),  # depthwise stride 2, odd width
     (8, 8, 8, (1, 3), 1, 6, True),  # depthwise stride 1
     (8, 1, 1, (1, 3), 1, 7, False),  # few outputs: tap_sum over frequency
-    (8, 10, 2, (5, 1), 1, 6, True),  # time kernel, few outputs: tap_sum over time
+    (8, 10, 2, (5, 1), 1, 6, True),  # time kernel, as many inputs as outputs: im2col
+    (16, 4, 2, (5, 1), 1, 6, True),  # time kernel, few outputs (DFN3's df_convp): causal tap sum
+    (12, 3, 3, (3, 1), 1, 5, False),  # the same without a pointwise conv
     (6, 6, 6, (1, 1), 1, 5, False),  # depthwise 1x1: per-channel scale
     (4, 6, 2, (2, 3), 2, 9, False),  # time and stride together
     (3, 5, 1, (1, 5), 3, 13, False),  # stride 3, two taps per phase
@@ -77,6 +79,20 @@ def test_grouped_conv_matches_conv2d(case, fused):
         assert _rel(a, b) < RTOL, name
 
 
+@pytest.mark.parametrize("frames", [1, 4, 5, 6])
+def test_time_kernel_at_and_below_its_length(frames):
+    """A (5, 1) conv with few outputs takes the causal tap sum from kt frames on, and the padded
+    tap_sum below; both equal conv2d, and both return the same history (the last 4 input frames)."""
+    mx.random.seed(6)
+    conv = GroupedConv(16, 4, (5, 1), 1, 2)
+    x = mx.random.normal((2, frames, 6, 16))
+    y, hist = conv(x)
+    want = _conv2d(conv, x, None)
+    assert y.shape == want.shape and _rel(y, want) < RTOL
+    padded = mx.concatenate([mx.zeros((2, 4, 6, 16)), x], axis=1)
+    assert mx.array_equal(hist, padded[:, -4:])
+
+
 def test_history_continues_the_sequence():
     """Two halves with the returned history equal the whole sequence (streaming)."""
     mx.random.seed(4)
@@ -115,6 +131,22 @@ def test_gather_vjps_match_autodiff_of_slices(kt, kf, s):
     (g1,) = mx.vjp(lambda v: tap_sum(v, kt, kf, s), [y], [cot])[1]
     (g2,) = mx.vjp(plain_tap_sum, [y], [cot])[1]
     assert _rel(g1, g2) == 0.0  # pure data movement: bit-exact
+
+
+@pytest.mark.parametrize("kt,frames", [(2, 2), (3, 7), (5, 5), (5, 9)])
+def test_causal_tap_sum_and_its_vjp_match_tap_sum_on_the_padded_input(kt, frames):
+    """causal_tap_sum(y) equals tap_sum over y padded with kt - 1 zero frames, and its VJP equals
+    autodiff of that padding + tap_sum (exactly: the same sums of the same terms; data movement)."""
+    mx.random.seed(8)
+    y = mx.random.normal((2, frames, 5, kt, 3))
+    padded = lambda v: tap_sum(mx.pad(v, [(0, 0), (kt - 1, 0), (0, 0), (0, 0), (0, 0)]), kt, 1, 1)  # noqa: E731
+    assert _rel(causal_tap_sum(y, kt), padded(y)) < RTOL
+    cot = mx.random.normal((2, frames, 5, 3))
+    (g1,) = mx.vjp(lambda v: causal_tap_sum(v, kt), [y], [cot])[1]
+    (g2,) = mx.vjp(padded, [y], [cot])[1]
+    assert g1.shape == y.shape and _rel(g1, g2) == 0.0
+    with pytest.raises(ValueError, match="kt=3"):
+        causal_tap_sum(y[:, :2], 3)
 
 
 @FUSED

@@ -15,12 +15,12 @@ from dfnet4.summary import BACKBONE_PARTS, parameter_counts, summary
 
 # A narrow DfNet4 (same structure, fewer channels) keeps the per-step reference GRUs fast.
 SMALL = dict(conv_ch=16, emb_hidden_dim=32, df_hidden_dim=32, nb_df=32, enc_linear_groups=8,
-             linear_groups=8, df_gru_linear_groups=8, fused_gru=False, fused_scan=False)
+             linear_groups=8, df_gru_linear_groups=8, gru={"fused": False}, mamba={"fused": False})
 
 
 def small(backbone: str = "gru", **kw) -> DfNet4:
     mx.random.seed(0)
-    return DfNet4(DfNet4Config(backbone=backbone, **{**SMALL, **kw}))
+    return DfNet4(DfNet4Config.from_dict({"backbone": backbone, **SMALL, **kw}))
 
 
 def noisy_spec(frames: int = 23, batch: int = 2, seed: int = 0) -> mx.array:
@@ -29,15 +29,15 @@ def noisy_spec(frames: int = 23, batch: int = 2, seed: int = 0) -> mx.array:
 
 
 def test_default_config_is_deepfilternet3():
-    cfg = DfNet4Config()
+    cfg = DfNet4Config(backbone="gru")
     assert (cfg.backbone, cfg.sr, cfg.fft_size, cfg.hop_size, cfg.nb_erb, cfg.nb_df) == ("gru", 48000, 960, 480, 32, 96)
     assert (cfg.df_order, cfg.df_lookahead, cfg.conv_lookahead, cfg.conv_ch, cfg.emb_hidden_dim) == (5, 2, 2, 64, 256)
-    total = summary(DfNet4(DfNet4Config(fused_gru=False)))["total"]
+    total = summary(DfNet4(DfNet4Config.from_dict({"backbone": "gru", "gru": {"fused": False}})))["total"]
     assert 2_120_000 < total < 2_140_000  # DeepFilterNet3's published 2.13 M
 
 
 def test_config_round_trip_and_errors():
-    cfg = DfNet4Config(backbone="gru", conv_ch=32, attention_window=16)
+    cfg = DfNet4Config.from_dict({"backbone": "gru", "conv_ch": 32, "attention": {"window": 16}})
     d = cfg.to_dict()
     assert d["backbone"] == "gru" and d["conv_kernel_inp"] == [3, 3]
     assert DfNet4Config.from_dict(d) == cfg
@@ -48,7 +48,7 @@ def test_config_round_trip_and_errors():
     with pytest.raises(ValueError, match="df_lookahead"):
         DfNet4Config(df_lookahead=5)
     with pytest.raises(ValueError, match="mamba_recompute"):
-        DfNet4Config(mamba_recompute="yes")
+        DfNet4Config.from_dict({"mamba_recompute": "yes"})  # an old flat key is named as given
     with pytest.raises(ValueError, match="unknown name"):
         DfNet4(DfNet4Config(backbone="lstm"))
 
@@ -115,9 +115,9 @@ def test_gru_streaming_matches_offline(chunks, warmup):
     assert_streaming_matches_offline(small("gru", warmup_lookahead=warmup), noisy_spec(), chunks)
 
 
-OTHER_STREAMING_CASES = [("mamba", {}), ("attention", {}), ("attention", {"attention_window": 6})]
+OTHER_STREAMING_CASES = [("mamba", {}), ("attention", {}), ("attention", {"attention": {"window": 6}})]
 if _extension.available():  # the fused scan and conv, fed one frame at a time too
-    OTHER_STREAMING_CASES.append(("mamba", {"fused_scan": True}))
+    OTHER_STREAMING_CASES.append(("mamba", {"mamba": {"fused": True}}))
 
 
 @pytest.mark.parametrize(
@@ -158,8 +158,8 @@ def test_streaming_state_is_needed():
 @pytest.mark.skipif(not _extension.available(), reason="dfnet4._ext not built (tools/dev_build.sh)")
 def test_fused_gru_model_matches_reference(device):
     spec = noisy_spec(frames=15)
-    ref, _ = small("gru", fused_gru=False)(spec)
-    fused_model = small("gru", fused_gru=True)
+    ref, _ = small("gru", gru={"fused": False})(spec)
+    fused_model = small("gru", gru={"fused": True})
     assert fused_model.enc.emb_gru.core.fused
     out, _ = fused_model(spec)
     np.testing.assert_allclose(np.array(out), np.array(ref), rtol=0, atol=1e-5 * np.abs(np.array(ref)).max())
@@ -170,8 +170,8 @@ def test_fused_mamba_model_matches_reference_outputs_and_gradients(device):
     # The whole model with the fused scan and conv (and the recomputing block backward) against the
     # same weights on the reference ops: output, loss and the gradient of every parameter.
     spec = noisy_spec(frames=15)
-    ref = small("mamba", fused_scan=False)
-    fused = small("mamba", fused_scan=True)
+    ref = small("mamba", mamba={"fused": False})
+    fused = small("mamba", mamba={"fused": True})
     assert fused.enc.emb_gru.fused and not ref.enc.emb_gru.fused
     fused.update(ref.parameters())
 
@@ -231,7 +231,7 @@ def test_summary_table():
 def test_checkpoint_restores_backbone_config_and_weights(backbone, tmp_path):
     from dfnet4.model import checkpoint
 
-    model = small(backbone, attention_window=8)
+    model = small(backbone, attention={"window": 8})
     model.eval()
     path = tmp_path / "ckpt.safetensors"
     checkpoint.save(model, path, {"step": "7"})

@@ -39,7 +39,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from _train_helpers import TINY_MODEL, cli_args, local_hostfile, read_metrics, subprocess_env, tiny_config
-from dfnet4 import atomic_io
+from dfnet4 import atomic_io, backbones
 from dfnet4.cli import enhance as enhance_cli
 from dfnet4.cli import prepare as prepare_cli
 from dfnet4.cli import train as train_cli
@@ -463,7 +463,7 @@ def test_flags_that_ended_in_tracebacks(argv, message, capsys):
 
 def _schema_fields():
     """(dotted key, flag or None) for every field of the run config, the model's included."""
-    flags = {f"{s}.{k}": "--" + f.replace("_", "-") for f, (s, k) in train_cli._FLAG_TARGETS.items()}
+    flags = {f"{s}.{k}": "--" + f.replace("_", "-") for f, (s, k) in train_cli.flag_targets().items()}
 
     def walk(obj, where):
         for f in dataclasses.fields(obj):
@@ -473,8 +473,9 @@ def _schema_fields():
             elif f.name != "model":
                 yield f"{where}{f.name}"
 
-    keys = list(walk(RunConfig(), "")) + [f"model.{f.name}" for f in dataclasses.fields(DfNet4Config)
-                                           if f.name not in ("extra",)]
+    model = DfNet4Config()
+    keys = list(walk(RunConfig(), "")) + [k for k in walk(model, "model.") if k != "model.extra"]
+    keys += [f"model.{name}" for name in backbones.names()]  # a table given a single value
     return [(k, flags.get(k)) for k in keys]
 
 
@@ -501,8 +502,9 @@ def test_any_value_of_any_field_is_accepted_or_named(tmp_path, capsys, field, va
     section, name = key.rsplit(".", 1)
     capsys.readouterr()
     if via_flag and key.startswith("model."):
-        argv = ["--model", f"{name}={_toml_value(value)}"]
-        label = f"--model {name}"
+        model_key = key.removeprefix("model.")  # a backbone's option: --model mamba.d_state=...
+        argv = ["--model", f"{model_key}={_toml_value(value)}"]
+        label = f"--model {model_key}"
     elif via_flag and flag is not None:
         argv = [flag, str(value)] if not isinstance(value, bool) else [flag if value else "--no-" + flag[2:]]
         label = flag
@@ -524,7 +526,7 @@ def test_any_value_of_any_field_is_accepted_or_named(tmp_path, capsys, field, va
         assert err.startswith(f"dfnet4-train: error: {label}: ") or NAMED.match(err), err
 
 
-NAMED = re.compile(r"dfnet4-train: error: (--[a-z-]+|--model [a-z_]+|(model|train|data|loss)\.[a-z_.]+( \(in [^)]*\))?)"
+NAMED = re.compile(r"dfnet4-train: error: (--[a-z-]+|--model [a-z_.]+|(model|train|data|loss)\.[a-z_.]+( \(in [^)]*\))?)"
                    r"(: | applies)")
 
 
@@ -544,7 +546,10 @@ def _typed(hint) -> st.SearchStrategy:
 
 MODEL_STRATEGIES = {f.name: _typed(t) for f, t in
                     ((f, typing.get_type_hints(DfNet4Config)[f.name]) for f in dataclasses.fields(DfNet4Config))
-                    if f.name not in ("extra", "sr", "backbone")}
+                    if f.name not in ("extra", "sr", "backbone", *backbones.names())}
+MODEL_STRATEGIES.update({f"{name}.{f.name}": _typed(typing.get_type_hints(options)[f.name])  # mamba.d_state
+                         for name in backbones.names() for options in [backbones.options_class(name)]
+                         for f in dataclasses.fields(options)})
 
 
 @settings(max_examples=60, deadline=None)

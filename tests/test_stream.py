@@ -17,15 +17,15 @@ HOP = 480
 # narrow models (same structure as DFN3's) keep the per-hop steps fast
 SMALL = dict(conv_ch=16, emb_hidden_dim=32, df_hidden_dim=32, nb_df=32, enc_linear_groups=8,
              linear_groups=8, df_gru_linear_groups=8)
-BACKBONES = [("gru", {"fused_gru": False}), ("mamba", {"fused_scan": False}), ("attention", {}),
-             ("attention", {"attention_window": 8})]
+BACKBONES = [("gru", {"gru": {"fused": False}}), ("mamba", {"mamba": {"fused": False}}), ("attention", {}),
+             ("attention", {"attention": {"window": 8}})]
 if _extension.available():
-    BACKBONES += [("gru", {"fused_gru": True}), ("mamba", {"fused_scan": True})]
+    BACKBONES += [("gru", {"gru": {"fused": True}}), ("mamba", {"mamba": {"fused": True}})]
 
 
 def small(backbone: str, **kw) -> DfNet4:
     mx.random.seed(1)
-    model = DfNet4(DfNet4Config(backbone=backbone, **{**SMALL, **kw}))
+    model = DfNet4(DfNet4Config.from_dict({"backbone": backbone, **SMALL, **kw}))
     model.eval()
     return model
 
@@ -76,7 +76,7 @@ def test_streaming_equals_offline_for_every_backbone(backbone, options):
 
 
 def test_startup_frames_are_the_runtime_start():
-    model = small("gru", fused_gru=False, warmup_lookahead=True)
+    model = small("gru", gru={"fused": False}, warmup_lookahead=True)
     spec = dsp.stft(mx.array(mixture(seconds=0.3, seed=4)[None]))
     offline, _ = model(spec)
     state = model.init_state(1, startup_frames=True)
@@ -95,7 +95,7 @@ def test_startup_frames_are_the_runtime_start():
 
 
 def test_any_input_rate_and_channels():
-    model = small("mamba", fused_scan=False)
+    model = small("mamba", mamba={"fused": False})
     rate = 16000
     x = np.stack([resample(mixture(seconds=0.3, seed=s), 48000, rate) for s in (5, 6)])
     # offline: resample to 48 kHz, enhance, resample back (dfnet4.data.audio.resample, soxr HQ)
@@ -111,7 +111,7 @@ def test_any_input_rate_and_channels():
 
 
 def test_latency_samples():
-    model = small("gru", fused_gru=False)
+    model = small("gru", gru={"fused": False})
     audio = mixture(seconds=0.3, seed=7)
     for compat in (True, False):
         enh = Enhancer(model, runtime_compat=compat)
@@ -193,7 +193,7 @@ def test_the_runtime_output_beyond_what_it_emits_is_its_output_for_trailing_sile
 
 
 def test_bad_input_is_refused_with_clear_errors(tmp_path):
-    model = small("gru", fused_gru=False)
+    model = small("gru", gru={"fused": False})
     with pytest.raises(ValueError, match="sample_rate"):
         Enhancer(model, 0)
     with pytest.raises(ValueError, match="channels"):

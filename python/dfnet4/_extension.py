@@ -8,6 +8,9 @@ _error: Exception | None = None
 
 def load():
     """Return the compiled `dfnet4._ext` module, or raise ImportError saying why it is unavailable."""
+    # Imported on first use, not at module import: the extension is optional (every op has a
+    # pure-MLX reference) and loading it pulls in libmlx, which `import dfnet4` and the CLIs'
+    # start-up must not do before the BLAS shim is in place (docs/blas.md).
     global _ext, _error
     if _ext is not None:
         return _ext

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from mlx.utils import tree_flatten
 
-from dfnet4.model import DfNet4
+from dfnet4.model import DfNet4, DfNet4Config
 from dfnet4.train.checkpoint import CheckpointError
 
 
@@ -32,7 +32,6 @@ def load_checkpoint_model(path: str | os.PathLike, log=print) -> tuple[DfNet4, d
     and the reference kernels, so a checkpoint trained with fused kernels enhances anywhere.
     """
     from dfnet4.train import checkpoint as ckpt
-    from dfnet4.train.runtime import model_classes
 
     ckpt_path, state = ckpt.resolve(path, log)
     # the expanded config pins every size even if DfNet4Config's defaults change later
@@ -40,8 +39,7 @@ def load_checkpoint_model(path: str | os.PathLike, log=print) -> tuple[DfNet4, d
     if not stored:
         raise CheckpointError(f"{ckpt_path}: the checkpoint stores no model config (state.json has no "
                               "'model_config'), so its architecture cannot be rebuilt")
-    Config, Model = model_classes()
-    model = Model(Config.from_dict({**stored, "fused_scan": None, "fused_gru": None}))
+    model = DfNet4(DfNet4Config.from_dict(stored).with_fused(None))
     params, _ = ckpt.load_arrays(ckpt_path)
     try:
         model.load_weights(tree_flatten(params), strict=True)
@@ -89,9 +87,10 @@ def load_model(source, log=None) -> tuple[DfNet4, str]:
 
 def _load_model_file(path: Path) -> tuple[DfNet4, str]:
     from dfnet4.model import checkpoint
+    from dfnet4.model.config import fused_overrides
 
     try:
-        model, _meta = checkpoint.load(path, fused_gru=None, fused_scan=None)
+        model, _meta = checkpoint.load(path, **fused_overrides(None))
     except ValueError as exc:
         raise ModelSourceError(str(exc)) from exc
     except Exception as exc:  # not a safetensors file at all

@@ -194,13 +194,14 @@ def check_ops(report: Report, device, cpu_results: dict | None) -> dict:
 def _small_model(fused: bool, weights: dict | None):
     import mlx.core as mx
 
+    from dfnet4.backbones.mamba import MambaOptions
     from dfnet4.bench import variants
     from dfnet4.model import DfNet4, DfNet4Config
 
     mx.random.seed(0)
     model = DfNet4(DfNet4Config(backbone="mamba", conv_ch=16, emb_hidden_dim=32, df_hidden_dim=32,
                                 nb_df=32, enc_linear_groups=8, linear_groups=8,
-                                df_gru_linear_groups=8, fused_scan=fused, fused_gru=False))
+                                df_gru_linear_groups=8, mamba=MambaOptions(fused=fused)))
     variants.apply(model, variants.Fused() if fused else variants.PURE_MLX)  # batch norm, depthwise convs
     if weights is not None:
         model.load_weights([(k, mx.array(v)) for k, v in weights.items()])

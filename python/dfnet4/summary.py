@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     names = args.backbone or backbones.names()
     # the fused flags do not change parameters; the reference paths need no compiled extension
-    sums = [summary(DfNet4(DfNet4Config(backbone=n, fused_gru=False, fused_scan=False))) for n in names]
+    sums = [summary(DfNet4(DfNet4Config(backbone=n).with_fused(False))) for n in names]
     print(format_table(sums))
 
 

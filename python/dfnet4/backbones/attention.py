@@ -14,7 +14,30 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from dfnet4.backbones.base import Squeezed, State, register
+from dataclasses import dataclass
+
+from dfnet4.backbones.base import Squeezed, State
+from dfnet4.backbones.registry import BackboneOptions, register
+from dfnet4.schema import param, require
+
+
+@dataclass
+class AttentionOptions(BackboneOptions):
+    """The attention backbone's `[model.attention]` table."""
+
+    heads: int = param(4, ge=1)
+    window: int | None = param(None, ge=1)  # None: every earlier frame; W: the last W frames
+    ffn_expand: int = param(2, ge=1)
+
+    def kwargs(self) -> dict:
+        return {"num_heads": self.heads, "window": self.window, "ffn_expand": self.ffn_expand}
+
+    def check(self, model, key: str) -> None:
+        for hidden in ("emb_hidden_dim", "df_hidden_dim"):
+            size = getattr(model, hidden)
+            # RoPE rotates pairs of features: every head needs at least two
+            require(size % self.heads == 0 and size // self.heads >= 2, f"{key}.heads", self.heads,
+                    f"a divisor of {hidden} ({size}) leaving heads of >= 2 features")
 
 
 def _allowed_keys(num_queries: int, num_cached: int, window: int | None) -> mx.array | str:
@@ -122,7 +145,7 @@ class AttentionCore(nn.Module):
         return self.norm_out(x), {"layers": new_caches, "offset": offset + x.shape[1]}
 
 
-@register("attention")
+@register("attention", AttentionOptions)
 class SqueezedAttention(Squeezed):
     """Grouped linear in -> causal transformer layers -> grouped linear out (+ skip).
 

@@ -1,4 +1,4 @@
-"""The one interface every temporal backbone implements, and the registry that names them.
+"""The one interface every temporal backbone implements (the registry that names them: registry.py).
 
 A backbone maps (batch, time, input_size) -> (batch, time, output_size) and carries a `state`
 (a pytree of mx.arrays, or None) that holds everything needed to continue the sequence, so that
@@ -12,44 +12,12 @@ Only the core differs, so each backbone module implements a core and `Squeezed` 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import mlx.core as mx
 import mlx.nn as nn
 
 State = Any  # a pytree of mx.array (dict / list / tuple) or None
-
-_REGISTRY: dict[str, type] = {}
-
-
-def register(name: str) -> Callable[[type], type]:
-    """Class decorator: make a backbone constructible by `create(name, ...)`."""
-
-    def deco(cls: type) -> type:
-        if name in _REGISTRY:
-            raise ValueError(f"backbone {name!r} is registered twice")
-        _REGISTRY[name] = cls
-        cls.backbone_name = name
-        return cls
-
-    return deco
-
-
-def names() -> list[str]:
-    """The registered backbone names, sorted."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> type:
-    if name not in _REGISTRY:
-        raise ValueError(f"backbone: unknown name {name!r}; choose one of {names()}")
-    return _REGISTRY[name]
-
-
-def create(name: str, input_size: int, hidden_size: int, output_size: int | None = None, **options) -> nn.Module:
-    """Build the backbone registered as `name`. Options are the backbone class's keyword arguments."""
-    return get(name)(input_size, hidden_size, output_size, **options)
-
 
 class GroupedLinear(nn.Module):
     """DeepFilterNet's GroupedLinearEinsum: `groups` independent linear maps over feature slices.

@@ -11,7 +11,18 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from dfnet4 import _extension
-from dfnet4.backbones.base import Squeezed, State, register
+from dataclasses import dataclass
+
+from dfnet4.backbones.base import Squeezed, State
+from dfnet4.backbones.registry import BackboneOptions, register
+
+
+@dataclass
+class GruOptions(BackboneOptions):
+    """The gru backbone's `[model.gru]` table."""
+
+    fused_flag = "fused_gru"
+    fused: bool | None = None  # the fused GRU recurrence (dfnet4.ops.gru); None: when the extension is built
 
 
 def resolve_fused(fused: bool | None, what: str) -> bool:
@@ -66,7 +77,7 @@ class GRUCore(nn.Module):
         return x, new_state
 
 
-@register("gru")
+@register("gru", GruOptions)
 class SqueezedGRU_S(Squeezed):
     """DeepFilterNet3's SqueezedGRU_S with the GRU as the core."""
 

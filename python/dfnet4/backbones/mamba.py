@@ -15,14 +15,39 @@ as fed whole.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import mlx.core as mx
 import mlx.nn as nn
 
 from dfnet4 import _extension
-from dfnet4.backbones.base import Squeezed, State, register
+from dfnet4.backbones.base import Squeezed, State
 from dfnet4.backbones.mamba_block import BlockOps, BlockSizes, block_forward, recomputing_block
+from dfnet4.backbones.registry import BackboneOptions, register
 from dfnet4.ops.causal_conv import max_width as conv_max_width
+from dfnet4.schema import param, require
+
+
+@dataclass
+class MambaOptions(BackboneOptions):
+    """The mamba backbone's `[model.mamba]` table."""
+
+    fused_flag = "fused_scan"
+    d_state: int = param(16, ge=1)
+    d_conv: int = param(4, ge=1)
+    expand: int = param(2, ge=1)
+    # fused only: the backward recomputes each block instead of keeping its activations
+    # (about 1/8 the training memory per block, one more block forward; see mamba_block.py)
+    recompute: bool = True
+    # with recompute: the forward also keeps in_proj's output (as mamba-ssm does) and the backward
+    # recomputes from there: ~3 % faster training step, ~4 more input-sized arrays per block
+    keep_in_proj: bool = False
+    fused: bool | None = None  # the fused scan and conv (dfnet4.ops); None: when the extension is built
+
+    def check(self, model, key: str) -> None:
+        if self.fused is not False and (self.fused or _extension.available()):
+            require(self.d_conv <= conv_max_width(), f"{key}.d_conv", self.d_conv,
+                    f"<= {conv_max_width()} with the fused kernels (or {key}.fused = false)")
 
 
 def _ops(fused: bool) -> BlockOps:
@@ -51,7 +76,8 @@ def _inverse_softplus(y: mx.array) -> mx.array:
 
 
 class MambaBlock(nn.Module):
-    def __init__(self, dims: int, d_state: int, d_conv: int, expand: int, fused: bool, recompute: bool = True):
+    def __init__(self, dims: int, d_state: int, d_conv: int, expand: int, fused: bool, recompute: bool = True,
+                 keep_in_proj: bool = False):
         super().__init__()
         d_inner = expand * dims
         self.d_inner, self.d_state, self.d_conv = d_inner, d_state, d_conv
@@ -80,12 +106,13 @@ class MambaBlock(nn.Module):
         # fused + recompute: the block under its hand-written, recomputing backward (mamba_block.py);
         # otherwise MLX's autodiff of the same math
         self._recompute = fused and recompute
+        self._keep_in_proj = keep_in_proj
         self.use_ops(_ops(fused))
 
     def use_ops(self, ops: BlockOps) -> None:
         """Run the block on `ops` (benchmarks swap in stand-ins), keeping its backward scheme."""
         self._ops = ops
-        self._block = recomputing_block(ops, self._sizes) if self._recompute else None
+        self._block = recomputing_block(ops, self._sizes, self._keep_in_proj) if self._recompute else None
 
     def _params(self) -> dict:
         return {
@@ -111,10 +138,12 @@ class MambaCore(nn.Module):
     """`num_layers` pre-norm residual Mamba blocks and a final RMSNorm, at width `dims`."""
 
     def __init__(
-        self, dims: int, num_layers: int, d_state: int, d_conv: int, expand: int, fused: bool, recompute: bool = True
+        self, dims: int, num_layers: int, d_state: int, d_conv: int, expand: int, fused: bool, recompute: bool = True,
+        keep_in_proj: bool = False,
     ):
         super().__init__()
-        self.layers = [MambaBlock(dims, d_state, d_conv, expand, fused, recompute) for _ in range(num_layers)]
+        self.layers = [MambaBlock(dims, d_state, d_conv, expand, fused, recompute, keep_in_proj)
+                       for _ in range(num_layers)]
         self.norm_out = nn.RMSNorm(dims)
 
     def _check_state(self, state: State, batch: int) -> None:
@@ -151,7 +180,7 @@ class MambaCore(nn.Module):
         return self.norm_out(x), new_state
 
 
-@register("mamba")
+@register("mamba", MambaOptions)
 class SqueezedMamba(Squeezed):
     """Grouped linear in -> Mamba blocks -> grouped linear out (+ skip).
 
@@ -159,7 +188,8 @@ class SqueezedMamba(Squeezed):
     else dfnet4.reference; fused=True without the extension raises RuntimeError. The fused conv
     takes d_conv <= 8. recompute (fused only; default True): the backward recomputes each block
     from its input instead of keeping its activations: about 1/8 of the memory per block for
-    one more forward of it (bench/results/backbones.md has both side by side).
+    one more forward of it (bench/results/backbones.md has both side by side). keep_in_proj (with
+    recompute): the forward also keeps in_proj's output and the backward recomputes from there.
     """
 
     def __init__(
@@ -174,6 +204,7 @@ class SqueezedMamba(Squeezed):
         expand: int = 2,
         fused: bool | None = None,
         recompute: bool = True,
+        keep_in_proj: bool = False,
         linear_groups: int = 8,
         skip: bool = False,
         activation: bool = True,
@@ -181,19 +212,20 @@ class SqueezedMamba(Squeezed):
         for name, value in (("num_layers", num_layers), ("d_state", d_state), ("d_conv", d_conv), ("expand", expand)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SqueezedMamba: {name} must be an int >= 1, got {value!r}")
-        if not isinstance(recompute, bool):
-            raise ValueError(f"SqueezedMamba: recompute must be a bool, got {recompute!r}")
+        for name, value in (("recompute", recompute), ("keep_in_proj", keep_in_proj)):
+            if not isinstance(value, bool):
+                raise ValueError(f"SqueezedMamba: {name} must be a bool, got {value!r}")
         self_fused = resolve_fused(fused, "SqueezedMamba")
         if self_fused and d_conv > conv_max_width():
             raise ValueError(
                 f"SqueezedMamba: d_conv must be <= {conv_max_width()} with the fused kernels "
                 f"(dfnet4.ops.causal_conv1d), got {d_conv}; pass fused=False for a wider conv"
             )
-        core = MambaCore(hidden_size, num_layers, d_state, d_conv, expand, self_fused, recompute)
+        core = MambaCore(hidden_size, num_layers, d_state, d_conv, expand, self_fused, recompute, keep_in_proj)
         super().__init__(
             input_size, hidden_size, output_size, core, linear_groups=linear_groups, skip=skip, activation=activation
         )
         self.fused = self_fused
         self.num_layers = num_layers
         self.d_state, self.d_conv, self.expand = d_state, d_conv, expand
-        self.recompute = recompute
+        self.recompute, self.keep_in_proj = recompute, keep_in_proj

@@ -15,6 +15,8 @@ block's forward, and runs the backward op by op, forcing each weight gradient to
 as its inputs exist (mx.checkpoint does neither, and saves little here). That is mamba-ssm's
 mamba_inner_fn idea carried one step further (it keeps the in_proj output; this keeps only the
 block input). Price: one more forward of the block; measured net effect in bench/results/.
+`keep_in_proj=True` is mamba_inner_fn's choice: the forward also keeps in_proj's output and the
+backward recomputes only from there (faster, more memory: docs/model.md "Speed").
 """
 
 from __future__ import annotations
@@ -57,36 +59,52 @@ def _conv(ops: BlockOps, x, weight, bias, window):
     return ops.causal_conv1d(x, weight, bias, window=window, activation="silu", return_window=True)
 
 
-def _mixer_inputs(ops: BlockOps, p: dict, h: mx.array, window, sizes: BlockSizes):
-    """Everything up to the scan: (hn rows, x, z, xc, dt rows, B, C, delta, A, new_window)."""
-    bt = h.shape[:2]
-    di, r, n = sizes.d_inner, sizes.dt_rank, sizes.d_state
+def _in_proj(p: dict, h: mx.array, sizes: BlockSizes):
+    """(hn rows, x, z): the normed input and in_proj's two halves."""
+    bt, di = h.shape[:2], sizes.d_inner
     hn = _rows(mx.fast.rms_norm(h, p["norm"], sizes.eps))
     # in_proj as two GEMMs on its weight's halves: autodiff of a split of one product would make
     # each half's gradient a full-width scatter (two extra (batch, time, 2*d_inner) arrays)
     w = p["in_proj"]
-    x, z = (hn @ w[:di].T).reshape(*bt, di), (hn @ w[di:].T).reshape(*bt, di)
+    return hn, (hn @ w[:di].T).reshape(*bt, di), (hn @ w[di:].T).reshape(*bt, di)
+
+
+def _scan_inputs(ops: BlockOps, p: dict, x: mx.array, window, sizes: BlockSizes):
+    """From in_proj's x to the scan: (xc, dt rows, B, C, delta, A, new_window)."""
+    bt = x.shape[:2]
+    di, r, n = sizes.d_inner, sizes.dt_rank, sizes.d_state
     xc, new_window = _conv(ops, x, p["conv_weight"], p["conv_bias"], window)
     dt, B, C = mx.split(_rows(xc) @ p["x_proj"].T, [r, r + n], axis=-1)
     delta = (dt @ p["dt_proj"].T).reshape(*bt, di)
     A = -mx.exp(p["A_log"])
-    return hn, x, z, xc, dt, B.reshape(*bt, n), C.reshape(*bt, n), delta, A, new_window
+    return xc, dt, B.reshape(*bt, n), C.reshape(*bt, n), delta, A, new_window
+
+
+def _forward(ops: BlockOps, p: dict, h: mx.array, window, ssm, sizes: BlockSizes):
+    """(out, new_window, new_ssm, x, z): the block, and in_proj's output."""
+    _, x, z = _in_proj(p, h, sizes)
+    xc, _, B, C, delta, A, new_window = _scan_inputs(ops, p, x, window, sizes)
+    y, new_ssm = _scan(ops, xc, delta, A, B, C, p["D"], z, p["dt_bias"], ssm)
+    return h + (_rows(y) @ p["out_proj"].T).reshape(h.shape), new_window, new_ssm, x, z
 
 
 def block_forward(ops: BlockOps, p: dict, h: mx.array, window, ssm, sizes: BlockSizes):
     """(out, new_window, new_ssm); window/ssm None mean a fresh sequence (zeros)."""
-    _, _, z, xc, _, B, C, delta, A, new_window = _mixer_inputs(ops, p, h, window, sizes)
-    y, new_ssm = _scan(ops, xc, delta, A, B, C, p["D"], z, p["dt_bias"], ssm)
-    return h + (_rows(y) @ p["out_proj"].T).reshape(h.shape), new_window, new_ssm
+    return _forward(ops, p, h, window, ssm, sizes)[:3]
 
 
-def _backward(ops: BlockOps, p: dict, h, window, ssm, out, d_out, d_window, d_ssm, sizes: BlockSizes):
-    """Gradients for (p, h, window, ssm), recomputing the block's forward once d_out exists."""
+def _backward(ops: BlockOps, p: dict, h, window, ssm, out, kept, d_out, d_window, d_ssm, sizes: BlockSizes):
+    """Gradients for (p, h, window, ssm), recomputing the block's forward once d_out exists; from
+    in_proj's output (x, z) when `kept` holds it, else from h."""
     bt, di = h.shape[:2], sizes.d_inner
     # after the forward's output too: a loss linear in it (a sum) gives a d_out that exists from
     # the start, and the recompute would then run alongside the forward
-    h = mx.depends(h, [d_out, out])
-    hn, x, z, xc, dt, B, C, delta, A, _ = _mixer_inputs(ops, p, h, window, sizes)
+    if kept:
+        x, z = mx.depends(list(kept), [d_out, out])
+        hn = None
+    else:
+        hn, x, z = _in_proj(p, mx.depends(h, [d_out, out]), sizes)
+    xc, dt, B, C, delta, A, _ = _scan_inputs(ops, p, x, window, sizes)
     d_out_rows = _rows(d_out)
     d_y = (d_out_rows @ p["out_proj"]).reshape(*bt, di)
     (y, _), scan_grads = mx.vjp(
@@ -103,11 +121,12 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, d_out, d_window, d_ss
     # until the whole backward chain below it had run, holding its inputs (y, xc, hn, ...) all the
     # while. Making the chain depend on the weight gradients frees those inputs here instead.
     d_xc = mx.depends(d_xc, [g["out_proj"], g["dt_proj"], g["x_proj"]])
+    # hn and x are the recompute's, held through the scan's backward: recomputing them here (a norm
+    # and half of in_proj) saved 5 MiB of the 2-block backbone's 187 MiB peak and cost ~3 % of the
+    # Mamba model's step (docs/model.md "Speed"). With x kept, only the norm is redone.
+    if hn is None:
+        hn = _rows(mx.fast.rms_norm(mx.depends(h, d_xc), p["norm"], sizes.eps))
     w = p["in_proj"]
-    # hn and x again, from h, once the scan's backward is done: holding them through it would add
-    # 3/4 of a (batch, time, d_inner) array to the block's peak; a norm and a GEMM cost less
-    hn = _rows(mx.fast.rms_norm(mx.depends(h, d_xc), p["norm"], sizes.eps))
-    x = (hn @ w[:di].T).reshape(*bt, di)
     _, (d_x, g["conv_weight"], g["conv_bias"], d_window_in) = mx.vjp(
         lambda *a: _conv(ops, *a), [x, p["conv_weight"], p["conv_bias"], window], [d_xc, d_window]
     )
@@ -121,8 +140,11 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, d_out, d_window, d_ss
     return {k: g[k] for k in p}, d_h, d_window_in, d_ssm_in
 
 
-def recomputing_block(ops: BlockOps, sizes: BlockSizes):
-    """f(params, h, window, ssm) -> (out, new_window, new_ssm), differentiable, storing nothing.
+def recomputing_block(ops: BlockOps, sizes: BlockSizes, keep_in_proj: bool = False):
+    """f(params, h, window, ssm) -> (out, new_window, new_ssm), differentiable, storing nothing
+    but the block's input; with `keep_in_proj` also in_proj's output (x, z: 4 input-sized arrays
+    at expand 2) and the backward skips recomputing it, the block's largest GEMM (mamba-ssm's
+    mamba_inner_fn keeps the same).
 
     params: a dict with the keys in PARAMS (Linear weights as nn.Linear stores them, (out, in));
     window (batch, d_conv - 1, d_inner) and ssm (batch, d_inner, d_state) are the conv and scan
@@ -131,10 +153,15 @@ def recomputing_block(ops: BlockOps, sizes: BlockSizes):
 
     @mx.custom_function
     def block(p, h, window, ssm):
-        return block_forward(ops, p, h, window, ssm, sizes)
+        out = _forward(ops, p, h, window, ssm, sizes)
+        return out if keep_in_proj else out[:3]
 
     @block.vjp
     def block_vjp(primals, cotangents, outputs):
-        return _backward(ops, *primals, outputs[0], *cotangents, sizes)
+        # x and z are outputs only to be kept for the backward: their cotangents are unused zeros
+        return _backward(ops, *primals, outputs[0], outputs[3:], *cotangents[:3], sizes)
 
-    return block
+    def run(p, h, window, ssm):
+        return block(p, h, window, ssm)[:3]
+
+    return run

@@ -9,6 +9,7 @@ from typing import Callable
 from dfnet4.bench import machine
 from dfnet4.bench.runner import Runner, Settings, make_backbone, make_model
 from dfnet4.bench.suite import MEASURE_NOTES, MEASURES, TARGET_RATIOS, Impl, Ratio
+from dfnet4.model.config import merge_model_tables
 
 
 def stat(result: dict, impl: str, measure: str, key: str) -> float | None:
@@ -72,7 +73,7 @@ def run_backbones(
                     "output_size": settings.hidden,
                     **impl.backbone_options,
                 },
-                "model_options": {**settings.model_config, **impl.model_options},
+                "model_options": merge_model_tables(settings.model_config, impl.model_options),
                 "info": info,
                 "results": results,
             }

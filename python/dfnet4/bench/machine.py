@@ -14,6 +14,8 @@ import time
 
 import mlx.core as mx
 
+from dfnet4 import _blas
+
 
 ENV_VARS = ("MLX_DISABLE_COMPILE", "DFNET4_NUM_THREADS", "DFNET4_BLAS", "OPENBLAS_NUM_THREADS",
             "OMP_NUM_THREADS", "LD_PRELOAD")
@@ -71,18 +73,11 @@ def loaded_blas_libraries() -> list[str]:
     return sorted(libs)
 
 
-def blas_report(measure: bool = True) -> dict | str | None:
-    """dfnet4._blas's own report when that module exists: it reads which library libmlx's
-    cblas_sgemm is bound to, and measures an sgemm."""
+def blas_report(measure: bool = True) -> dict | str:
+    """dfnet4._blas's own report: it reads which library libmlx's cblas_sgemm is bound to, and
+    measures an sgemm."""
     try:
-        from dfnet4 import _blas  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    report = getattr(_blas, "report", None)
-    if report is None:
-        return None
-    try:
-        value = report(measure=measure)
+        value = _blas.report(measure=measure)
     except Exception as exc:  # a broken report must not lose the benchmark
         return f"dfnet4._blas.report() failed: {exc!r}"
     return value if isinstance(value, (dict, str)) else repr(value)

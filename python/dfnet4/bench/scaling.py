@@ -16,6 +16,7 @@ import numpy as np
 from dfnet4.bench import machine
 from dfnet4.bench.runner import Runner, Settings, make_backbone, make_model
 from dfnet4.bench.suite import MEASURES, Impl
+from dfnet4.model.config import merge_model_tables
 
 DEFAULT_FRAMES = (125, 250, 500, 1000, 2000, 4000)
 
@@ -115,7 +116,7 @@ def run_scaling(
             "reference": impl.reference,
             "backbone_config": {"input_size": settings.hidden, "hidden_size": settings.hidden,
                                 "output_size": settings.hidden, **impl.backbone_options},
-            "model_options": {**settings.model_config, **impl.model_options},
+            "model_options": merge_model_tables(settings.model_config, impl.model_options),
             "points": points,
         }
         _fit(row)

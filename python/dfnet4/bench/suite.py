@@ -37,7 +37,7 @@ class Impl:
     backbone: str  # registry name for dfnet4.backbones.create
     label: str  # what the implementation is, in words
     backbone_options: dict = field(default_factory=dict)
-    model_options: dict = field(default_factory=dict)  # DfNet4Config fields
+    model_options: dict = field(default_factory=dict)  # a [model] table for DfNet4Config.from_dict
     reference: bool = False  # the slow pure-MLX path (limited in the scaling run)
 
 
@@ -47,18 +47,18 @@ ATTENTION = {"num_layers": 2, "num_heads": 4, "ffn_expand": 2, "linear_groups": 
 
 DEFAULT_IMPLS: tuple[Impl, ...] = (
     Impl("mamba/reference", "mamba", "Mamba, pure-MLX reference scan (dfnet4.reference.selective_scan)",
-         {**MAMBA, "fused": False}, {"backbone": "mamba", "fused_scan": False}, reference=True),
+         {**MAMBA, "fused": False}, {"backbone": "mamba", "mamba": {"fused": False}}, reference=True),
     Impl("mamba/fused", "mamba", "Mamba, fused selective scan (dfnet4.ops.selective_scan); the backward "
          "recomputes each block (the default, recompute=True)",
-         {**MAMBA, "fused": True}, {"backbone": "mamba", "fused_scan": True}),
+         {**MAMBA, "fused": True}, {"backbone": "mamba", "mamba": {"fused": True}}),
     Impl("mamba/fused-stored", "mamba", "Mamba, fused selective scan; MLX autodiff keeps every block's "
          "activations for the backward (recompute=False)",
          {**MAMBA, "fused": True, "recompute": False},
-         {"backbone": "mamba", "fused_scan": True, "mamba_recompute": False}),
+         {"backbone": "mamba", "mamba": {"fused": True, "recompute": False}}),
     Impl("gru/mlx.nn.GRU", "gru", "GRU, mlx.nn.GRU (MLX's own per-step loop)",
-         {**GRU, "fused": False}, {"backbone": "gru", "fused_gru": False}, reference=True),
+         {**GRU, "fused": False}, {"backbone": "gru", "gru": {"fused": False}}, reference=True),
     Impl("gru/fused", "gru", "GRU, fused recurrence (dfnet4.ops.gru)",
-         {**GRU, "fused": True}, {"backbone": "gru", "fused_gru": True}),
+         {**GRU, "fused": True}, {"backbone": "gru", "gru": {"fused": True}}),
     Impl("attention", "attention", "Causal multi-head self-attention (MLX ops)",
          dict(ATTENTION), {"backbone": "attention"}),
 )

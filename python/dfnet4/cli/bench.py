@@ -11,6 +11,8 @@ import os
 import sys
 from pathlib import Path
 
+PROG = "dfnet4-bench"
+
 
 def _positive_int_list(text: str) -> list[int]:
     try:
@@ -24,7 +26,7 @@ def _positive_int_list(text: str) -> list[int]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="dfnet4-bench",
+        prog=PROG,
         description="Benchmark the dfnet4 backbones: forward, forward+backward, full model, compiled "
         "training step, peak memory; or (--scaling) time and memory versus sequence length.",
     )
@@ -80,58 +82,66 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command-line entry (argv None: sys.argv). Called with an explicit argv (tests, scripts that
-    add flags) it runs in this process as it is; as a program it first makes sure MLX got the
-    optimised BLAS, re-executing itself if mlx.core was loaded too early (docs/blas.md)."""
-    if argv is None:
-        from dfnet4 import _blas
-
-        _blas.ensure_for_entrypoint()
-    args = parser().parse_args(argv)
+def _check_flags(args: argparse.Namespace) -> None:
+    """The flags argparse cannot check alone; ValueError naming the flag."""
     if args.vs_torch and args.scaling:
-        print("dfnet4-bench: --vs-torch and --scaling are separate runs; choose one", file=sys.stderr)
-        return 2
+        raise ValueError("--vs-torch and --scaling are separate runs; choose one")
     if args.torch_blas_threads not in (None, "same") and not (args.torch_blas_threads.isdigit()
                                                               and int(args.torch_blas_threads) >= 1):
-        print(f"dfnet4-bench: --torch-blas-threads must be 'same' or an integer >= 1, got {args.torch_blas_threads!r}",
-              file=sys.stderr)
-        return 2
-    if args.threads is not None:
-        if args.threads < 1:
-            print(f"dfnet4-bench: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-            return 2
-        os.environ["DFNET4_NUM_THREADS"] = str(args.threads)  # read by the kernels at each call
-    if args.blas_threads is not None:
-        from dfnet4 import _blas
+        raise ValueError(f"--torch-blas-threads must be 'same' or an integer >= 1, got {args.torch_blas_threads!r}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    from dfnet4.bench.suite import select_measures
 
-        try:
-            _blas.set_threads(args.blas_threads)
-        except (ValueError, RuntimeError) as exc:
-            print(f"dfnet4-bench: --blas-threads: {exc}", file=sys.stderr)
-            return 2
+    if args.scaling and args.scaling_measure not in select_measures(None):
+        raise ValueError(f"--scaling-measure must be one of {select_measures(None)}")
+
+
+def _settings(args: argparse.Namespace):
+    """(implementations, Settings) from the flags; ValueError naming the flag."""
+    from dfnet4.bench.runner import Settings
+    from dfnet4.bench.suite import DEFAULT_IMPLS, select, select_measures
+    from dfnet4.memory import parse_cache_limit
+
+    cache_gib = parse_cache_limit(args.buffer_cache_gib, "--buffer-cache-gib")
+    try:
+        model_config = json.loads(args.model_config)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--model-config: not JSON: {exc}") from None
+    if not isinstance(model_config, dict):
+        raise ValueError(f"--model-config must be a JSON object, got {args.model_config!r}")
+    impls = select(DEFAULT_IMPLS, args.only)
+    settings = Settings(batch=args.batch, frames=args.frames, hidden=args.hidden, repeats=args.repeats,
+                        warmup=args.warmup, measures=select_measures(args.measures), lr=args.lr, seed=args.seed,
+                        model_config=model_config, buffer_cache_gib=cache_gib)
+    return impls, settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry (argv None: sys.argv); errors in the flags exit 2 with `dfnet4-bench: error: ...`."""
+    from dfnet4.cli._common import entrypoint_setup, fail
+
+    entrypoint_setup()
+    args = parser().parse_args(argv)
+    try:
+        _check_flags(args)
+        if args.threads is not None:
+            os.environ["DFNET4_NUM_THREADS"] = str(args.threads)  # read by the kernels at each call
+        if args.blas_threads is not None:
+            from dfnet4 import _blas
+
+            try:
+                _blas.set_threads(args.blas_threads)
+            except (ValueError, RuntimeError) as exc:
+                raise ValueError(f"--blas-threads: {exc}") from None
+        impls, settings = _settings(args)
+    except ValueError as exc:
+        return fail(PROG, str(exc))
 
     from dfnet4.bench import plot, report
     from dfnet4.bench.backbones import run_backbones
-    from dfnet4.bench.runner import Settings
     from dfnet4.bench.scaling import run_scaling
-    from dfnet4.bench.suite import DEFAULT_IMPLS, select, select_measures
 
-    try:
-        from dfnet4.memory import parse_cache_limit
-
-        cache_gib = parse_cache_limit(args.buffer_cache_gib, "--buffer-cache-gib")
-        model_config = json.loads(args.model_config)
-        if not isinstance(model_config, dict):
-            raise ValueError(f"--model-config must be a JSON object, got {args.model_config!r}")
-        impls = select(DEFAULT_IMPLS, args.only)
-        measures = select_measures(args.measures)
-        settings = Settings(batch=args.batch, frames=args.frames, hidden=args.hidden, repeats=args.repeats,
-                            warmup=args.warmup, measures=measures, lr=args.lr, seed=args.seed,
-                            model_config=model_config, buffer_cache_gib=cache_gib)
-    except (ValueError, json.JSONDecodeError) as exc:
-        print(f"dfnet4-bench: {exc}", file=sys.stderr)
-        return 2
     log = (lambda _msg: None) if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -145,9 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
         script = Path(args.torch_script) if args.torch_script else vs_torch.default_torch_script()
         if script is None or not script.is_file():
-            print("dfnet4-bench: --vs-torch needs bench/dfn3_torch.py from dfnet4's source tree; run from there or "
-                  "pass --torch-script PATH", file=sys.stderr)
-            return 2
+            return fail(PROG, "--vs-torch needs bench/dfn3_torch.py from dfnet4's source tree; run from there or "
+                        "pass --torch-script PATH")
         result = vs_torch.run_vs_torch(settings, args.torch_threads, script, blas_threads=args.torch_blas_threads,
                                        log=log, on_update=save_partial)
         text = vs_torch.markdown(result)
@@ -157,9 +166,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nwritten: {out / (stem + '.md')}, {out / (stem + '.json')}")
         return 0
     if args.scaling:
-        if args.scaling_measure not in select_measures(None):
-            print(f"dfnet4-bench: --scaling-measure must be one of {select_measures(None)}", file=sys.stderr)
-            return 2
         if args.reference_max_frames == 0:
             impls = [i for i in impls if not i.reference]
         limit = None if args.memory_limit_gib is None else args.memory_limit_gib * 1024

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 PROG = "dfnet4-train"
-BACKBONES = ("mamba", "gru", "attention")
 FINETUNE_LABEL = "train.lr (the --init default)"  # where train.lr came from when --init chose it
 
-# flag -> (config section, key)
+# flag -> (config section, key); with the backbones' fused switches: flag_targets()
 _FLAG_TARGETS = {
     "cache_dir": ("data", "cache_dir"),
     "builtin_dir": ("data", "builtin_dir"),
@@ -34,8 +33,6 @@ _FLAG_TARGETS = {
     "buffer_cache_gib": ("train", "buffer_cache_gib"),
     "dist_timeout": ("train", "dist_timeout"),
     "backbone": ("model", "backbone"),
-    "fused_scan": ("model", "fused_scan"),
-    "fused_gru": ("model", "fused_gru"),
     "init": ("init", "source"),
     "stage1_steps": ("init", "stage1_steps"),
     "stage1_lr": ("init", "stage1_lr"),
@@ -45,19 +42,35 @@ _FLAG_TARGETS = {
 }
 
 
+def flag_targets() -> dict[str, tuple[str, str]]:
+    """flag -> (config section, key), the fused switch of every backbone that has one included."""
+    from dfnet4 import backbones
+
+    return {**_FLAG_TARGETS, **{flag: (f"model.{owner}", "fused") for flag, owner in backbones.fused_flags().items()}}
+
+
+def add_backbone_flags(group, default_help: str = "") -> None:
+    """--backbone (the registered names) and each backbone's fused-kernel switch (--fused-scan, ...)."""
+    from dfnet4 import backbones
+
+    group.add_argument("--backbone", choices=backbones.names(), help=f"temporal backbone (default {backbones.DEFAULT})"
+                       + default_help)
+    for flag, owner in backbones.fused_flags().items():
+        group.add_argument("--" + flag.replace("_", "-"), action=argparse.BooleanOptionalAction,
+                           help=f"{owner}: its fused kernels (default: fused when the extension is built; "
+                           f"config key model.{owner}.fused)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG, description="Train DfNet4 (DeepFilterNet with a selectable temporal backbone) with MLX. "
         "Without --cache-dir it trains on a built-in synthetic data set generated on first use.",
         argument_default=argparse.SUPPRESS)
     m = p.add_argument_group("model")
-    m.add_argument("--backbone", choices=BACKBONES, help="temporal backbone (default mamba)")
-    m.add_argument("--fused-scan", action=argparse.BooleanOptionalAction,
-                   help="mamba: fused selective-scan kernel (default: fused when the extension is built)")
-    m.add_argument("--fused-gru", action=argparse.BooleanOptionalAction,
-                   help="gru: fused GRU kernel (default: fused when the extension is built)")
+    add_backbone_flags(m)
     m.add_argument("--model", action="append", metavar="KEY=VALUE", dest="model_overrides",
-                   help="set a DfNet4Config field, e.g. --model conv_ch=16 (repeatable; value parsed as TOML)")
+                   help="set a DfNet4Config field, e.g. --model conv_ch=16 or --model mamba.d_state=32 "
+                   "(repeatable; value parsed as TOML)")
     d = p.add_argument_group("data")
     d.add_argument("--cache-dir", help="cache written by dfnet4-prepare (default: the built-in synthetic set)")
     d.add_argument("--builtin-dir", help="where the built-in set is generated (default $DFNET4_CACHE_DIR or ~/.cache/dfnet4)")
@@ -134,11 +147,15 @@ def _parse_value(text: str):
 
 def flag_keys(args: argparse.Namespace) -> dict[str, str]:
     """{dotted config key: the flag that set it} for the flags given on this command line."""
+    from dfnet4.model.config import nest_model_keys
+
     keys = {f"{section}.{key}": "--" + flag.replace("_", "-")
-            for flag, (section, key) in _FLAG_TARGETS.items() if flag in args}
+            for flag, (section, key) in flag_targets().items() if flag in args}
     for item in getattr(args, "model_overrides", []) or []:
         key = item.split("=", 1)[0].strip()
         keys[f"model.{key}"] = f"--model {key}"
+        for dotted, given in nest_model_keys({key: None})[1].items():  # mamba_d_state: model.mamba.d_state
+            keys[f"model.{dotted}"] = f"--model {given}"
     return keys
 
 
@@ -170,25 +187,27 @@ def resolve_config(args: argparse.Namespace):
         _apply_labelled(cfg, file_values, f"in {args.config}", labels)
     if "steps" not in args and "epochs" in args:
         cfg.train.steps = 0  # --epochs alone means train by epochs even if the config had steps
-    for flag, (section, key) in _FLAG_TARGETS.items():
+    for flag, (section, key) in flag_targets().items():
         if flag in args:
-            target = cfg
-            for part in section.split("."):
-                target = target[part] if isinstance(target, dict) else getattr(target, part)
-            if isinstance(target, dict):
-                target[key] = getattr(args, flag)
-            else:
-                apply_dict(target, {key: getattr(args, flag)}, section + ".")
+            value = {key: getattr(args, flag)}
+            for part in reversed(section.split(".")):
+                value = {part: value}
+            apply_dict(cfg, value)
     for item in getattr(args, "model_overrides", []) or []:
         if "=" not in item:
             raise ValueError(f"--model: got {item!r}, need KEY=VALUE")
         key, value = item.split("=", 1)
-        cfg.model[key.strip()] = _parse_value(value.strip())
-    # a fused flag of the other backbone left over from a config file is dropped when --backbone changes it
+        apply_dict(cfg, {"model": {key.strip(): _parse_value(value.strip())}})
+    # a fused switch of another backbone left over from a config file is dropped when --backbone changes it
     if "backbone" in args:
-        for flag, owner in (("fused_scan", "mamba"), ("fused_gru", "gru")):
-            if flag not in args and cfg.model.get("backbone") != owner:
-                cfg.model.pop(flag, None)
+        from dfnet4 import backbones
+
+        for flag, owner in backbones.fused_flags().items():
+            table = cfg.model.get(owner)
+            if flag not in args and cfg.model.get("backbone") != owner and isinstance(table, dict):
+                table.pop("fused", None)
+                if not table:
+                    del cfg.model[owner]
     labels.update(flag_keys(args))
     if cfg.init.source and "train.lr" not in labels:  # fine-tuning: explicit --lr (flag, file, checkpoint) wins
         cfg.train.lr = _finetune_lr()
@@ -198,6 +217,7 @@ def resolve_config(args: argparse.Namespace):
 
 def _apply_labelled(cfg, values: dict, source: str, labels: dict[str, str]) -> None:
     """apply_dict, remembering (and, for a bad key, naming) where the values came from."""
+    from dfnet4.model.config import nest_model_keys
     from dfnet4.schema import ConfigError
     from dfnet4.train.config import apply_dict, flatten
 
@@ -210,21 +230,25 @@ def _apply_labelled(cfg, values: dict, source: str, labels: dict[str, str]) -> N
         parts = key.split(".")
         for end in range(2, len(parts) + 1):
             labels[".".join(parts[:end])] = f"{'.'.join(parts[:end])} ({source})"
+    if isinstance(values.get("model"), dict):  # an old flat key (mamba_d_state) is checked as model.mamba.d_state
+        for dotted, given in nest_model_keys(values["model"])[1].items():
+            labels[f"model.{dotted}"] = f"model.{given} ({source})"
 
 
 def report_resume_changes(cfg, labels: dict[str, str], stored, log) -> None:
-    """With --resume: the model comes from the checkpoint (only the fused flags may change); every
+    """With --resume: the model comes from the checkpoint (only the fused switches may change); every
     other difference between the checkpoint's run config and this run's is printed with its source."""
-    from dfnet4.train.config import config_changes
-    from dfnet4.train.runtime import FUSED_FLAG_BACKBONE
+    from dfnet4.model.config import fused_choices, merge_model_tables
+    from dfnet4.train.config import config_changes, flatten
 
     path, state = stored
-    saved_model = state["model_config"]
-    for key, value in sorted(cfg.model.items()):
-        if key not in FUSED_FLAG_BACKBONE and saved_model.get(key) != value:
+    saved_model = merge_model_tables(state["model_config"])  # an old checkpoint's flat keys in their tables
+    saved, now = flatten(saved_model), flatten(cfg.model)
+    for key, value in sorted(now.items()):
+        if not key.endswith(".fused") and saved.get(key) != value:
             log(f"--resume: {labels.get('model.' + key, 'model.' + key)} = {value!r} ignored: the model is "
-                f"rebuilt from the checkpoint (model.{key} = {saved_model.get(key)!r})")
-    cfg.model = {**saved_model, **{k: v for k, v in cfg.model.items() if k in FUSED_FLAG_BACKBONE}}
+                f"rebuilt from the checkpoint (model.{key} = {saved.get(key)!r})")
+    cfg.model = merge_model_tables(saved_model, fused_choices(cfg.model))
     for key, old, new in config_changes(state.get("run_config", {}), cfg.to_dict()):
         if key == "train.out" and Path(str(old)).resolve() == Path(new).resolve():
             continue  # the same directory, spelled differently

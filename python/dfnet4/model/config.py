@@ -1,10 +1,13 @@
-"""DfNet4Config: the model's hyper-parameters; the defaults are DeepFilterNet3's official values."""
+"""DfNet4Config: the model's hyper-parameters. The sizes default to DeepFilterNet3's official values;
+the backbone defaults to dfnet4.backbones.DEFAULT (mamba), so DeepFilterNet3 itself is
+DfNet4Config(backbone="gru"). Each backbone's options are a nested table of their own."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field, fields
 
+from dfnet4 import backbones
 from dfnet4.schema import ConfigError, param, require
 from dfnet4.schema import validate as validate_fields
 
@@ -17,12 +20,27 @@ def _time_one(kernel: tuple[int, int]) -> str | None:
     return None if kernel[0] == 1 and kernel[1] % 2 else "need (1, odd frequency size)"
 
 
+def _backbone_tables(cls: type) -> type:
+    """One field per registered backbone, holding its options dataclass: `cfg.mamba.d_state`, TOML
+    `[model.mamba]`. Added from the registry so that a new backbone needs no line here."""
+    for name in backbones.names():
+        if name in cls.__dict__ or name in cls.__annotations__:
+            raise TypeError(f"backbone {name!r}: the name is taken by a DfNet4Config field")
+        options = backbones.options_class(name)
+        cls.__annotations__[name] = options
+        setattr(cls, name, field(default_factory=options))
+    return cls
+
+
 @dataclass
+@_backbone_tables
 class DfNet4Config:
-    # temporal model of every recurrent part, and whether its fused kernel is used
-    backbone: str = "gru"
-    fused_gru: bool | None = None
-    fused_scan: bool | None = None
+    """Sizes and switches of DfNet4. Besides the fields below, one table per registered backbone
+    (`gru`, `mamba`, `attention`: dfnet4.backbones' options dataclasses); only the table of
+    `backbone` is used."""
+
+    # temporal model of every recurrent part (dfnet4.backbones); its options are the table of that name
+    backbone: str = backbones.DEFAULT
     # signal processing ([df] section of DeepFilterNet3's config.ini)
     sr: int = param(48000, ge=1)
     fft_size: int = param(960, ge=2)
@@ -55,16 +73,6 @@ class DfNet4Config:
     # (its outputs for frames before 0 are dropped), as libDF's realtime runtime (DfTract) does.
     # Only the first ~20 output frames differ (the recurrent states start differently).
     warmup_lookahead: bool = False
-    # extra options of the non-GRU backbones (ignored by gru)
-    mamba_d_state: int = param(16, ge=1)
-    mamba_d_conv: int = param(4, ge=1)
-    mamba_expand: int = param(2, ge=1)
-    # fused mamba only: the backward recomputes each block instead of keeping its activations
-    # (about 1/8 the training memory per block, one more block forward; see backbones/mamba_block.py)
-    mamba_recompute: bool = True
-    attention_heads: int = param(4, ge=1)
-    attention_window: int | None = param(None, ge=1)
-    attention_ffn_expand: int = param(2, ge=1)
     extra: dict = field(default_factory=dict)  # free-form, saved with checkpoints
 
     def __post_init__(self):
@@ -109,18 +117,9 @@ class DfNet4Config:
             bad = {what: n for what, n in sizes.items() if n % getattr(self, groups)}
             require(not bad, groups, getattr(self, groups),
                     "a divisor of " + ", ".join(f"{what} ({n})" for what, n in sizes.items()))
-        if self.backbone == "attention":
-            for hidden in ("emb_hidden_dim", "df_hidden_dim"):
-                size = getattr(self, hidden)
-                # RoPE rotates pairs of features: every head needs at least two
-                require(size % self.attention_heads == 0 and size // self.attention_heads >= 2, "attention_heads",
-                        self.attention_heads, f"a divisor of {hidden} ({size}) leaving heads of >= 2 features")
-        if self.backbone == "mamba" and self.fused_scan is not False:
-            if self.fused_scan or _extension_available():
-                from dfnet4.ops.causal_conv import max_width
-
-                require(self.mamba_d_conv <= max_width(), "mamba_d_conv", self.mamba_d_conv,
-                        f"<= {max_width()} with the fused kernels (or fused_scan = false)")
+        if self.backbone not in backbones.names():
+            raise ConfigError("backbone", f"unknown name {self.backbone!r}; choose one of {backbones.names()}")
+        getattr(self, self.backbone).check(self, self.backbone)
 
     def _grouped_sizes(self) -> dict[str, dict[str, int]]:
         emb = ("conv_ch * nb_erb / 4", self.emb_dim)
@@ -133,15 +132,12 @@ class DfNet4Config:
 
     def backbone_options(self) -> dict:
         """Keyword options for `dfnet4.backbones.create` beyond sizes, layers and groups."""
-        if self.backbone == "gru":
-            return {"fused": self.fused_gru}
-        if self.backbone == "mamba":
-            return {"d_state": self.mamba_d_state, "d_conv": self.mamba_d_conv, "expand": self.mamba_expand,
-                    "fused": self.fused_scan, "recompute": self.mamba_recompute}
-        if self.backbone == "attention":
-            return {"num_heads": self.attention_heads, "window": self.attention_window,
-                    "ffn_expand": self.attention_ffn_expand}
-        return {}
+        return getattr(self, self.backbone).kwargs()
+
+    def with_fused(self, fused: bool | None) -> "DfNet4Config":
+        """A copy with every backbone's fused-kernel switch set to `fused` (a run-time choice: the
+        weights are the same either way; None = the kernels when the extension is built)."""
+        return DfNet4Config.from_dict(merge_model_tables(self.to_dict(), fused_overrides(fused)))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -152,15 +148,108 @@ class DfNet4Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DfNet4Config":
+        """From a [model] table: backbone options as tables (`{"mamba": {"d_state": 16}}`), dotted keys
+        (`"mamba.d_state"`) or the flat keys of the old layout (`"mamba_d_state"`, `"fused_scan"`);
+        an error names the key as it was given."""
+        table, spelled = nest_model_keys(d)
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigError(unknown[0], f"unknown fields {unknown} (known: {', '.join(sorted(known))})",
                               context="DfNet4Config.from_dict")
-        return cls(**d)
+        try:
+            kwargs = {k: (_options(k, v) if k in backbones.names() else v) for k, v in table.items()}
+            return cls(**kwargs)
+        except ConfigError as exc:
+            if spelled.get(exc.key, exc.key) == exc.key:
+                raise
+            raise ConfigError(spelled[exc.key], exc.problem, context=exc.context) from None
 
 
-def _extension_available() -> bool:
-    from dfnet4 import _extension
+def _options(name: str, value):
+    """A backbone's options dataclass from its table (unchecked: DfNet4Config.validate checks it)."""
+    options = backbones.options_class(name)
+    if isinstance(value, options):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(name, f"got {value!r}, need a table", context="DfNet4Config")
+    known = [f.name for f in fields(options)]
+    for key in value:
+        if key not in known:
+            raise ConfigError(f"{name}.{key}", f"unknown key (known here: {', '.join(known)})",
+                              context="DfNet4Config")
+    return options(**value)
 
-    return _extension.available()
+
+def _legacy_keys() -> dict[str, tuple[str, str]]:
+    """{old flat [model] key: (backbone, option)}, e.g. mamba_d_state -> (mamba, d_state)."""
+    return {old: (name, option) for name in backbones.names()
+            for old, option in backbones.options_class(name).legacy_keys(name).items()}
+
+
+def nest_model_keys(d: dict) -> tuple[dict, dict[str, str]]:
+    """The [model] table `d` with every backbone option in its backbone's table.
+
+    Options may be given in their table, as a dotted key ("mamba.d_state", as `--model` takes them)
+    or by their flat key of the old layout ("mamba_d_state", "fused_scan": old config files and
+    checkpoints). Returns (the nested table, {dotted key: the key as given}). One option given twice
+    with different values is a ConfigError naming both spellings.
+    """
+    legacy = _legacy_keys()
+    out: dict = {}
+    spelled: dict[str, str] = {}
+
+    def put(name: str, option: str, value, given: str) -> None:
+        table = out.setdefault(name, {})
+        if not isinstance(table, dict):  # `mamba = 3` beside a mamba option: the table is named as wrong
+            raise ConfigError(name, f"got {table!r}, need a table")
+        dotted = f"{name}.{option}"
+        if option in table and table[option] != value:
+            raise ConfigError(given, f"got {value!r}, but {spelled[dotted]} = {table[option]!r} sets the same "
+                              "option: give one of them")
+        table[option] = value
+        spelled[dotted] = given
+
+    for key, value in d.items():
+        head, dot, option = key.partition(".")
+        if key in legacy:
+            put(*legacy[key], value, key)
+        elif dot and head in backbones.names():
+            put(head, option, value, key)
+        elif key in backbones.names() and isinstance(value, dict):
+            for option, v in value.items():
+                put(key, option, v, f"{key}.{option}")
+        elif key in backbones.names() and dataclasses.is_dataclass(value):
+            for option, v in dataclasses.asdict(value).items():
+                put(key, option, v, f"{key}.{option}")
+        elif key in backbones.names() and key in out:
+            raise ConfigError(key, f"got {value!r}, need a table")
+        else:
+            out[key] = value
+    return out, spelled
+
+
+def merge_model_tables(*tables: dict) -> dict:
+    """[model] tables in precedence order (later wins), each in any layout, as one nested table."""
+    out: dict = {}
+    for table in tables:
+        nested, _ = nest_model_keys(table)
+        for key, value in nested.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = {**out[key], **value}
+            else:
+                out[key] = dict(value) if isinstance(value, dict) else value
+    return out
+
+
+def fused_overrides(fused: bool | None) -> dict:
+    """{backbone: {"fused": fused}} for every backbone with a fused-kernel switch: [model] overrides
+    that set them all (e.g. to None when loading a checkpoint trained elsewhere)."""
+    return {name: {"fused": fused} for name in backbones.fused_flags().values()}
+
+
+def fused_choices(table: dict) -> dict:
+    """The fused-kernel switches set in a [model] table, as a nested table ({"mamba": {"fused": True}})."""
+    nested, _ = nest_model_keys(table)
+    return {name: {"fused": nested[name]["fused"]} for name in backbones.names()
+            if isinstance(nested.get(name), dict) and "fused" in nested[name]}

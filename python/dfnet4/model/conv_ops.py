@@ -95,6 +95,42 @@ def _tap_sum_fn(kt: int, kf: int, s: int):
     return tap_sum
 
 
+@lru_cache(maxsize=None)
+def _causal_tap_sum_fn(kt: int):
+    h = kt - 1  # tap i reads frame t - (h - i); frames before the first are zeros
+
+    @mx.custom_function
+    def causal_tap_sum(y):
+        t = y.shape[1]
+        main = y[:, h:, :, h]  # frames h.. see every tap
+        for i in range(h):
+            main = main + y[:, i : t - h + i, :, i]
+        head = []  # frames 0..h-1 see taps i >= h - frame
+        for f in range(h):
+            acc = y[:, :1, :, h - f]
+            for i in range(h - f + 1, kt):
+                acc = acc + y[:, f - h + i : f - h + i + 1, :, i]
+            head.append(acc)
+        return mx.concatenate(head + [main], axis=1)
+
+    @causal_tap_sum.vjp
+    def causal_tap_sum_vjp(y, cotangent, output):
+        # d y[:, u, :, i] = cotangent[:, u + h - i] (zero past the end): shifted views of one padded copy
+        t = y.shape[1]
+        padded = mx.pad(cotangent, [(0, 0), (0, h), (0, 0), (0, 0)])
+        return mx.stack([padded[:, h - i : h - i + t] for i in range(kt)], axis=3)
+
+    return causal_tap_sum
+
+
+def causal_tap_sum(y: mx.array, kt: int) -> mx.array:
+    """y (B, T, F, kt, C) of the unpadded input, T >= kt -> (B, T, F, C): tap i read at frame t - (kt - 1 - i),
+    zero before the first frame. tap_sum over time without padding the input first (a full copy of it)."""
+    if y.shape[1] < kt:
+        raise ValueError(f"causal_tap_sum: needs at least kt={kt} frames, got {y.shape[1]}")
+    return _causal_tap_sum_fn(kt)(y)
+
+
 def im2col(x: mx.array, kt: int, kf: int, s: int) -> mx.array:
     """x (B, tp, fp, C) already padded -> patches (B, tp - kt + 1, (fp - kf) // s + 1, kt*kf*C), (i, j, c) order."""
     return _im2col_fn(kt, kf, s)(x)

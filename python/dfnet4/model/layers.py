@@ -15,7 +15,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from dfnet4.model.batchnorm import BatchNorm
-from dfnet4.model.conv_ops import im2col, tap_sum
+from dfnet4.model.conv_ops import causal_tap_sum, im2col, tap_sum
 from dfnet4.ops import _auto
 from dfnet4.ops.depthwise_conv import depthwise_conv
 
@@ -65,6 +65,9 @@ class GroupedConv(nn.Module):
         """`pointwise` (out_ch, n): a 1x1 conv applied to the result, folded into the GEMM."""
         kt, kf = self.kernel
         b, t, f, _ = x.shape
+        n_out = self.out_ch if pointwise is None else pointwise.shape[1]
+        if history is None and kf == 1 and kt > 1 and t >= kt and self.fstride == 1 and self.in_ch > n_out:
+            return self._time_taps(x, pointwise), x[:, -(kt - 1):]
         if kt > 1:
             past = mx.zeros((b, kt - 1, f, self.in_ch), x.dtype) if history is None else history
             x = mx.concatenate([past, x], axis=1)
@@ -91,6 +94,17 @@ class GroupedConv(nn.Module):
         y = x @ w.transpose(1, 0, 2).reshape(self.in_ch, taps * n_out)
         y = y.reshape(*y.shape[:3], taps, n_out)
         return tap_sum(y, kt, kf, s), history
+
+
+    def _time_taps(self, x: mx.array, pointwise: mx.array | None) -> mx.array:
+        """A (kt, 1) conv from a fresh start with fewer outputs than inputs (DFN3's df_convp): one GEMM
+        on the unpadded input, then the causal tap sum (conv_ops), so the input is never copied."""
+        w = self.tap_matrices()
+        if pointwise is not None:
+            w = w @ pointwise
+        taps, n_out = w.shape[0], w.shape[-1]
+        y = x @ w.transpose(1, 0, 2).reshape(self.in_ch, taps * n_out)
+        return causal_tap_sum(y.reshape(*y.shape[:3], taps, n_out), taps)
 
 
 class DepthwiseTransposedConv(nn.Module):

@@ -23,8 +23,10 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from dfnet4 import backbones
 from dfnet4.data.audio import SAMPLE_RATE
 from dfnet4.data.mixer import MixConfig
+from dfnet4.model.config import merge_model_tables
 from dfnet4.schema import ConfigError, param, require
 from dfnet4.schema import validate as validate_fields
 from dfnet4.train.init import InitConfig
@@ -83,7 +85,10 @@ class TrainConfig:
 
 @dataclass
 class RunConfig:
-    model: dict[str, Any] = field(default_factory=lambda: {"backbone": "mamba"})
+    # the [model] table as given (DfNet4Config.from_dict reads it); its backbone tables are merged key by
+    # key and old flat keys are moved into them as each layer (checkpoint, file, flags) is applied
+    model: dict[str, Any] = field(default_factory=lambda: {"backbone": backbones.DEFAULT},
+                                  metadata={"merge": merge_model_tables})
     data: DataConfig = field(default_factory=DataConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -115,7 +120,6 @@ class RunConfig:
         self.validate_model()
 
     def validate_model(self) -> None:
-        from dfnet4 import backbones
         from dfnet4.model.config import DfNet4Config
 
         backbone = self.model.get("backbone")
@@ -144,11 +148,17 @@ def apply_dict(obj, d: dict, where: str = "") -> None:
         if isinstance(obj, dict):  # free-form table ([model] goes to DfNet4Config, which checks it)
             obj[key] = value
             continue
-        if not any(f.name == key for f in dataclasses.fields(obj)):
+        f = next((f for f in dataclasses.fields(obj) if f.name == key), None)
+        if f is None:
             known = ", ".join(f.name for f in dataclasses.fields(obj))
             raise ConfigError(name, f"unknown key (known here: {known})")
         current = getattr(obj, key)
-        if dataclasses.is_dataclass(current) or isinstance(current, dict):
+        if "merge" in f.metadata and isinstance(value, dict):  # a table with its own merge ([model])
+            try:
+                setattr(obj, key, f.metadata["merge"](current, value))
+            except ConfigError as exc:
+                raise exc.under(name + ".") from None
+        elif dataclasses.is_dataclass(current) or isinstance(current, dict):
             if not isinstance(value, dict):
                 raise ConfigError(name, f"got {value!r}, need a table")
             apply_dict(current, value, name + ".")

@@ -18,14 +18,16 @@ import mlx.core as mx
 import mlx.nn as nn
 from mlx.utils import tree_flatten, tree_unflatten
 
+from dfnet4 import backbones
 from dfnet4.schema import param
 
 # The temporal parts of DfNet4 (the places where DeepFilterNet3 has its GRUs), by parameter path,
 # and the names [init] part_weights uses for them.
 PART_NAMES = {"encoder": "enc.emb_gru", "erb_decoder": "erb_dec.emb_gru", "df_decoder": "df_dec.df_gru"}
 PARTS = tuple(PART_NAMES.values())
-# DfNet4Config fields that do not shape the shared parts: the backbone's own options and run-time switches
-BACKBONE_FIELDS = {"backbone", "fused_gru", "fused_scan", "warmup_lookahead", "extra"}
+# DfNet4Config fields that do not shape the shared parts: the backbone and run-time switches (and each
+# backbone's options table, named as the backbone: shared_fields leaves out every registered name)
+BACKBONE_FIELDS = {"backbone", "warmup_lookahead", "extra"}
 # The learning rate of --init runs' own training when --lr (train.lr) is not given: fine-tuning a
 # trained model. At the run default 5e-4, 200 steps of DFN3 on the real-speech set cost PESQ-WB;
 # at 5e-5 they gain it (docs/evaluation.md, measured with bench/realspeech.py).
@@ -135,7 +137,7 @@ def load_source(spec: str):
 def shared_fields(source_cfg) -> dict:
     """The source's model config fields that shape the shared parts (what a transplant needs equal)."""
     return {f.name: getattr(source_cfg, f.name) for f in fields(source_cfg)
-            if f.name not in BACKBONE_FIELDS and not f.name.startswith(("mamba_", "attention_"))}
+            if f.name not in BACKBONE_FIELDS and f.name not in backbones.names()}
 
 
 def config_mismatches(source_cfg, target_cfg) -> list[str]:

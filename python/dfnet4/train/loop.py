@@ -25,6 +25,7 @@ from dfnet4.data.cache import AudioCache
 from dfnet4.data.loader import BatchLoader, validation_set
 from dfnet4.data.mixer import Mixer
 from dfnet4.memory import configure_buffer_cache, parse_cache_limit
+from dfnet4.model.config import fused_choices, merge_model_tables
 from dfnet4.train import checkpoint as ckpt
 from dfnet4.train import distributed
 from dfnet4.train import stages as st
@@ -34,7 +35,7 @@ from dfnet4.train.init import freeze_batchnorm, load_source, shared_fields, tran
 from dfnet4.train.losses import total_loss
 from dfnet4.train.metrics import MetricsLog, score_clips, si_sdr
 from dfnet4.train.runlock import RunLock
-from dfnet4.train.runtime import FUSED_FLAG_BACKBONE, build_model, runtime_header
+from dfnet4.train.runtime import build_model, runtime_header
 
 
 class TrainingInterrupted(Exception):
@@ -116,8 +117,9 @@ class Trainer:
                 self.log(f"dfnet4: --resume: no valid checkpoint in {self.ckpt_dir}, starting from scratch")
             else:
                 resume_from = found
-                # sizes from the checkpoint; the fused flags (same weights either way) may change
-                model = {**found[1]["model_config"], **{k: v for k, v in cfg.model.items() if k in FUSED_FLAG_BACKBONE}}
+                # sizes from the checkpoint (an old one's flat keys moved into their tables); the fused
+                # switches (same weights either way) may change
+                model = merge_model_tables(found[1]["model_config"], fused_choices(cfg.model))
                 if model != cfg.model:
                     self.log("dfnet4: --resume: using the model config stored in the checkpoint")
                 cfg.model = model

@@ -1,28 +1,35 @@
-"""Building the model from a run config, checking the backbone/fused flags, and describing the runtime."""
+"""Building the model from a run config, checking the backbone's fused switch, and describing the runtime."""
 
 from __future__ import annotations
 
-import importlib
 import platform
 
 import mlx.core as mx
 
-from dfnet4 import _extension
+from dfnet4 import _blas, _extension, backbones
+from dfnet4.model import DfNet4, DfNet4Config
+from dfnet4.model.config import nest_model_keys
 
-FUSED_FLAG_BACKBONE = {"fused_scan": "mamba", "fused_gru": "gru"}
+
+def fused_switches(model_cfg: dict) -> dict[str, bool | None]:
+    """{fused flag key (fused_scan): the value set in the [model] table, or None} per backbone with one."""
+    table, _ = nest_model_keys(model_cfg)
+    return {flag: (table[owner].get("fused") if isinstance(table.get(owner), dict) else None)
+            for flag, owner in backbones.fused_flags().items()}
 
 
 def check_fused_flags(model_cfg: dict) -> None:
-    """--fused-scan only with mamba, --fused-gru only with gru, and fused=True needs the extension."""
+    """A backbone's fused switch only with that backbone (--fused-scan with mamba, --fused-gru with
+    gru: dfnet4.backbones' registry), and fused=True needs the extension."""
     backbone = model_cfg.get("backbone")
-    for flag, owner in FUSED_FLAG_BACKBONE.items():
-        value = model_cfg.get(flag)
+    owners = backbones.fused_flags()
+    for flag, value in fused_switches(model_cfg).items():
         if value is None:
             continue
         cli = "--" + flag.replace("_", "-")
-        if backbone != owner:
+        if backbone != owners[flag]:
             raise ValueError(
-                f"{cli if value else '--no-' + flag.replace('_', '-')} applies to --backbone {owner} only, "
+                f"{cli if value else '--no-' + flag.replace('_', '-')} applies to --backbone {owners[flag]} only, "
                 f"got --backbone {backbone}"
             )
         if value and not _extension.available():
@@ -32,50 +39,25 @@ def check_fused_flags(model_cfg: dict) -> None:
                 raise ValueError(f"{cli}: the fused kernels are not available: {exc}") from exc
 
 
-def model_classes():
-    """(DfNet4Config, DfNet4) from dfnet4.model, with a clear error if it cannot be imported."""
-    try:
-        mod = importlib.import_module("dfnet4.model")
-    except ImportError as exc:
-        raise RuntimeError(f"dfnet4.model is not importable: {exc}") from exc
-    return mod.DfNet4Config, mod.DfNet4
-
-
-def build_model(model_cfg: dict):
-    from dfnet4 import backbones
-
+def build_model(model_cfg: dict) -> DfNet4:
     if model_cfg.get("backbone") not in backbones.names():
         raise ValueError(f"--backbone: got {model_cfg.get('backbone')!r}, need one of {backbones.names()}")
     check_fused_flags(model_cfg)
-    Config, Model = model_classes()
-    try:
-        config = Config.from_dict(dict(model_cfg))
-    except TypeError as exc:  # unknown field names
-        raise ValueError(f"[model] config: {exc}") from exc
-    return Model(config)
+    return DfNet4(DfNet4Config.from_dict(dict(model_cfg)))
 
 
-def blas_description() -> str | None:
-    """The one-line BLAS summary of dfnet4._blas (branch blas), if that optional module exists."""
+def blas_description() -> str:
+    """The one-line summary of which BLAS MLX's CPU matmuls run on (dfnet4._blas)."""
     try:
-        blas = importlib.import_module("dfnet4._blas")
-    except ImportError:
-        return None
-    try:
-        if hasattr(blas, "report"):
-            return str(blas.report(measure=False).get("summary"))
-        if hasattr(blas, "status"):
-            return str(blas.status())
-    except Exception as exc:  # a broken shim report must not stop training
+        return str(_blas.report(measure=False).get("summary"))
+    except Exception as exc:  # a broken report must not stop training
         return f"dfnet4._blas report failed: {exc}"
-    return f"dfnet4._blas loaded ({getattr(blas, '__file__', '?')})"
 
 
 def runtime_header(model_cfg: dict, world_size: int) -> dict:
     return {
         "backbone": model_cfg.get("backbone"),
-        "fused_scan": model_cfg.get("fused_scan"),
-        "fused_gru": model_cfg.get("fused_gru"),
+        **fused_switches(model_cfg),
         "extension_available": _extension.available(),
         "mlx_version": mx.__version__,
         "device": str(mx.default_device()),

@@ -1,0 +1,94 @@
+"""The Mamba model's step against the GRU model's, and the Mamba block's backward schemes, interleaved
+in one run: DfNet4 gru/fused and mamba/fused forward+backward and eager training step, the Mamba
+blocks run as
+
+    recompute     the default: the backward recomputes each block from its input (mamba_block.py)
+    keep-in-proj  the forward also keeps in_proj's output; the backward recomputes from there
+    stored        MLX's autodiff of the fused block, every activation kept (mamba_recompute=false)
+
+    python bench/mamba_ab.py [--batch 8 --frames 500 --repeats 5]
+
+Each round times every variant once, so a change in the machine's load hits all alike; wall and
+process CPU time (all threads). Writes bench/results/mamba_ab.{md,json}.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import dfnet4  # noqa: F401  (first: routes MLX's BLAS before mlx.core is loaded)
+import mlx.core as mx
+
+from dfnet4.backbones.mamba import MambaBlock
+from dfnet4.backbones.mamba_block import recomputing_block
+from dfnet4.bench import machine, objective, variants, workloads
+
+SCHEMES = {"recompute": "recompute from the block input (default)",
+           "keep-in-proj": "keep in_proj's output", "stored": "stored activations (autodiff)"}
+MEASURES = {"model_fwd_bwd": "forward+backward", "train_step_eager": "train step (eager)"}
+
+
+def use_scheme(blocks: list[MambaBlock], scheme: str) -> None:
+    for b in blocks:
+        b._block = None if scheme == "stored" else recomputing_block(b._ops, b._sizes, scheme == "keep-in-proj")
+
+
+def main() -> int:
+    p = variants.model_parser(__doc__.split("\n\n")[0], repeats=5)
+    p.set_defaults(impl="mamba/fused")
+    args = p.parse_args()
+    info = machine.describe()
+    runs = {}  # variant -> (blocks, scheme, steps)
+    for impl in ("gru/fused", "mamba/fused"):
+        args.impl = impl
+        model, batch = variants.build_model(args, p)
+        task = objective.resolve(model)
+        steps = {"model_fwd_bwd": workloads.model_fwd_bwd(model, batch, task.loss),
+                 "train_step_eager": workloads.train_step(model, batch, task.loss, compiled=False)}
+        blocks = [m for _, m in model.named_modules() if isinstance(m, MambaBlock)]
+        for scheme in SCHEMES if blocks else [None]:
+            runs[impl if scheme is None else f"{impl} {scheme}"] = (blocks, scheme, steps)
+    samples = {v: {m: {"wall": [], "cpu": []} for m in MEASURES} for v in runs}
+    for rep in range(args.repeats + 1):  # the first round warms up
+        for name, (blocks, scheme, steps) in runs.items():
+            if scheme:
+                use_scheme(blocks, scheme)
+            for m in MEASURES:
+                mx.synchronize()
+                t0, c0 = time.perf_counter(), time.process_time()
+                mx.eval(steps[m]())
+                mx.synchronize()
+                if rep:
+                    samples[name][m]["wall"].append((time.perf_counter() - t0) * 1e3)
+                    samples[name][m]["cpu"].append((time.process_time() - c0) * 1e3)
+        print(f"round {rep}/{args.repeats} done", file=sys.stderr, flush=True)
+    med = {v: {m: {k: statistics.median(x) for k, x in d.items()} for m, d in ms.items()} for v, ms in samples.items()}
+    gru = med["gru/fused"]
+    lines = [f"# Mamba vs GRU model step, and the Mamba block's backward schemes: batch {args.batch} x "
+             f"{args.frames} frames", "", *machine.summary_lines(info),
+             f"- Median of {args.repeats} interleaved rounds; ms wall (process CPU time, all threads)", "",
+             "| variant | " + " | ".join(f"{label} | / gru/fused" for label in MEASURES.values()) + " |",
+             "|---|" + "---|---|" * len(MEASURES)]
+    for name in runs:
+        cells = []
+        for m in MEASURES:
+            t = med[name][m]
+            cells += [f"{t['wall']:.0f} ({t['cpu']:.0f})", f"{t['wall'] / gru[m]['wall']:.2f}x"]
+        label = name if name == "gru/fused" else f"{name.split()[0]}, {SCHEMES[name.split()[1]]}"
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    text = "\n".join(lines) + "\n"
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "mamba_ab.md").write_text(text)
+    (out / "mamba_ab.json").write_text(json.dumps({"batch": args.batch, "frames": args.frames, "samples_ms": samples,
+                                                   "median_ms": med, "machine": info}, indent=1))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
