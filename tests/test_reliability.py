@@ -11,6 +11,9 @@
 - every config field validated (a hypothesis fuzz over the schema, for flags and TOML alike);
 - prepare reports truncated WAVs and broken symlinks, and cleans up after killed runs;
 - distributed start-up timeout and a rank killed mid-run; the run lock on --out.
+
+Over 500 lines on purpose: it is docs/reliability.md's "How it is tested" table as code, one test per
+row, sharing the kill-child, full-disk and tiny-run fixtures defined here.
 """
 
 from __future__ import annotations
