@@ -13,6 +13,9 @@ Training CPU minutes are the subprocess's user + system time (all its threads), 
         --out ~/.cache/dfnet4/realspeech/cache --dtype float16
     python bench/realspeech.py --data ~/.cache/dfnet4/realspeech
 
+`--then-finetune-steps N` also trains each transplanted model on for N ordinary steps (`--init RUN`)
+and scores it with the time of both runs (with --reuse, only the new runs are trained).
+
 Writes bench/results/realspeech.{md,json,png} (refused if present, unless --overwrite). The training runs
 go to DATA/runs/ (--runs); a finished run found there is scored again without retraining (--reuse), its
 recorded training time reused.
