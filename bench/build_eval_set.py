@@ -11,7 +11,7 @@ Noise (48 kHz, full band): synthesised coloured noise (white to brown), mains hu
 band-limited broadband), and babble of 4-6 prompts of the *other* languages' split (test babble
 from test prompts, training babble from training prompts).
 
-Never used (kept for an independent evaluation, see DEVELOPERS.md): the English asterisk sounds and
+Never used (the project keeps them for an independent evaluation): the English asterisk sounds and
 the other reserved sources; this script reads only the four languages above.
 
 Install (Debian; the G722 decoder from PyPI):
