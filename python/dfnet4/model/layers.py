@@ -82,29 +82,29 @@ class GroupedConv(nn.Module):
         if fp:
             x = mx.pad(x, [(0, 0), (0, 0), (fp, fp), (0, 0)])
         s, taps = self.fstride, kt * kf
-        w = self.tap_matrices()
-        if pointwise is not None:
-            w = w @ pointwise
-        n_out = w.shape[-1]
+        w = self._gemm_weights(pointwise)
         fo = (x.shape[2] - kf) // s + 1
         if taps == 1 and s == 1:
             return x @ w[0], history
         if self.in_ch * fo <= n_out * x.shape[2]:  # gathered patches are the smaller intermediate
             return im2col(x, kt, kf, s) @ w.reshape(taps * self.in_ch, n_out), history
-        y = x @ w.transpose(1, 0, 2).reshape(self.in_ch, taps * n_out)
-        y = y.reshape(*y.shape[:3], taps, n_out)
-        return tap_sum(y, kt, kf, s), history
+        return tap_sum(self._tap_products(x, w), kt, kf, s), history
 
+    def _gemm_weights(self, pointwise: mx.array | None) -> mx.array:
+        """(taps, in_ch, n): the tap matrices with the following 1x1 conv folded in."""
+        w = self.tap_matrices()
+        return w if pointwise is None else w @ pointwise
+
+    def _tap_products(self, x: mx.array, w: mx.array) -> mx.array:
+        """x times every tap's matrix in one GEMM -> (B, T, F, taps, n), summed over taps later."""
+        taps, n_out = w.shape[0], w.shape[-1]
+        y = x @ w.transpose(1, 0, 2).reshape(self.in_ch, taps * n_out)
+        return y.reshape(*y.shape[:3], taps, n_out)
 
     def _time_taps(self, x: mx.array, pointwise: mx.array | None) -> mx.array:
         """A (kt, 1) conv from a fresh start with fewer outputs than inputs (DFN3's df_convp): one GEMM
         on the unpadded input, then the causal tap sum (conv_ops), so the input is never copied."""
-        w = self.tap_matrices()
-        if pointwise is not None:
-            w = w @ pointwise
-        taps, n_out = w.shape[0], w.shape[-1]
-        y = x @ w.transpose(1, 0, 2).reshape(self.in_ch, taps * n_out)
-        return causal_tap_sum(y.reshape(*y.shape[:3], taps, n_out), taps)
+        return causal_tap_sum(self._tap_products(x, self._gemm_weights(pointwise)), self.kernel[0])
 
 
 class DepthwiseTransposedConv(nn.Module):
