@@ -135,7 +135,7 @@ def dsp_and_loss_parts(model: nn.Module, batch: dict, enh_spec: mx.array, lsnr: 
                        loss_fused: bool | None = None) -> list[tuple]:
     """(name, kind, forward, fwd_bwd) for the parts of the step outside the network's layers."""
     from dfnet4 import dsp
-    from dfnet4.train.losses import LossConfig, local_snr_target, multires_stft_loss, spectral_loss
+    from dfnet4.train.losses import LossConfig, lsnr_loss, multires_stft_loss, spectral_loss
 
     cfg, lcfg = model.config, LossConfig()
     n, hop = cfg.fft_size, cfg.hop_size
@@ -162,7 +162,7 @@ def dsp_and_loss_parts(model: nn.Module, batch: dict, enh_spec: mx.array, lsnr: 
         parts.append((f"loss: multi-resolution STFT, {size}-point", "loss",
                       lambda a, one=one: multires_stft_loss(a, clean, one, loss_fused), [enh_audio], (0,)))
     parts.append(("loss: local SNR (target + MSE)", "loss",
-                  lambda p: lcfg.lsnr * mx.mean(mx.square(p - local_snr_target(clean_spec, noisy_spec, lcfg))),
+                  lambda p: lsnr_loss(p, clean_spec, noisy_spec, lcfg),
                   [lsnr], (0,)))
     return [(name, kind, *_fn_steps(fn, inputs, argnums)) for name, kind, fn, inputs, argnums in parts]
 

@@ -72,11 +72,11 @@ def part_losses(student: nn.Module, parts: dict, weights: dict) -> tuple[mx.arra
     return total, losses
 
 
-def whole_model_loss(student: nn.Module, noisy: mx.array, clean: mx.array | None, teacher_enh: mx.array,
-                     loss_cfg: LossConfig, clean_weight: float) -> tuple[mx.array, dict]:
-    """Stage 2: the run's loss against the teacher's enhanced signal, mixed with the clean-target loss."""
+def whole_model_loss(student: nn.Module, noisy: mx.array, noisy_spec: mx.array, clean: mx.array | None,
+                     teacher_enh: mx.array, loss_cfg: LossConfig, clean_weight: float) -> tuple[mx.array, dict]:
+    """Stage 2: the run's loss against the teacher's enhanced signal, mixed with the clean-target loss.
+    `noisy_spec`: the STFT of `noisy`, which the teacher was given too."""
     n, hop = student.config.fft_size, student.config.hop_size
-    noisy_spec = dsp.stft(noisy, n, hop)
     enh_spec, aux = student(noisy_spec)
     enh_audio = dsp.istft(enh_spec, noisy.shape[-1], n, hop)
     teacher_audio = dsp.istft(teacher_enh, noisy.shape[-1], n, hop)
@@ -145,7 +145,8 @@ class Distiller:
 
         def stage2(model, clean, noisy):
             c = model.config
-            teacher_enh, _, _ = teacher_outputs(self.teacher, dsp.stft(noisy, c.fft_size, c.hop_size))
-            return whole_model_loss(model, noisy, clean, teacher_enh, loss_cfg, cfg.clean_weight)
+            noisy_spec = dsp.stft(noisy, c.fft_size, c.hop_size)  # one STFT for teacher and student
+            teacher_enh, _, _ = teacher_outputs(self.teacher, noisy_spec)
+            return whole_model_loss(model, noisy, noisy_spec, clean, teacher_enh, loss_cfg, cfg.clean_weight)
 
         return stage1 if stage == 1 else stage2

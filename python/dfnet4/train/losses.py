@@ -99,6 +99,12 @@ def local_snr_target(clean_spec: mx.array, noisy_spec: mx.array, cfg: LossConfig
     return mx.clip(snr, cfg.lsnr_min, cfg.lsnr_max)
 
 
+def lsnr_loss(lsnr: mx.array, clean_spec: mx.array, noisy_spec: mx.array, cfg: LossConfig) -> mx.array:
+    """The weighted MSE of the model's local-SNR estimate against the mixture's (a constant target)."""
+    target = mx.stop_gradient(local_snr_target(clean_spec, noisy_spec, cfg))
+    return cfg.lsnr * mx.mean(mx.square(lsnr - target))
+
+
 def total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean_audio, lsnr, cfg: LossConfig,
                fused: bool | None = None) -> tuple[mx.array, dict]:
     """The weighted sum and its parts (as arrays, for logging). `fused`: see compressed_terms."""
@@ -108,7 +114,6 @@ def total_loss(enh_spec, clean_spec, noisy_spec, enh_audio, clean_audio, lsnr, c
     if cfg.mr_fft_sizes and (cfg.mr_magnitude or cfg.mr_complex):
         parts["multires"] = multires_stft_loss(enh_audio, clean_audio, cfg, fused)
     if cfg.lsnr and lsnr is not None:
-        target = mx.stop_gradient(local_snr_target(clean_spec, noisy_spec, cfg))
-        parts["lsnr"] = cfg.lsnr * mx.mean(mx.square(lsnr - target))
+        parts["lsnr"] = lsnr_loss(lsnr, clean_spec, noisy_spec, cfg)
     total = sum(parts.values()) if parts else mx.array(0.0)
     return total, parts
