@@ -51,7 +51,7 @@ std::vector<mx::array> gru_forward(const mx::array& gx, const mx::array& Wh,
   if (gx.ndim() != 3 || gx.shape(2) % 3 != 0) {
     check.bad("gx must have shape (batch, time, 3*hidden), got " + shape_str(gx));
   }
-  const int B = gx.shape(0), T = gx.shape(1), H = gx.shape(2) / 3;
+  const int B = gx.shape(0), H = gx.shape(2) / 3;
   check.shape("Wh", Wh, {3 * H, H}, "(3*hidden, hidden)");
   if (bhn) check.shape("bhn", *bhn, {H}, "(hidden,)");
   if (h0) check.shape("h0", *h0, {B, H}, "(batch, hidden)");
@@ -62,9 +62,7 @@ std::vector<mx::array> gru_forward(const mx::array& gx, const mx::array& Wh,
   in.add("Wh", Wh);
   if (bhn) { flags |= dfk::kGruHasBhn; in.add("bhn", *bhn); }
   if (h0) { flags |= dfk::kGruHasH0; in.add("h0", *h0); }
-  const auto dt = gx.dtype();
-  return mx::array::make_arrays({{B, T, H}, {B, T, 4 * H}}, {dt, dt}, std::make_shared<GruForward>(s, flags),
-                                in.arrays());
+  return util::apply(std::make_shared<GruForward>(s, flags), in.arrays(), gx.dtype());
 }
 
 // The backward's inputs take hs's dtype (the cotangent may come in another).
@@ -86,8 +84,7 @@ std::vector<mx::array> gru_backward(const mx::array& dhs, const mx::array& gates
   }
   if (h0) in.add("h0", mx::astype(*h0, dt, s));
   const int flags = h0 ? dfk::kGruHasH0 : 0;
-  return mx::array::make_arrays({{B, T, 3 * H}, {B, T, 3 * H}, {B, H}}, {dt, dt, dt},
-                                std::make_shared<GruBackward>(s, flags), in.arrays());
+  return util::apply(std::make_shared<GruBackward>(s, flags), in.arrays(), dt);
 }
 
 // ---- forward primitive ------------------------------------------------------------------------------

@@ -21,18 +21,7 @@ namespace {
 constexpr util::ArgumentCheck check{"compressed_spectral_loss"};
 
 // The pairs of a complex64 array are its float (re, im) values; a real (..., 2) array holds them
-// the same way. launch(float{}) or launch(double{}) by the real dtype.
-template <class Launch>
-void for_pair_dtype(const mx::array& a, const char* prim, Launch&& launch) {
-  if (a.dtype() == mx::float64) {
-    launch(double{});
-  } else if (a.dtype() == mx::float32 || a.dtype() == mx::complex64) {
-    launch(float{});
-  } else {
-    throw std::runtime_error(std::string(prim) + ": inputs must be complex64, float32 or float64");
-  }
-}
-
+// the same way. The evals pick float or double from an array of the real dtype.
 template <typename T>
 const T* pairs(const mx::array& a) { return reinterpret_cast<const T*>(a.data<void>()); }
 template <typename T>
@@ -68,7 +57,7 @@ void CompressedSpectralLoss::eval_cpu(const std::vector<mx::array>& inputs, std:
                                 outputs[1].data<T>()};
     enc.dispatch([p, gamma, f]() { sl_cpu::forward(p, gamma, f); });
   };
-  for_pair_dtype(inputs[0], "CompressedSpectralLoss", launch);
+  util::for_float_dtype(outputs[0], "CompressedSpectralLoss", launch);  // the loss terms: the real dtype
   enc.add_temporaries(std::move(part));
 }
 
@@ -117,7 +106,7 @@ void CompressedSpectralLossGrad::eval_cpu(const std::vector<mx::array>& inputs, 
                                  want_target ? pairs<T>(outputs[want_pred ? 1 : 0]) : nullptr};
     enc.dispatch([p, gamma, g]() { sl_cpu::backward(p, gamma, g); });
   };
-  for_pair_dtype(inputs[0], "CompressedSpectralLossGrad", launch);
+  util::for_float_dtype(inputs[2], "CompressedSpectralLossGrad", launch);  // dmag: cast to the real dtype
 }
 
 // ---- the op -----------------------------------------------------------------------------------------
