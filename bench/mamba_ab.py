@@ -24,7 +24,6 @@ import dfnet4  # noqa: F401  (first: routes MLX's BLAS before mlx.core is loaded
 import mlx.core as mx
 
 from dfnet4.backbones.mamba import MambaBlock
-from dfnet4.backbones.mamba_block import recomputing_block
 from dfnet4.bench import machine, objective, variants, workloads
 
 SCHEMES = {"recompute": "recompute from the block input (default)",
@@ -34,7 +33,7 @@ MEASURES = {"model_fwd_bwd": "forward+backward", "train_step_eager": "train step
 
 def use_scheme(blocks: list[MambaBlock], scheme: str) -> None:
     for b in blocks:
-        b._block = None if scheme == "stored" else recomputing_block(b._ops, b._sizes, scheme == "keep-in-proj")
+        b.set_backward(recompute=scheme != "stored", keep_in_proj=scheme == "keep-in-proj")
 
 
 def main() -> int:

@@ -78,9 +78,7 @@ def test_recomputing_backward_matches_autodiff_of_the_same_block(dims, d_state, 
 
 @pytest.mark.parametrize("keep_in_proj", [False, True])
 def test_compiled_training_gradient_equals_the_eager_one(keep_in_proj, device):
-    core = MambaCore(16, 2, 4, 4, 2, fused=True)
-    for block in core.layers:
-        block._block = recomputing_block(block._ops, block._sizes, keep_in_proj)
+    core = MambaCore(16, 2, 4, 4, 2, fused=True, keep_in_proj=keep_in_proj)
     mx.eval(core.parameters())
     x = mx.random.normal((2, 21, 16), key=mx.random.key(7))
 
@@ -99,9 +97,7 @@ def test_compiled_training_gradient_equals_the_eager_one(keep_in_proj, device):
 
 
 def _fwd_bwd_peak(layers, batch, time, dims, keep_in_proj=False):
-    core = MambaCore(dims, layers, 16, 4, 2, fused=True)
-    for block in core.layers:  # the backbone has no option for it (yet): swap the blocks' function
-        block._block = recomputing_block(block._ops, block._sizes, keep_in_proj)
+    core = MambaCore(dims, layers, 16, 4, 2, fused=True, keep_in_proj=keep_in_proj)
     x = mx.random.normal((batch, time, dims), key=mx.random.key(1))
     mx.eval(core.parameters(), x)
 

@@ -105,9 +105,14 @@ class MambaBlock(nn.Module):
         self._sizes = BlockSizes(d_inner, self.dt_rank, d_state, self.norm.eps)
         # fused + recompute: the block under its hand-written, recomputing backward (mamba_block.py);
         # otherwise MLX's autodiff of the same math
-        self._recompute = fused and recompute
-        self._keep_in_proj = keep_in_proj
-        self.use_ops(_ops(fused))
+        self._ops = _ops(fused)
+        self.set_backward(recompute, keep_in_proj)
+
+    def set_backward(self, recompute: bool, keep_in_proj: bool = False) -> None:
+        """The backward scheme: recompute (fused only) from the block input, or from in_proj's output
+        too when keep_in_proj; otherwise MLX's autodiff. Benchmarks switch it on a built model."""
+        self._recompute, self._keep_in_proj = self.fused and recompute, keep_in_proj
+        self.use_ops(self._ops)
 
     def use_ops(self, ops: BlockOps) -> None:
         """Run the block on `ops` (benchmarks swap in stand-ins), keeping its backward scheme."""
