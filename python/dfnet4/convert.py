@@ -22,7 +22,6 @@ from mlx.utils import tree_flatten, tree_unflatten
 
 from dfnet4.export.layout import conv_from_onnx, gru_from_onnx
 from dfnet4.model import DfNet4, DfNet4Config
-from dfnet4.model.config import merge_model_tables
 
 GRAPHS = ("enc", "erb_dec", "df_dec")
 # modules of the ONNX graphs that DFN3's forward does not use (df_fc_a: a DF "alpha" head)
@@ -91,7 +90,7 @@ def config_from_ini(ini: str, **overrides) -> DfNet4Config:
     )
     if cp.has_section("dfnet4"):  # written by dfnet4-export: what DeepFilterNet's config cannot say
         values["df_gru_linear_groups"] = cp["dfnet4"].getint("df_gru_linear_groups", 8)
-    return DfNet4Config.from_dict(merge_model_tables(values, overrides))
+    return DfNet4Config.from_tables(values, overrides)
 
 
 def _tensors(graph) -> dict[str, np.ndarray]:

@@ -69,9 +69,8 @@ def make_backbone(impl: Impl, settings: Settings) -> nn.Module:
 
 def make_model(impl: Impl, settings: Settings) -> nn.Module:
     from dfnet4.model import DfNet4, DfNet4Config
-    from dfnet4.model.config import merge_model_tables
 
-    return DfNet4(DfNet4Config.from_dict(merge_model_tables(settings.model_config, impl.model_options)))
+    return DfNet4(DfNet4Config.from_tables(settings.model_config, impl.model_options))
 
 
 def parameter_count(module: nn.Module) -> int:

@@ -238,7 +238,7 @@ def _apply_labelled(cfg, values: dict, source: str, labels: dict[str, str]) -> N
 def report_resume_changes(cfg, labels: dict[str, str], stored, log) -> None:
     """With --resume: the model comes from the checkpoint (only the fused switches may change); every
     other difference between the checkpoint's run config and this run's is printed with its source."""
-    from dfnet4.model.config import fused_choices, merge_model_tables
+    from dfnet4.model.config import merge_model_tables, resumed_model
     from dfnet4.train.config import config_changes, flatten
 
     path, state = stored
@@ -248,7 +248,7 @@ def report_resume_changes(cfg, labels: dict[str, str], stored, log) -> None:
         if not key.endswith(".fused") and saved.get(key) != value:
             log(f"--resume: {labels.get('model.' + key, 'model.' + key)} = {value!r} ignored: the model is "
                 f"rebuilt from the checkpoint (model.{key} = {saved.get(key)!r})")
-    cfg.model = merge_model_tables(saved_model, fused_choices(cfg.model))
+    cfg.model = resumed_model(saved_model, cfg.model)
     for key, old, new in config_changes(state.get("run_config", {}), cfg.to_dict()):
         if key == "train.out" and Path(str(old)).resolve() == Path(new).resolve():
             continue  # the same directory, spelled differently

@@ -13,7 +13,7 @@ import mlx.core as mx
 from mlx.utils import tree_flatten, tree_unflatten
 
 from dfnet4.atomic_io import atomic_path
-from dfnet4.model.config import DfNet4Config, merge_model_tables
+from dfnet4.model.config import DfNet4Config
 from dfnet4.model.dfnet4 import DfNet4
 
 CONFIG_KEY = "dfnet4_config"
@@ -39,7 +39,7 @@ def load(path: str | Path, **config_overrides) -> tuple[DfNet4, dict[str, str]]:
     weights, meta = mx.load(str(path), return_metadata=True)
     if CONFIG_KEY not in meta:
         raise ValueError(f"{path}: no {CONFIG_KEY} metadata; not a dfnet4 checkpoint")
-    cfg = DfNet4Config.from_dict(merge_model_tables(json.loads(meta.pop(CONFIG_KEY)), config_overrides))
+    cfg = DfNet4Config.from_tables(json.loads(meta.pop(CONFIG_KEY)), config_overrides)
     model = DfNet4(cfg)
     expected = dict(tree_flatten(model.parameters()))
     if set(expected) != set(weights):

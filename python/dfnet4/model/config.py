@@ -137,7 +137,7 @@ class DfNet4Config:
     def with_fused(self, fused: bool | None) -> "DfNet4Config":
         """A copy with every backbone's fused-kernel switch set to `fused` (a run-time choice: the
         weights are the same either way; None = the kernels when the extension is built)."""
-        return DfNet4Config.from_dict(merge_model_tables(self.to_dict(), fused_overrides(fused)))
+        return DfNet4Config.from_tables(self.to_dict(), fused_overrides(fused))
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -145,6 +145,11 @@ class DfNet4Config:
             if isinstance(v, tuple):
                 d[k] = list(v)
         return d
+
+    @classmethod
+    def from_tables(cls, *tables: dict) -> "DfNet4Config":
+        """From [model] tables in precedence order (later wins), each in any layout (merge_model_tables)."""
+        return cls.from_dict(merge_model_tables(*tables))
 
     @classmethod
     def from_dict(cls, d: dict) -> "DfNet4Config":
@@ -240,6 +245,12 @@ def merge_model_tables(*tables: dict) -> dict:
             else:
                 out[key] = dict(value) if isinstance(value, dict) else value
     return out
+
+
+def resumed_model(saved: dict, current: dict) -> dict:
+    """A resumed run's [model] table: the checkpoint's (its sizes and options; an old checkpoint's flat
+    keys moved into their tables) with only the current run's fused switches (same weights either way)."""
+    return merge_model_tables(saved, fused_choices(current))
 
 
 def fused_overrides(fused: bool | None) -> dict:

@@ -17,7 +17,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from dfnet4 import dsp
-from dfnet4.model.config import DfNet4Config, merge_model_tables
+from dfnet4.model.config import DfNet4Config
 from dfnet4.model.decoders import DfDecoder, ErbDecoder
 from dfnet4.model.encoder import Encoder
 
@@ -28,7 +28,7 @@ class DfNet4(nn.Module):
         if config is None:
             config = DfNet4Config.from_dict(overrides)
         elif overrides:
-            config = DfNet4Config.from_dict(merge_model_tables(config.to_dict(), overrides))
+            config = DfNet4Config.from_tables(config.to_dict(), overrides)
         cfg = config
         # plain attributes (not parameters): the config and the fixed ERB layout
         object.__setattr__(self, "config", cfg)

@@ -25,7 +25,7 @@ from dfnet4.data.cache import AudioCache
 from dfnet4.data.loader import BatchLoader, validation_set
 from dfnet4.data.mixer import Mixer
 from dfnet4.memory import configure_buffer_cache, parse_cache_limit
-from dfnet4.model.config import fused_choices, merge_model_tables
+from dfnet4.model.config import resumed_model
 from dfnet4.train import checkpoint as ckpt
 from dfnet4.train import distributed
 from dfnet4.train import stages as st
@@ -119,7 +119,7 @@ class Trainer:
                 resume_from = found
                 # sizes from the checkpoint (an old one's flat keys moved into their tables); the fused
                 # switches (same weights either way) may change
-                model = merge_model_tables(found[1]["model_config"], fused_choices(cfg.model))
+                model = resumed_model(found[1]["model_config"], cfg.model)
                 if model != cfg.model:
                     self.log("dfnet4: --resume: using the model config stored in the checkpoint")
                 cfg.model = model

@@ -8,14 +8,13 @@ import mlx.core as mx
 
 from dfnet4 import _blas, _extension, backbones
 from dfnet4.model import DfNet4, DfNet4Config
-from dfnet4.model.config import nest_model_keys
+from dfnet4.model.config import fused_choices
 
 
 def fused_switches(model_cfg: dict) -> dict[str, bool | None]:
     """{fused flag key (fused_scan): the value set in the [model] table, or None} per backbone with one."""
-    table, _ = nest_model_keys(model_cfg)
-    return {flag: (table[owner].get("fused") if isinstance(table.get(owner), dict) else None)
-            for flag, owner in backbones.fused_flags().items()}
+    chosen = fused_choices(model_cfg)
+    return {flag: chosen.get(owner, {}).get("fused") for flag, owner in backbones.fused_flags().items()}
 
 
 def check_fused_flags(model_cfg: dict) -> None:
