@@ -19,7 +19,7 @@ from tiny_checkpoint import save_tiny_checkpoint
 from dfnet4.model import DfNet4, DfNet4Config
 from dfnet4.schema import ConfigError
 from dfnet4.schema import validate as validate_fields
-from dfnet4.train.distill import Distiller, teacher_outputs
+from dfnet4.train.distill import Distiller, set_trainable, stage_trainable, teacher_outputs
 from dfnet4.train.init import PARTS, InitConfig, core_param, freeze_batchnorm, load_source, transplant
 from dfnet4.train.losses import LossConfig
 
@@ -156,7 +156,10 @@ def _tiny_pair(student_backbone: str):
 
 
 def _train(distiller, stage, steps, lr, batches):
-    distiller.enter_stage(stage)
+    # as the training loop enters a stage: its parameters trainable, training mode, BatchNorms frozen
+    set_trainable(distiller.student, stage_trainable(stage, distiller.cfg))
+    distiller.student.train()
+    freeze_batchnorm(distiller.student)
     opt = optim.Adam(learning_rate=lr)
     vg = nn.value_and_grad(distiller.student, distiller.loss_fn(stage))
     for i in range(steps):

@@ -18,7 +18,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from dfnet4 import dsp
-from dfnet4.train.init import PARTS, InitConfig, freeze_batchnorm
+from dfnet4.train.init import PARTS, InitConfig
 from dfnet4.train.losses import LossConfig, total_loss
 
 def submodule(model: nn.Module, path: str) -> nn.Module:
@@ -121,16 +121,6 @@ class Distiller:
         self.student, self.teacher, self.cfg, self.loss_cfg = student, teacher, cfg, loss_cfg
         teacher.eval()
         teacher.freeze()
-
-    def trainable(self, stage: int) -> Callable[[str], bool]:
-        """Which parameters (by full name) train in `stage`."""
-        return stage_trainable(stage, self.cfg)
-
-    def enter_stage(self, stage: int) -> None:
-        """Trainable parameters of `stage`; the student in training mode with its BatchNorms frozen."""
-        set_trainable(self.student, self.trainable(stage))
-        self.student.train()
-        freeze_batchnorm(self.student)
 
     def loss_fn(self, stage: int):
         """fn(model, clean, noisy) -> (loss, parts) for nn.value_and_grad."""

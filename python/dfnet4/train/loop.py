@@ -30,7 +30,7 @@ from dfnet4.train import checkpoint as ckpt
 from dfnet4.train import distributed
 from dfnet4.train import stages as st
 from dfnet4.train.config import RunConfig
-from dfnet4.train.distill import Distiller, set_trainable
+from dfnet4.train.distill import Distiller, set_trainable, stage_trainable
 from dfnet4.train.init import freeze_batchnorm, load_source, shared_fields, transplant
 from dfnet4.train.losses import total_loss
 from dfnet4.train.metrics import MetricsLog, score_clips, si_sdr
@@ -240,7 +240,7 @@ class Trainer:
                 self.teacher, _ = load_source(self.init_state["source"])
             distiller = Distiller(self.model, self.teacher, self.cfg.init, self.cfg.loss)
             number = 1 if stage.name == st.STAGE1 else 2
-            set_trainable(self.model, distiller.trainable(number))
+            set_trainable(self.model, stage_trainable(number, self.cfg.init))
             self._stage_loss = distiller.loss_fn(number)
         self._train_mode()
         schedule = lr_schedule(dataclasses.replace(self.cfg.train, lr=stage.lr), stage.steps)
