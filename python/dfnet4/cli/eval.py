@@ -10,6 +10,8 @@ PROG = "dfnet4-eval"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from dfnet4.evaluate.align import DEFAULT_MAX_LAG_SECONDS
+
     p = argparse.ArgumentParser(
         prog=PROG,
         description="Score enhancement on noisy/clean pairs (any format soundfile reads, any rate, any channel "
@@ -31,8 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--seed", type=int, default=0, help="seed of the --mix noise choice and crops (default 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for report.{md,json,png}")
     p.add_argument("--overwrite", action="store_true", help="replace reports already in --out")
-    p.add_argument("--max-lag", type=float, default=0.5, metavar="SECONDS",
-                   help="largest noisy/clean offset the alignment searches (default 0.5 s)")
+    p.add_argument("--max-lag", type=float, default=DEFAULT_MAX_LAG_SECONDS, metavar="SECONDS",
+                   help=f"largest noisy/clean offset the alignment searches (default {DEFAULT_MAX_LAG_SECONDS:g} s)")
     p.add_argument("--dnsmos", action=argparse.BooleanOptionalAction, default=None,
                    help="DNSMOS via speechmos (default: when it is installed; slow)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

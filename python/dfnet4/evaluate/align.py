@@ -20,6 +20,10 @@ class AlignmentError(ValueError):
     """The pair has different lengths and no lag with a clear cross-correlation peak."""
 
 
+# dfnet4-eval's --max-lag default and the validation pass's: the largest noisy/clean offset searched
+DEFAULT_MAX_LAG_SECONDS = 0.5
+
+
 @dataclass
 class Alignment:
     lag: int  # noisy[n + lag] lines up with clean[n]

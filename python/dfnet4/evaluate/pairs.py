@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from dfnet4.data.audio import SAMPLE_RATE, list_audio_files, read_audio
+from dfnet4.evaluate.align import Alignment, align
 from dfnet4.train.metrics import silent
 
 
@@ -31,6 +32,12 @@ class Pair:
     load: Callable[[], tuple[np.ndarray, np.ndarray]]  # -> (noisy, clean), read only when scored
     group: str = ""  # e.g. "snr 5 dB": the report also averages per group
     sources: dict = field(default_factory=dict)  # where the signals came from
+
+    def load_aligned(self, max_lag_seconds: float) -> tuple[Alignment, np.ndarray, np.ndarray]:
+        """(alignment, noisy, clean): read, then the lag search within +-max_lag_seconds; PairError or
+        AlignmentError when the pair cannot be scored."""
+        noisy, clean = self.load()
+        return align(noisy, clean, int(round(max_lag_seconds * SAMPLE_RATE))), noisy, clean
 
 
 def _stem(path: Path, root: Path) -> str:

@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from dfnet4.data.audio import SAMPLE_RATE
 from dfnet4.evaluate import dnsmos
-from dfnet4.evaluate.align import AlignmentError, align
+from dfnet4.evaluate.align import DEFAULT_MAX_LAG_SECONDS, AlignmentError
 from dfnet4.evaluate.pairs import Pair, PairError
 from dfnet4.evaluate.systems import System
 from dfnet4.train.metrics import optional_metrics, score_pair
@@ -43,7 +43,7 @@ def _means(rows: list[dict], systems: list[str], metrics: list[str]) -> dict:
     return out
 
 
-def evaluate(pairs: list[Pair], systems: list[System], max_lag_seconds: float = 0.5,
+def evaluate(pairs: list[Pair], systems: list[System], max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS,
              use_dnsmos: bool | None = None, progress: bool = True) -> dict:
     """The whole evaluation as one JSON-able dict (see report.py for how it is shown).
 
@@ -60,15 +60,13 @@ def evaluate(pairs: list[Pair], systems: list[System], max_lag_seconds: float = 
         raise ValueError(f"systems: every system needs its own name, got {names}")
     timing = {s.name: {"cpu_seconds": 0.0, "wall_seconds": 0.0, "audio_seconds": 0.0} for s in systems}
     rows = []
-    max_lag = int(round(max_lag_seconds * SAMPLE_RATE))
     bar = tqdm(total=len(pairs) * len(systems), desc="evaluate", unit="run", disable=not progress,
                dynamic_ncols=True)
     for pair in pairs:
         row = {"name": pair.name, "group": pair.group, "sources": pair.sources}
         rows.append(row)
         try:
-            noisy, clean = pair.load()
-            al = align(noisy, clean, max_lag)
+            al, noisy, clean = pair.load_aligned(max_lag_seconds)
             row.update(lag_samples=al.lag, correlation=al.correlation, seconds=al.length / SAMPLE_RATE)
         except (PairError, AlignmentError) as exc:
             row["error"] = str(exc)

@@ -15,11 +15,9 @@ from typing import Callable
 import numpy as np
 
 from dfnet4.data.audio import SAMPLE_RATE
-from dfnet4.evaluate.align import AlignmentError, align
+from dfnet4.evaluate.align import DEFAULT_MAX_LAG_SECONDS, AlignmentError
 from dfnet4.evaluate.pairs import PairError, pairs_from_dirs
 from dfnet4.train.metrics import score_pair
-
-MAX_LAG_SECONDS = 0.5  # as dfnet4-eval's default --max-lag
 
 
 def check_valid_dir(directory: str, label: str = "--valid-dir") -> list:
@@ -43,8 +41,7 @@ class PairedValidation:
         problems = []
         for pair in check_valid_dir(directory, label):
             try:
-                noisy, clean = pair.load()
-                al = align(noisy, clean, int(MAX_LAG_SECONDS * SAMPLE_RATE))
+                al, noisy, clean = pair.load_aligned(DEFAULT_MAX_LAG_SECONDS)
             except (PairError, AlignmentError) as exc:
                 problems.append(f"{pair.name}: {exc}")
                 continue
