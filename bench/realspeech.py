@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     data = Path(args.data).expanduser()
     runs = Path(args.runs) if args.runs else data / "runs"
-    report.check_writable(Path(args.out), args.overwrite, [f"{args.stem}.{e}" for e in ("md", "json", "png")])
+    report.check_writable(Path(args.out), args.overwrite, args.stem)
     load = os.getloadavg()
 
     # one data setting for every run: the set's training split, SNRs like the test pairs'

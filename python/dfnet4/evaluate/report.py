@@ -17,7 +17,12 @@ from dfnet4.atomic_io import atomic_path, write_bytes_atomic  # noqa: E402
 
 LABELS = {"pesq": "PESQ-WB", "stoi": "STOI", "si_sdr": "SI-SDR (dB)", "dnsmos_ovrl": "DNSMOS OVRL",
           "dnsmos_sig": "DNSMOS SIG", "dnsmos_bak": "DNSMOS BAK"}
-FILES = ("report.md", "report.json", "report.png")
+EXTENSIONS = ("md", "json", "png")
+
+
+def file_names(stem: str = "report") -> dict[str, str]:
+    """{extension: file name} of the report written under `stem`."""
+    return {ext: f"{stem}.{ext}" for ext in EXTENSIONS}
 
 
 def _cell(v: dict | None, metric: str) -> str:
@@ -105,9 +110,9 @@ def chart(result: dict, path: Path, title: str = "dfnet4-eval", overwrite: bool 
         plt.close(fig)
 
 
-def check_writable(out_dir: Path, overwrite: bool, names=FILES) -> None:
+def check_writable(out_dir: Path, overwrite: bool, stem: str = "report") -> None:
     """Refuse (ValueError) to replace existing outputs unless `overwrite`."""
-    existing = [n for n in names if (out_dir / n).exists()]
+    existing = [n for n in file_names(stem).values() if (out_dir / n).exists()]
     if existing and not overwrite:
         raise ValueError(f"--out: {str(out_dir)!r} already holds {existing}; pass --overwrite to replace them")
 
@@ -115,10 +120,9 @@ def check_writable(out_dir: Path, overwrite: bool, names=FILES) -> None:
 def write(result: dict, out_dir: str | os.PathLike, overwrite: bool = False, title: str = "dfnet4-eval",
           stem: str = "report") -> dict[str, Path]:
     out = Path(out_dir)
-    names = {ext: f"{stem}.{ext}" for ext in ("md", "json", "png")}
-    check_writable(out, overwrite, names.values())
+    check_writable(out, overwrite, stem)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {ext: out / n for ext, n in names.items()}
+    paths = {ext: out / n for ext, n in file_names(stem).items()}
     # without overwrite, a report that appears meanwhile is not replaced either (atomic_io.publish)
     write_bytes_atomic(paths["json"], (json.dumps(result, indent=1) + "\n").encode(), overwrite=overwrite)
     write_bytes_atomic(paths["md"], markdown(result, title).encode(), overwrite=overwrite)
