@@ -21,8 +21,10 @@ void BatchNormTrain::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::
   const auto p = bn_params(in[0], flags_);
   const float eps = static_cast<float>(attrs_.eps);
   auto& enc = mx::metal::get_command_encoder(stream());
-  mx::array part_mean = mh::scratch({p.n_blocks, p.channels}, enc);
-  mx::array part_m2 = mh::scratch({p.n_blocks, p.channels}, enc);
+  auto parts = bn_partials(p, mx::float32);  // the blocks' partial statistics
+  enc.add_temporaries(parts);               // freed when the command buffer completes
+  mx::array& part_mean = parts[0];
+  mx::array& part_m2 = parts[1];
 
   enc.set_compute_pipeline_state(mh::kernel(d, names_, stats_kernel()));
   enc.set_input_array(in[0], kStatsX);
@@ -61,8 +63,10 @@ void BatchNormTrainGrad::eval_gpu(const std::vector<mx::array>& in, std::vector<
   const auto p = bn_params(in[0], flags_);
   const float eps = static_cast<float>(attrs_.eps);
   auto& enc = mx::metal::get_command_encoder(stream());
-  mx::array part_g = mh::scratch({p.n_blocks, p.channels}, enc);
-  mx::array part_gx = mh::scratch({p.n_blocks, p.channels}, enc);
+  auto parts = bn_partials(p, mx::float32);  // the blocks' partial gradient sums
+  enc.add_temporaries(parts);               // freed when the command buffer completes
+  mx::array& part_g = parts[0];
+  mx::array& part_gx = parts[1];
   // inputs: x, weight, bias, mean, var, dy, dmean, dvar; outputs: dx, dweight, dbias
 
   enc.set_compute_pipeline_state(mh::kernel(d, names_, grad_stats_kernel()));

@@ -51,7 +51,9 @@ void DepthwiseConvGrad::eval_gpu(const std::vector<mx::array>& in, std::vector<m
   // inputs: x, weight, dy; outputs: dx and/or dweight
   if (want_x) encode_map(d, names_, enc, p, !transposed, in[2], in[1], out[0]);
   if (!has(kDwWantWeight)) return;
-  mx::array part = mh::scratch({p.n_blocks, p.width, p.channels}, enc);
+  auto parts = dw_partials(p, mx::float32);  // the blocks' partial weight gradients
+  enc.add_temporaries(parts);               // freed when the command buffer completes
+  mx::array& part = parts[0];
   enc.set_compute_pipeline_state(mh::kernel(d, names_, weight_grad_kernel()));
   enc.set_input_array(transposed ? in[2] : in[0], kWgBig);
   enc.set_input_array(transposed ? in[0] : in[2], kWgSmall);

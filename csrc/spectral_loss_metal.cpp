@@ -22,7 +22,9 @@ void CompressedSpectralLoss::eval_gpu(const std::vector<mx::array>& in, std::vec
   const auto p = sl_params(in[0], flags_);
   const float gamma = static_cast<float>(attrs_.gamma);
   auto& enc = mx::metal::get_command_encoder(stream());
-  mx::array part = mh::scratch({p.n_chunks, 2}, enc);
+  auto parts = sl_partials(p, mx::float32);  // the chunks' partial sums
+  enc.add_temporaries(parts);               // freed when the command buffer completes
+  mx::array& part = parts[0];
 
   enc.set_compute_pipeline_state(mh::kernel(d, names_, forward_kernel()));
   enc.set_input_array(in[0], kFwdPred);
