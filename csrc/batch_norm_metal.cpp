@@ -15,9 +15,7 @@ namespace dfnet4 {
 void BatchNormTrain::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   using namespace bn_launch;
   namespace mh = metal_host;
-  mh::check_inputs(in, "BatchNormTrain");
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(out);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "BatchNormTrain", in, out);
   const auto p = bn_params(in[0], flags_);
   const float eps = static_cast<float>(attrs_.eps);
   auto& enc = mx::metal::get_command_encoder(stream());
@@ -57,9 +55,7 @@ void BatchNormTrain::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::
 void BatchNormTrainGrad::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   using namespace bn_launch;
   namespace mh = metal_host;
-  mh::check_inputs(in, "BatchNormTrainGrad");
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(out);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "BatchNormTrainGrad", in, out);
   const auto p = bn_params(in[0], flags_);
   const float eps = static_cast<float>(attrs_.eps);
   auto& enc = mx::metal::get_command_encoder(stream());

@@ -13,9 +13,7 @@ namespace dfnet4 {
 void CausalConv1d::eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   using namespace conv_launch;
   namespace mh = metal_host;
-  mh::check_inputs(inputs, "CausalConv1d");
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(outputs);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "CausalConv1d", inputs, outputs);
   const auto p = conv_params(inputs[0], inputs[1], flags_);
   const ConvInputs at(flags_);
   auto& enc = mx::metal::get_command_encoder(stream());
@@ -35,9 +33,7 @@ void CausalConv1d::eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx
 void CausalConv1dGrad::eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   using namespace conv_launch;
   namespace mh = metal_host;
-  mh::check_inputs(inputs, "CausalConv1dGrad");
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(outputs);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "CausalConv1dGrad", inputs, outputs);
   const auto p = conv_params(inputs[0], inputs[1], flags_);
   const ConvInputs at(flags_);
   const Outputs out_at(flags_);

@@ -29,9 +29,7 @@ void encode_map(mx::metal::Device& d, const OpNames& names, mx::metal::CommandEn
 
 void DepthwiseConv::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   namespace mh = metal_host;
-  mh::check_inputs(in, "DepthwiseConv");
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(out);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "DepthwiseConv", in, out);
   const auto p = dw_params(in[0], in[1], attrs_, flags_);
   auto& enc = mx::metal::get_command_encoder(stream());
   encode_map(d, names_, enc, p, has(dfk::kDwTransposed), in[0], in[1], out[0]);
@@ -42,9 +40,7 @@ void DepthwiseConv::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::a
 void DepthwiseConvGrad::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   using namespace dw_launch;
   namespace mh = metal_host;
-  mh::check_inputs(in, "DepthwiseConvGrad");
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(out);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "DepthwiseConvGrad", in, out);
   const auto p = dw_params(in[0], in[1], attrs_, flags_);
   const bool transposed = has(dfk::kDwTransposed), want_x = has(kDwWantX);
   auto& enc = mx::metal::get_command_encoder(stream());

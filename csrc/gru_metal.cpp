@@ -27,9 +27,7 @@ mx::array zeros_buffer(mx::Shape shape, mx::metal::CommandEncoder& enc) {
 void GruForward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   namespace mh = metal_host;
   check_input_sizes(in, out);
-  mh::check_inputs(in, "GruForward");
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(out);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "GruForward", in, out);
   auto& enc = mx::metal::get_command_encoder(stream());
   const int B = out[0].shape(0), T = out[0].shape(1), H = out[0].shape(2);
   const GruInputs at(flags_);
@@ -51,9 +49,7 @@ void GruForward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::arra
 void GruBackward::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   namespace mh = metal_host;
   check_input_sizes(in);
-  mh::check_inputs(in, "GruBackward");
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(out);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "GruBackward", in, out);
   auto& enc = mx::metal::get_command_encoder(stream());
   const int B = in[2].shape(0), T = in[2].shape(1), H = in[2].shape(2);
   const mx::array h0 = has(dfk::kGruHasH0) ? in[4] : zeros_buffer({B, H}, enc);

@@ -92,6 +92,17 @@ inline void allocate(std::vector<mx::array>& outputs) {
   for (auto& o : outputs) o.set_data(mx::allocator::malloc(o.nbytes()));
 }
 
+// What every eval_gpu starts with: its inputs checked against our kernels' contract, the device
+// (for the kernels, compiled at first use), its outputs allocated.
+inline mx::metal::Device& begin_gpu_eval(const mx::Stream& s, const char* op, const char* prim,
+                                         const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs,
+                                         InputDtypes dtypes = kFloat32Only) {
+  check_inputs(inputs, prim, dtypes);
+  auto& d = device(s, op);
+  allocate(outputs);
+  return d;
+}
+
 // A float32 work buffer that lives until the command buffer completes.
 inline mx::array scratch(mx::Shape shape, mx::metal::CommandEncoder& enc) {
   mx::array a(std::move(shape), mx::float32, nullptr, {});

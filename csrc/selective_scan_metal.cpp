@@ -13,9 +13,7 @@ namespace dfnet4 {
 void SelectiveScan::eval_gpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) {
   using namespace scan_launch;
   namespace mh = metal_host;
-  mh::check_inputs(inputs, "SelectiveScan");
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(outputs);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "SelectiveScan", inputs, outputs);
   const auto p = scan_params(inputs[0], inputs[2], flags_);
   const ScanInputs at(flags_);
   auto& enc = mx::metal::get_command_encoder(stream());
@@ -37,9 +35,7 @@ void SelectiveScanGrad::eval_gpu(const std::vector<mx::array>& inputs,
                                  std::vector<mx::array>& outputs) {
   using namespace scan_launch;
   namespace mh = metal_host;
-  mh::check_inputs(inputs, "SelectiveScanGrad");
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(outputs);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "SelectiveScanGrad", inputs, outputs);
   const auto p = scan_params(inputs[0], inputs[2], flags_);
   const ScanInputs at(flags_, /*with_h0=*/false);
   const Outputs out_at(flags_);

@@ -16,9 +16,7 @@ namespace dfnet4 {
 void CompressedSpectralLoss::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   using namespace sl_launch;
   namespace mh = metal_host;
-  mh::check_inputs(in, "CompressedSpectralLoss", mh::kFloatPairs);
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(out);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "CompressedSpectralLoss", in, out, mh::kFloatPairs);
   const auto p = sl_params(in[0], flags_);
   const float gamma = static_cast<float>(attrs_.gamma);
   auto& enc = mx::metal::get_command_encoder(stream());
@@ -45,9 +43,7 @@ void CompressedSpectralLoss::eval_gpu(const std::vector<mx::array>& in, std::vec
 void CompressedSpectralLossGrad::eval_gpu(const std::vector<mx::array>& in, std::vector<mx::array>& out) {
   using namespace sl_launch;
   namespace mh = metal_host;
-  mh::check_inputs(in, "CompressedSpectralLossGrad", mh::kFloatPairs);
-  auto& d = mh::device(stream(), names_.op);
-  mh::allocate(out);
+  auto& d = mh::begin_gpu_eval(stream(), names_.op, "CompressedSpectralLossGrad", in, out, mh::kFloatPairs);
   const auto p = sl_params(in[0], flags_);
   const float gamma = static_cast<float>(attrs_.gamma);
   auto& enc = mx::metal::get_command_encoder(stream());
