@@ -17,11 +17,9 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import dfnet4  # noqa: F401  (first: routes MLX's BLAS before mlx.core is loaded)
-import mlx.core as mx
 
 from dfnet4.backbones.mamba import MambaBlock
 from dfnet4.bench import machine, objective, variants, workloads
@@ -51,20 +49,12 @@ def main() -> int:
         blocks = [m for _, m in model.named_modules() if isinstance(m, MambaBlock)]
         for scheme in SCHEMES if blocks else [None]:
             runs[impl if scheme is None else f"{impl} {scheme}"] = (blocks, scheme, steps)
-    samples = {v: {m: {"wall": [], "cpu": []} for m in MEASURES} for v in runs}
-    for rep in range(args.repeats + 1):  # the first round warms up
-        for name, (blocks, scheme, steps) in runs.items():
-            if scheme:
-                use_scheme(blocks, scheme)
-            for m in MEASURES:
-                mx.synchronize()
-                t0, c0 = time.perf_counter(), time.process_time()
-                mx.eval(steps[m]())
-                mx.synchronize()
-                if rep:
-                    samples[name][m]["wall"].append((time.perf_counter() - t0) * 1e3)
-                    samples[name][m]["cpu"].append((time.process_time() - c0) * 1e3)
-        print(f"round {rep}/{args.repeats} done", file=sys.stderr, flush=True)
+    def prepare(name: str) -> None:
+        blocks, scheme, _ = runs[name]
+        if scheme:
+            use_scheme(blocks, scheme)
+
+    samples = variants.interleaved({name: steps for name, (_, _, steps) in runs.items()}, args.repeats, prepare)
     med = {v: {m: {k: statistics.median(x) for k, x in d.items()} for m, d in ms.items()} for v, ms in samples.items()}
     gru = med["gru/fused"]
     lines = [f"# Mamba vs GRU model step, and the Mamba block's backward schemes: batch {args.batch} x "

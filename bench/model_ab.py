@@ -13,11 +13,9 @@ from __future__ import annotations
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import dfnet4  # noqa: F401  (first: routes MLX's BLAS before mlx.core is loaded)
-import mlx.core as mx
 
 from dfnet4.bench import machine, objective, variants, workloads
 
@@ -40,19 +38,8 @@ def main() -> int:
         task = objective.resolve(model, loss_fused=fused.loss)
         steps[name] = {"model_fwd_bwd": workloads.model_fwd_bwd(model, batch, task.loss),
                        "train_step_eager": workloads.train_step(model, batch, task.loss, compiled=False)}
-    samples = {name: {m: [] for m in MEASURES} for name, _ in VARIANTS}
-    for rep in range(args.repeats + 1):  # the first round warms up
-        for name, fused in VARIANTS:
-            variants.apply(model, fused)
-            for m in MEASURES:
-                mx.synchronize()
-                t0 = time.perf_counter()
-                mx.eval(steps[name][m]())
-                mx.synchronize()
-                if rep:
-                    samples[name][m].append((time.perf_counter() - t0) * 1e3)
-        print(f"round {rep}/{args.repeats} done", file=sys.stderr, flush=True)
-    medians = {name: {m: statistics.median(v) for m, v in ms.items()} for name, ms in samples.items()}
+    samples = variants.interleaved(steps, args.repeats, lambda name: variants.apply(model, dict(VARIANTS)[name]))
+    medians = {name: {m: statistics.median(v["wall"]) for m, v in ms.items()} for name, ms in samples.items()}
     lines = [f"# What each fused primitive buys: {args.impl}, batch {args.batch} x {args.frames} frames", "",
              *machine.summary_lines(info), f"- Median of {args.repeats} interleaved rounds (ms)", "",
              "| variant | " + " | ".join(f"{label} | vs previous | vs pure MLX" for label in MEASURES.values()) + " |",

@@ -5,8 +5,12 @@ attribute (not a parameter); the loss takes its choice per call."""
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from dataclasses import dataclass
+from typing import Callable
 
+import mlx.core as mx
 import mlx.nn as nn
 
 
@@ -32,6 +36,27 @@ def apply(model: nn.Module, fused: Fused) -> None:
             module.fused = fused.norm
         elif isinstance(module, (GroupedConv, DepthwiseTransposedConv)):
             module.fused = fused.conv
+
+
+def interleaved(runs: dict[str, dict[str, Callable]], repeats: int, prepare: Callable[[str], None]) -> dict:
+    """Time every variant's steps once per round, every variant in each round, so that a change in the
+    machine's load hits all alike; the first round warms up. runs: {variant: {measure: step}};
+    prepare(variant) switches the model to it. -> {variant: {measure: {"wall": [ms], "cpu": [ms]}}}
+    (cpu: the process's CPU time, all threads)."""
+    samples = {v: {m: {"wall": [], "cpu": []} for m in steps} for v, steps in runs.items()}
+    for rep in range(repeats + 1):
+        for name, steps in runs.items():
+            prepare(name)
+            for m, step in steps.items():
+                mx.synchronize()
+                t0, c0 = time.perf_counter(), time.process_time()
+                mx.eval(step())
+                mx.synchronize()
+                if rep:
+                    samples[name][m]["wall"].append((time.perf_counter() - t0) * 1e3)
+                    samples[name][m]["cpu"].append((time.process_time() - c0) * 1e3)
+        print(f"round {rep}/{repeats} done", file=sys.stderr, flush=True)
+    return samples
 
 
 def model_parser(description: str, repeats: int) -> argparse.ArgumentParser:
