@@ -172,10 +172,9 @@ class DfNet4Config:
 
 
 def _options(name: str, value):
-    """A backbone's options dataclass from its table (unchecked: DfNet4Config.validate checks it)."""
+    """A backbone's options dataclass from its table (unchecked: DfNet4Config.validate checks it); the
+    table comes from nest_model_keys, which has turned an options dataclass into its dict already."""
     options = backbones.options_class(name)
-    if isinstance(value, options):
-        return value
     if not isinstance(value, dict):
         raise ConfigError(name, f"got {value!r}, need a table", context="DfNet4Config")
     known = [f.name for f in fields(options)]
