@@ -12,7 +12,6 @@ class AttributedPrimitive : public Base {
  public:
   AttributedPrimitive(mx::Stream stream, int flags, OpNames names, Attrs attrs)
       : Base(stream, flags, names), attrs_(attrs) {}
-  const Attrs& attrs() const { return attrs_; }
 
  protected:
   bool same_attributes(const FlaggedPrimitive& other) const override {

@@ -34,7 +34,6 @@ class FlaggedPrimitive : public mx::Primitive {
   }
   int flags() const { return flags_; }
   bool has(int flag) const { return (flags_ & flag) != 0; }
-  const OpNames& names() const { return names_; }
 
 #ifndef _METAL_
   // A build without GPU kernels (Linux, CUDA builds of MLX; the Metal ones are built on macOS
