@@ -16,7 +16,8 @@ check = Checks("batch_norm")
 
 
 def _validate(x, weight, bias, eps):
-    check.array("x", x, max(getattr(x, "ndim", 2), 2), "(..., channels)")
+    # any rank >= 2 is right; a lower one is named as failing the 2-D minimum
+    check.array("x", x, max(getattr(x, "ndim", 2), 2), "(..., channels) with at least 2 dimensions")
     if x.shape[-1] < 1:
         check.fail(f"x must have shape (..., channels) with at least one channel, got {describe(x)}")
     channels = x.shape[-1]
@@ -43,8 +44,6 @@ def batch_norm(x, weight, bias, eps=1e-5, relu=False, *, stream=None):
     mx.vjp) w.r.t. x, weight and bias, also through mean and var; mx.compile (also shapeless)
     works; jvp and vmap raise. Bad arguments raise ValueError when the graph is built.
     """
-    if getattr(x, "ndim", 2) < 2:
-        check.array("x", x, 2, "(..., channels) with at least 2 dimensions")
     _validate(x, weight, bias, eps)
     ext = _extension.load()
     arrays = cast(compute_dtype(x, weight, bias), x, weight, bias)

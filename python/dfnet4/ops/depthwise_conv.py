@@ -34,10 +34,12 @@ def _int(name, v, lo, hi=None):
         check.fail(f"{name} must be an integer {f'>= {lo}' if hi is None else f'in [{lo}, {hi})'}, got {v!r}")
 
 
-def _validate(x, weight, stride, pad, transposed, output_padding):
-    check.array("x", x, max(getattr(x, "ndim", 2), 2), "(..., freqs, channels)")
+def _validate(x, weight, stride, padding, transposed, output_padding) -> int:
+    """Every argument checked; -> the padding (K // 2 when None)."""
+    check.array("x", x, max(getattr(x, "ndim", 2), 2), "(..., freqs, channels)")  # any rank >= 2
     check.array("weight", weight, 2, "(K, channels)")
     k, c = weight.shape
+    pad = k // 2 if padding is None else padding
     check.nonempty("x", x, "freqs and channels")
     check.at_most("weight", weight, k, max_width(), "taps (weight.shape[0] = K)")
     check.shape("weight", weight, (k, x.shape[-1]), f"(K, channels) with x's channels ({x.shape[-1]})")
@@ -49,6 +51,7 @@ def _validate(x, weight, stride, pad, transposed, output_padding):
         check.fail("output_padding is for transposed convolutions only")
     if output_size(x.shape[-2], k, stride, pad, transposed, output_padding) < 1:
         check.fail(f"x's {x.shape[-2]} freqs give no output for K={k}, stride={stride}, padding={pad}")
+    return pad
 
 
 def depthwise_conv(x, weight, stride=1, padding=None, transposed=False, output_padding=0, *, stream=None):
@@ -64,10 +67,7 @@ def depthwise_conv(x, weight, stride=1, padding=None, transposed=False, output_p
     when an input is float64, CPU only); y has x's dtype. Differentiable w.r.t. x and weight;
     mx.compile (also shapeless) works; jvp and vmap raise. Bad arguments raise ValueError.
     """
-    if getattr(x, "ndim", 2) < 2:
-        check.array("x", x, 2, "(..., freqs, channels)")
-    pad = weight.shape[0] // 2 if padding is None and hasattr(weight, "shape") and weight.ndim == 2 else padding
-    _validate(x, weight, stride, 0 if pad is None else pad, transposed, output_padding)
+    pad = _validate(x, weight, stride, padding, transposed, output_padding)
     ext = _extension.load()
     xc, wc = cast(compute_dtype(x, weight), x, weight)
     y = ext.depthwise_conv(xc, wc, stride, pad, bool(transposed), output_padding, stream=stream)
