@@ -2,7 +2,8 @@
 
 Each configuration runs in its own subprocess (the BLAS libmlx uses is fixed when mlx.core is
 first imported): the reference BLAS bundled with mlx-cpu (DFNET4_BLAS=reference), OpenBLAS through
-the shim with dfnet4's default of one thread, and OpenBLAS with one thread per core.
+the shim with dfnet4's default (one OpenBLAS thread, large products split over dfnet4's threads),
+the same without the split (DFNET4_BLAS_SPLIT=0), and OpenBLAS with one thread per core.
 Configurations are interleaved over --rounds and the best time per cell is kept, so background
 load hits all alike.
 
@@ -26,7 +27,8 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 CONFIGS = {
     "reference": {"DFNET4_BLAS": "reference"},
-    "openblas": {},  # dfnet4's default: one OpenBLAS thread
+    "openblas": {},  # dfnet4's default: one OpenBLAS thread, large products split over dfnet4's threads
+    "openblas-unsplit": {"DFNET4_BLAS_SPLIT": "0"},  # one OpenBLAS thread, nothing split
     f"openblas-{os.cpu_count()}threads": {"OPENBLAS_NUM_THREADS": str(os.cpu_count())},
 }
 BATCH, FRAMES, FEATURES = 8, 500, 256
@@ -174,7 +176,7 @@ def child(quick: bool) -> dict:
 
 def run_config(name: str, quick: bool) -> dict:
     env = {k: v for k, v in os.environ.items()
-           if k not in ("DFNET4_BLAS", "OPENBLAS_NUM_THREADS", "LD_PRELOAD")}
+           if k not in ("DFNET4_BLAS", "DFNET4_BLAS_SPLIT", "OPENBLAS_NUM_THREADS", "LD_PRELOAD")}
     env.update(CONFIGS[name])
     args = [sys.executable, __file__, "--child"] + (["--quick"] if quick else [])
     done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
@@ -203,20 +205,23 @@ def format_value(key: str, value: float | None) -> str:
     return f"{value:.1f}" if "GFLOP/s" in key else f"{value:,.0f}"
 
 
+def ratio(key: str, base: float | None, fast: float | None) -> str:
+    if base is None or fast is None:
+        return "n/a"
+    return f"{fast / base:.2f}x" if "GFLOP/s" in key else f"{base / fast:.2f}x faster"
+
+
 def table(results: dict) -> str:
     names = list(results)
     rows = list(dict.fromkeys(k for r in results.values() for k in r["what"] | r["cells"]))
-    header = ["measurement", *names, "openblas vs reference"]
+    header = ["measurement", *names, "openblas vs reference", "split vs unsplit"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in rows:
         values = [results[n]["cells"].get(key) for n in names]
-        ref, fast = results["reference"]["cells"].get(key), results["openblas"]["cells"].get(key)
-        if ref is None or fast is None:
-            ratio = "n/a"
-        else:
-            ratio = f"{fast / ref:.1f}x" if "GFLOP/s" in key else f"{ref / fast:.1f}x faster"
-        lines.append("| " + " | ".join([key, *(format_value(key, v) for v in values), ratio])
-                     + " |")
+        cell = {n: results[n]["cells"].get(key) for n in ("reference", "openblas", "openblas-unsplit")}
+        lines.append("| " + " | ".join([key, *(format_value(key, v) for v in values),
+                                        ratio(key, cell["reference"], cell["openblas"]),
+                                        ratio(key, cell["openblas-unsplit"], cell["openblas"])]) + " |")
     return "\n".join(lines)
 
 

@@ -30,7 +30,7 @@ def run_python(code: str, env: dict | None = None, pythonpath: Path = PACKAGE_PA
     """Run `code` in a fresh interpreter that imports dfnet4 from `pythonpath`."""
     full_env = {k: v for k, v in os.environ.items()
                 if k not in (_blas.ENV_CHOICE, _blas.ENV_REEXEC, "LD_PRELOAD",
-                             "OPENBLAS_NUM_THREADS")}
+                             "OPENBLAS_NUM_THREADS", "DFNET4_BLAS_SPLIT", "DFNET4_NUM_THREADS")}
     full_env["PYTHONPATH"] = str(pythonpath)
     full_env.update(env or {})
     done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full_env,
@@ -376,3 +376,70 @@ def test_set_threads_refuses_without_the_shim():
 def test_thread_default_unless_openblas_num_threads_is_set(env, threads):
     done = run_python(REPORT, env=env)
     assert json.loads(done.stdout)["openblas_threads"] == threads
+
+
+# --- large products split across dfnet4's threads (csrc/blas_shim/split_gemm.h) -------------
+
+# Big enough to be split (>= 32 MFLOP, one side >= 64): by rows (m >= n) and by columns (n > m),
+# every transpose, float32 (the one split type: see cblas_forward.cpp), a batch (one call per matrix).
+SPLIT_PRODUCTS = {
+    "f32_rows": ("float32", (4000, 256), (256, 512), lambda xp, a, b: a @ b),
+    "f32_rows_a_transposed": ("float32", (256, 4000), (256, 384), lambda xp, a, b: _t(xp, a) @ b),
+    "f32_columns": ("float32", (96, 300), (300, 3000), lambda xp, a, b: a @ b),
+    "f32_columns_b_transposed": ("float32", (96, 300), (3000, 300), lambda xp, a, b: a @ _t(xp, b)),
+    "f32_both_transposed": ("float32", (500, 1100), (700, 500), lambda xp, a, b: _t(xp, a) @ _t(xp, b)),
+    "f32_batched": ("float32", (3, 1000, 200), (3, 200, 300), lambda xp, a, b: a @ b),
+}
+
+SPLIT_WORKER = """
+import sys
+import numpy as np
+import dfnet4
+import mlx.core as mx
+sys.path.insert(0, {tests!r})
+from test_blas import SPLIT_PRODUCTS, make_inputs
+before = dfnet4._blas.split_products()
+out = {{}}
+for name, (dtype, a_shape, b_shape, fn) in SPLIT_PRODUCTS.items():
+    a, b = make_inputs(name, dtype, a_shape, b_shape)
+    out[name] = np.array(fn(mx, mx.array(a), mx.array(b)))
+small = mx.ones((64, 64)) @ mx.ones((64, 64))
+mx.eval(small)
+np.savez(sys.argv[1], **out)
+print(dfnet4._blas.split_products() - before, dfnet4.blas_info(measure=False)["split_threads"])
+"""
+
+
+def _split_run(tmp_path, label: str, env: dict):
+    path = tmp_path / f"{label}.npz"
+    code = f"import sys; sys.argv = ['worker', {str(path)!r}]\n" + SPLIT_WORKER.format(tests=str(Path(__file__).parent))
+    split, threads = map(int, run_python(code, env).stdout.split())
+    return dict(np.load(path)), split, threads
+
+
+@LINUX_ONLY
+def test_large_products_split_over_threads_give_the_one_thread_bits(tmp_path):
+    one, split_one, threads_one = _split_run(tmp_path, "one", {"DFNET4_NUM_THREADS": "1"})
+    three, split_three, threads_three = _split_run(tmp_path, "three", {"DFNET4_NUM_THREADS": "3"})
+    assert (threads_one, split_one) == (1, 0)  # one thread: nothing split
+    # three threads: every listed product split (the batch: one call per matrix), the 64^3 one not
+    assert threads_three == 3 and split_three == len(SPLIT_PRODUCTS) + 2
+    for name, (dtype, a_shape, b_shape, fn) in SPLIT_PRODUCTS.items():
+        # the blocks depend on the shape only and OpenBLAS computes each row/column of C the same
+        # way whatever block it is in: bit-identical to the unsplit product
+        np.testing.assert_array_equal(three[name], one[name], err_msg=name)
+        a, b = make_inputs(name, dtype, a_shape, b_shape)
+        exact = fn(np, a.astype(np.complex128), b.astype(np.complex128))
+        inner = fn(np, np.ones(a_shape), np.ones(b_shape)).flat[0]  # k: each entry sums k products
+        scale = fn(np, np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))
+        assert np.all(np.abs(three[name] - exact) <= inner * np.finfo(np.float32).eps * scale), name
+
+
+@LINUX_ONLY
+@pytest.mark.parametrize("env", [{"OPENBLAS_NUM_THREADS": "2"}, {"DFNET4_BLAS_SPLIT": "0"}],
+                         ids=["openblas-threads-itself", "split-off"])
+def test_products_are_not_split(env):
+    done = run_python(SPLIT_WORKER.format(tests=str(Path(__file__).parent)).replace(
+        "np.savez(sys.argv[1], **out)", ""), env={"DFNET4_NUM_THREADS": "2", **env})
+    assert done.stdout.split() == ["0", "0"]
+

@@ -173,7 +173,18 @@ def _openblas_details() -> dict:
     config = getattr(process, _MARKER)
     config.restype = ctypes.c_char_p
     return {"openblas_config": config().decode(),
-            "openblas_threads": int(process.dfnet4_blas_shim_openblas_threads())}
+            "openblas_threads": int(process.dfnet4_blas_shim_openblas_threads()),
+            "split_threads": int(process.dfnet4_blas_shim_split_threads())}
+
+
+def split_products() -> int:
+    """How many products the shim has split across dfnet4's threads in this process (0 without the
+    shim). Large float32/complex64 products are split while OpenBLAS runs one thread (docs/blas.md)."""
+    if not _shim_in_global_scope():
+        return 0
+    count = ctypes.CDLL(None).dfnet4_blas_shim_split_products
+    count.restype = ctypes.c_long
+    return int(count())
 
 
 def set_threads(threads: int) -> None:
@@ -225,9 +236,11 @@ def _summary(info: dict) -> str:
              "accelerate": "Accelerate", "other": "other BLAS", "unknown": "unknown BLAS"}
     text = f"MLX BLAS: {names[info['blas']]}"
     if info.get("openblas_config"):
-        threads = info["openblas_threads"]
-        text += (f" [{info['openblas_config']}; {threads} thread{'s' * (threads != 1)}; "
-                 "dfnet4 shim]")
+        threads, split = info["openblas_threads"], info["split_threads"]
+        text += f" [{info['openblas_config']}; {threads} thread{'s' * (threads != 1)}"
+        if split > 1:
+            text += f", large products split over {split} dfnet4 threads"
+        text += "; dfnet4 shim]"
     elif info["library"] and info["blas"] != "reference":
         text += f" [{info['library']}]"
     if info["shim"] not in ("loaded", "preloaded"):

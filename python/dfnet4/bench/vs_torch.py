@@ -114,7 +114,9 @@ def _run_all(result, settings, threads, torch_script, blas_threads, log, on_upda
     for t in threads:
         os.environ["DFNET4_NUM_THREADS"] = str(t)  # read by the kernels at each call
         blas = _blas_threads(_blas, t, blas_threads)
-        run = {"threads": t, "blas_threads": blas, "pytorch": run_torch(torch_script, t, settings, log),
+        run = {"threads": t, "blas_threads": blas,
+               "blas_split_threads": _blas.report(measure=False).get("split_threads", 0),
+               "pytorch": run_torch(torch_script, t, settings, log),
                "dfnet4": {}}
         for name, loss_config in LOSSES.items():
             log(f"  dfnet4 {IMPL.name} at {t} thread(s), {name}")
@@ -169,7 +171,10 @@ def markdown(result: dict) -> str:
     header = "| side | loss | " + " | ".join(label for _, label, _ in MEASURES) + " |"
     for run in result["runs"]:
         pt = run["pytorch"]
-        lines += [f"## {run['threads']} thread(s) (dfnet4: kernels {run['threads']}, OpenBLAS {run['blas_threads']})",
+        split = run.get("blas_split_threads", 0)
+        split_text = f", large products split over {split} threads" if split > 1 else ""
+        lines += [f"## {run['threads']} thread(s) (dfnet4: kernels {run['threads']}, OpenBLAS {run['blas_threads']}"
+                  f"{split_text})",
                   "", header, "|" + "---|" * (len(MEASURES) + 2)]
         if "error" in pt:
             lines.append(f"| PyTorch DFN3 | — | error: {pt['error']} |")
