@@ -4,7 +4,8 @@ its training step with the primitives switched on one after another, interleaved
     python bench/model_ab.py [--impl gru/fused] [--batch 8 --frames 500 --repeats 5]
 
 Variants (cumulative): pure MLX (the state before), + fused batch norm, + fused spectral loss,
-+ fused depthwise convs (= the default now). Each repeat times every variant once, so a change in
++ fused depthwise convs, + large matmuls split over dfnet4's threads by the Linux BLAS shim
+(= the default now). Each repeat times every variant once, so a change in
 the machine's load hits all of them alike. Writes bench/results/model_ab.{md,json}.
 """
 
@@ -19,11 +20,12 @@ import dfnet4  # noqa: F401  (first: routes MLX's BLAS before mlx.core is loaded
 
 from dfnet4.bench import machine, objective, variants, workloads
 
-VARIANTS = [
-    ("pure MLX (before)", variants.PURE_MLX),
-    ("+ fused batch norm", variants.Fused(norm=True, conv=False, loss=False)),
-    ("+ fused spectral loss", variants.Fused(norm=True, conv=False, loss=True)),
-    ("+ fused depthwise convs (default)", variants.Fused()),
+VARIANTS = [  # (name, fused layers, BLAS split)
+    ("pure MLX (before)", variants.PURE_MLX, False),
+    ("+ fused batch norm", variants.Fused(norm=True, conv=False, loss=False), False),
+    ("+ fused spectral loss", variants.Fused(norm=True, conv=False, loss=True), False),
+    ("+ fused depthwise convs", variants.Fused(), False),
+    ("+ matmuls split over dfnet4's threads (default)", variants.Fused(), True),
 ]
 MEASURES = {"model_fwd_bwd": "forward+backward (uncompiled)", "train_step_eager": "train step (eager)"}
 
@@ -34,11 +36,16 @@ def main() -> int:
     info = machine.describe()
     model, batch = variants.build_model(args, p)
     steps = {}
-    for name, fused in VARIANTS:
+    for name, fused, _ in VARIANTS:
         task = objective.resolve(model, loss_fused=fused.loss)
         steps[name] = {"model_fwd_bwd": workloads.model_fwd_bwd(model, batch, task.loss),
                        "train_step_eager": workloads.train_step(model, batch, task.loss, compiled=False)}
-    samples = variants.interleaved(steps, args.repeats, lambda name: variants.apply(model, dict(VARIANTS)[name]))
+    def prepare(name: str) -> None:
+        _, fused, split = next(v for v in VARIANTS if v[0] == name)
+        variants.apply(model, fused)
+        variants.use_blas_split(split)
+
+    samples = variants.interleaved(steps, args.repeats, prepare)
     medians = {name: {m: statistics.median(v["wall"]) for m, v in ms.items()} for name, ms in samples.items()}
     lines = [f"# What each fused primitive buys: {args.impl}, batch {args.batch} x {args.frames} frames", "",
              *machine.summary_lines(info), f"- Median of {args.repeats} interleaved rounds (ms)", "",
@@ -46,7 +53,7 @@ def main() -> int:
              "|---|" + "---|---|---|" * len(MEASURES)]
     base = medians[VARIANTS[0][0]]
     prev = base
-    for name, _ in VARIANTS:
+    for name, _, _ in VARIANTS:
         cells = []
         for m in MEASURES:
             t = medians[name][m]

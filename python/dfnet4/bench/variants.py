@@ -5,6 +5,7 @@ attribute (not a parameter); the loss takes its choice per call."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -36,6 +37,12 @@ def apply(model: nn.Module, fused: Fused) -> None:
             module.fused = fused.norm
         elif isinstance(module, (GroupedConv, DepthwiseTransposedConv)):
             module.fused = fused.conv
+
+
+def use_blas_split(on: bool) -> None:
+    """Switch the Linux BLAS shim's split of large matmuls over dfnet4's threads (read at each
+    product; docs/blas.md); no effect where the shim is not in use."""
+    os.environ["DFNET4_BLAS_SPLIT"] = "1" if on else "0"
 
 
 def interleaved(runs: dict[str, dict[str, Callable]], repeats: int, prepare: Callable[[str], None]) -> dict:
