@@ -36,3 +36,15 @@ def test_fused_true_without_the_extension_is_an_error_not_a_fallback(monkeypatch
     assert _auto.use_fused(None) is False
     with pytest.raises(RuntimeError, match="BatchNorm: fused=True needs dfnet4's compiled extension"):
         BatchNorm(4, fused=True)
+
+
+@pytest.mark.parametrize("name, who", [("gru", "gru backbone"), ("mamba", "SqueezedMamba")])
+def test_backbones_fused_true_without_the_extension_is_an_error_not_a_fallback(monkeypatch, name, who):
+    from dfnet4 import backbones
+
+    monkeypatch.setattr(_extension, "available", lambda: False)
+    with pytest.raises(RuntimeError, match=f"{who}: fused=True needs dfnet4's compiled extension"):
+        backbones.create(name, 8, 8, 8, fused=True)
+    for fused in (None, False):  # None: the reference path, without a word; False: as asked
+        model = backbones.create(name, 8, 8, 8, fused=fused)
+        assert (model.core if name == "gru" else model).fused is False

@@ -37,3 +37,19 @@ def available() -> bool:
         return True
     except ImportError:
         return False
+
+
+def require(fused: bool, who: str) -> bool:
+    """A construction-time fused=True/False: True needs the extension (an error naming `who`, never a
+    silent fallback to the pure-MLX path)."""
+    if fused and not available():
+        raise RuntimeError(
+            f"{who}: fused=True needs dfnet4's compiled extension, which is not importable ({_error}); "
+            "pass fused=False (or None) to use the pure-MLX path"
+        )
+    return bool(fused)
+
+
+def resolve(fused: bool | None, who: str) -> bool:
+    """fused=None: the fused kernels when the extension is importable; True/False: as require()."""
+    return available() if fused is None else require(fused, who)

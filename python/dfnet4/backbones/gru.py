@@ -7,12 +7,12 @@ recurrence); its reference path with mlx.nn.GRU's own loop. State: the last hidd
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import mlx.core as mx
 import mlx.nn as nn
 
 from dfnet4 import _extension
-from dataclasses import dataclass
-
 from dfnet4.backbones.base import Squeezed, State
 from dfnet4.backbones.registry import BackboneOptions, register
 
@@ -25,26 +25,6 @@ class GruOptions(BackboneOptions):
     fused: bool | None = None  # the fused GRU recurrence (dfnet4.ops.gru); None: when the extension is built
 
 
-def resolve_fused(fused: bool | None, what: str) -> bool:
-    """fused=None -> use the extension when importable; fused=True without it is an error."""
-    if fused is None:
-        return _extension.available()
-    if fused and not _extension.available():
-        raise RuntimeError(
-            f"{what}: fused=True needs dfnet4's compiled extension, which is not importable "
-            f"({_import_error()}); pass fused=False to use the reference implementation"
-        )
-    return bool(fused)
-
-
-def _import_error() -> str:
-    try:
-        _extension.load()
-    except ImportError as exc:
-        return str(exc)
-    return "loaded"
-
-
 class GRUCore(nn.Module):
     """Stacked GRU layers at width `hidden_size`: (B, T, H) -> (B, T, H), state = [h_last per layer]."""
 
@@ -53,7 +33,7 @@ class GRUCore(nn.Module):
         if num_layers < 1:
             raise ValueError(f"gru backbone: num_layers must be >= 1, got {num_layers}")
         self.hidden_size = hidden_size
-        self.fused = resolve_fused(fused, "gru backbone")
+        self.fused = _extension.resolve(fused, "gru backbone")
         self.layers = [nn.GRU(hidden_size, hidden_size) for _ in range(num_layers)]
 
     def __call__(self, x: mx.array, state: State = None) -> tuple[mx.array, State]:

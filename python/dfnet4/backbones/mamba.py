@@ -58,18 +58,6 @@ def _ops(fused: bool) -> BlockOps:
     return BlockOps(ops.causal_conv1d, ops.selective_scan)
 
 
-def resolve_fused(fused: bool | None, who: str) -> bool:
-    """fused=None: use the extension when importable; fused=True without it is an error, never a fallback."""
-    if fused is None:
-        return _extension.available()
-    if fused and not _extension.available():
-        raise RuntimeError(
-            f"{who}: fused=True but dfnet4's compiled extension is not importable; "
-            "rebuild/reinstall dfnet4 or pass fused=False to use the pure-MLX reference"
-        )
-    return bool(fused)
-
-
 def _inverse_softplus(y: mx.array) -> mx.array:
     # softplus(x) = y  <=>  x = y + log(1 - exp(-y)); expm1 keeps it accurate for small y
     return y + mx.log(-mx.expm1(-y))
@@ -220,7 +208,7 @@ class SqueezedMamba(Squeezed):
         for name, value in (("recompute", recompute), ("keep_in_proj", keep_in_proj)):
             if not isinstance(value, bool):
                 raise ValueError(f"SqueezedMamba: {name} must be a bool, got {value!r}")
-        self_fused = resolve_fused(fused, "SqueezedMamba")
+        self_fused = _extension.resolve(fused, "SqueezedMamba")
         if self_fused and d_conv > conv_max_width():
             raise ValueError(
                 f"SqueezedMamba: d_conv must be <= {conv_max_width()} with the fused kernels "

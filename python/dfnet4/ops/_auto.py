@@ -18,15 +18,8 @@ from dfnet4 import _extension
 
 
 def check(fused: bool | None, what: str) -> bool | None:
-    """Validate a construction-time choice: fused=True needs the extension."""
-    if fused is None:
-        return None
-    if fused and not _extension.available():
-        raise RuntimeError(
-            f"{what}: fused=True needs dfnet4's compiled extension, which is not importable; "
-            "pass fused=False (or None) to use the pure-MLX path"
-        )
-    return bool(fused)
+    """Validate a construction-time choice: fused=True needs the extension; None is decided per call."""
+    return None if fused is None else _extension.require(fused, what)
 
 
 @cache
