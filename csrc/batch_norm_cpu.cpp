@@ -3,9 +3,7 @@
 // loop is compiled per instruction set (cpu_isa.h).
 #include "batch_norm_cpu.h"
 
-#include "cpu_isa.h"
 #include "kernels/batch_norm.h"
-#include "parallel.h"
 #include "span_items.h"
 
 namespace dfnet4::bn_cpu {
@@ -21,7 +19,7 @@ template <typename T>
 struct Stats {
   typedef ForwardBuffers<T> Buffers;
   template <int NF>
-  static DF_INLINE void run(const dfk::BnParams& p, T, const SpanItem& it, const Buffers& f) {
+  static DF_INLINE void run(const dfk::BnParams& p, const SpanItem& it, T, const Buffers& f) {
     dfk::bn_stats_item<T, W, NF>(p, it.blk, it.c0, it.n, f.x, f.part_mean, f.part_m2);
   }
 };
@@ -30,7 +28,7 @@ template <typename T>
 struct Apply {
   typedef ForwardBuffers<T> Buffers;
   template <int NF>
-  static DF_INLINE void run(const dfk::BnParams& p, T eps, const SpanItem& it, const Buffers& f) {
+  static DF_INLINE void run(const dfk::BnParams& p, const SpanItem& it, T eps, const Buffers& f) {
     dfk::bn_apply_item<T, W, NF>(p, it.blk, it.c0, it.n, f.x, f.weight, f.bias, f.mean, f.var, eps, f.y);
   }
 };
@@ -39,7 +37,7 @@ template <typename T>
 struct GradStats {
   typedef BackwardBuffers<T> Buffers;
   template <int NF>
-  static DF_INLINE void run(const dfk::BnParams& p, T eps, const SpanItem& it, const Buffers& g) {
+  static DF_INLINE void run(const dfk::BnParams& p, const SpanItem& it, T eps, const Buffers& g) {
     dfk::bn_grad_stats_item<T, W, NF>(p, it.blk, it.c0, it.n, g.x, g.weight, g.bias, g.mean, g.var, eps, g.dy,
                                       g.part_g, g.part_gx);
   }
@@ -49,35 +47,16 @@ template <typename T>
 struct GradApply {
   typedef BackwardBuffers<T> Buffers;
   template <int NF>
-  static DF_INLINE void run(const dfk::BnParams& p, T eps, const SpanItem& it, const Buffers& g) {
+  static DF_INLINE void run(const dfk::BnParams& p, const SpanItem& it, T eps, const Buffers& g) {
     dfk::bn_grad_apply_item<T, W, NF>(p, it.blk, it.c0, it.n, g.x, g.weight, g.bias, g.mean, g.var, eps, g.dy,
                                       g.dmean, g.dvar, g.dweight, g.dbias, g.dx);
-  }
-};
-
-// Items [begin, end) of one pass.
-template <class Body, typename T>
-struct ItemRange {
-  template <Isa>
-  static DF_INLINE void run(const dfk::BnParams& p, T eps, const typename Body::Buffers& buf, long begin,
-                            long end) {
-    for (long e = begin; e < end; ++e) {
-      const SpanItem it = span_item(e, p.channels, W);
-      if (it.n == W) {
-        Body::template run<W>(p, eps, it, buf);
-      } else {
-        Body::template run<0>(p, eps, it, buf);
-      }
-    }
   }
 };
 
 // A pass's items, a few at a time on demand, each run by the loop's variant for this CPU.
 template <class Body, typename T>
 void run_pass(const dfk::BnParams& p, T eps, const typename Body::Buffers& buf, Isa cpu) {
-  typedef typename Body::Buffers Buffers;
-  const auto range = isa::variant<ItemRange<Body, T>, const dfk::BnParams&, T, const Buffers&, long, long>(cpu);
-  dynamic_for(span_items(p.n_blocks, p.channels, W), kGrain, [&](long b, long e) { range(p, eps, buf, b, e); });
+  run_span_pass<W, Body, dfk::BnParams, T, const typename Body::Buffers&>(p, kGrain, cpu, eps, buf);
 }
 
 template <typename T>

@@ -3,16 +3,12 @@
 // threads; each item loop is compiled per instruction set (cpu_isa.h).
 #include "depthwise_conv_cpu.h"
 
-#include "cpu_isa.h"
 #include "fold_cpu.h"
 #include "kernels/depthwise_conv.h"
-#include "parallel.h"
 #include "span_items.h"
 
 namespace dfnet4::dw_cpu {
 namespace {
-
-using isa::Isa;
 
 constexpr int W = dfk::kDwSpan;
 constexpr long kGrain = 4;  // items per claim (8 rows x 64 channels each)
@@ -34,27 +30,10 @@ struct WeightGrad {
   }
 };
 
-template <class Body, typename T>
-struct ItemRange {
-  template <Isa>
-  static DF_INLINE void run(const dfk::DwParams& p, const T* a, const T* b, T* c, long begin, long end) {
-    for (long e = begin; e < end; ++e) {
-      const SpanItem it = span_item(e, p.channels, W);
-      if (it.n == W) {
-        Body::template run<W>(p, it, a, b, c);
-      } else {
-        Body::template run<0>(p, it, a, b, c);
-      }
-    }
-  }
-};
-
 // A pass's items, a few at a time on demand, each run by the loop's variant for this CPU.
 template <class Body, typename T>
 void run_pass(const dfk::DwParams& p, const T* a, const T* b, T* c) {
-  const auto range = isa::variant<ItemRange<Body, T>, const dfk::DwParams&, const T*, const T*, T*, long, long>(
-      isa::best());
-  dynamic_for(span_items(p.n_blocks, p.channels, W), kGrain, [&](long lo, long hi) { range(p, a, b, c, lo, hi); });
+  run_span_pass<W, Body, dfk::DwParams, const T*, const T*, T*>(p, kGrain, isa::best(), a, b, c);
 }
 
 template <typename T>

@@ -6,6 +6,10 @@
 
 #include <algorithm>
 
+#include "cpu_isa.h"
+#include "kernels/defines.h"
+#include "parallel.h"
+
 namespace dfnet4 {
 
 struct SpanItem {
@@ -18,6 +22,31 @@ inline SpanItem span_item(long e, int channels, int width) {
   const int spans = span_count(channels, width);
   const int c0 = static_cast<int>(e % spans) * width;
   return {static_cast<int>(e / spans), c0, std::min(width, channels - c0)};
+}
+
+// Items [begin, end) of one pass: Body::run<W>(p, item, a...) on a span of exactly W channels,
+// Body::run<0> on a narrower last one. A loop for isa::variant (compiled per instruction set).
+template <int W, class Body, class P, class... A>
+struct SpanItemLoop {
+  template <isa::Isa>
+  static DF_INLINE void run(const P& p, A... a, long begin, long end) {
+    for (long e = begin; e < end; ++e) {
+      const SpanItem it = span_item(e, p.channels, W);
+      if (it.n == W) {
+        Body::template run<W>(p, it, a...);
+      } else {
+        Body::template run<0>(p, it, a...);
+      }
+    }
+  }
+};
+
+// Every item of a pass over p.n_blocks blocks of rows and p.channels channels, `grain` items per
+// claim, handed out on demand to dfnet4's threads, each run by the loop's variant for `cpu`.
+template <int W, class Body, class P, class... A>
+void run_span_pass(const P& p, long grain, isa::Isa cpu, A... a) {
+  const auto loop = isa::variant<SpanItemLoop<W, Body, P, A...>, const P&, A..., long, long>(cpu);
+  dynamic_for(span_items(p.n_blocks, p.channels, W), grain, [&](long lo, long hi) { loop(p, a..., lo, hi); });
 }
 
 }  // namespace dfnet4
