@@ -21,7 +21,6 @@
 
 namespace nb = nanobind;
 using metal_emu::LaunchOptions;
-using metal_emu::ThreadPos;
 using namespace metal_emu::harness;
 
 namespace {
@@ -44,9 +43,9 @@ nb::tuple forward(In x, In weight, std::optional<In> bias, std::optional<In> win
   const LaunchOptions o = metal_emu::launch_options(order, seed);
   dfk::ConvParams pc = p;  // the kernels take `constant ConvParams&`, a plain reference here
   with_width(p.width, [&]<int K>() {
-    metal_emu::dispatch_threads(u3(L::grid(p)), u3(L::group(p)), o, [&](const ThreadPos& t, void* const*) {
-      dfnet4_causal_conv_fwd<K>(x.data(), opt(window), weight.data(), opt(bias), y.ptr(), new_window.ptr(),
-                                pc, t.thread_position_in_grid);
+    dispatch(L::grid(p), L::group(p), o, [&](uint3 gid) {
+      dfnet4_causal_conv_fwd<K>(x.data(), opt(window), weight.data(), opt(bias), y.ptr(), new_window.ptr(), pc,
+                                gid);
     });
   });
   return nb::make_tuple(y.release(), new_window.release());
@@ -66,19 +65,17 @@ nb::tuple backward(In x, In weight, std::optional<In> bias, std::optional<In> wi
   const LaunchOptions o = metal_emu::launch_options(order, seed);
   dfk::ConvParams pc = p;
   with_width(p.width, [&]<int K>() {
-    metal_emu::dispatch_threads(u3(L::grid(p)), u3(L::group(p)), o, [&](const ThreadPos& t, void* const*) {
+    dispatch(L::grid(p), L::group(p), o, [&](uint3 gid) {
       dfnet4_causal_conv_bwd<K>(x.data(), opt(window), weight.data(), opt(bias), dy.data(), dnew_window.data(),
-                                dx.ptr(), dwindow.ptr(), dw_part.ptr(), db_part.ptr(), pc,
-                                t.thread_position_in_grid);
+                                dx.ptr(), dwindow.ptr(), dw_part.ptr(), db_part.ptr(), pc, gid);
     });
   });
   dw_part.check();
   db_part.check();
   auto fold = [&](Buffer& src, Buffer& dst, const L::SumPlan& plan) {
     int count = plan.count, inner = int(plan.inner);
-    metal_emu::dispatch_threads(u3(L::sum_grid(plan)), u3(L::sum_group(plan)), o,
-                                [&](const ThreadPos& t, void* const*) {
-      dfnet4_causal_conv_sum_f32(src.ptr(), dst.ptr(), count, inner, t.thread_position_in_grid.x);
+    dispatch(L::sum_grid(plan), L::sum_group(plan), o, [&](uint3 gid) {
+      dfnet4_causal_conv_sum_f32(src.ptr(), dst.ptr(), count, inner, gid.x);
     });
   };
   fold(dw_part, dweight, L::dweight_sum(p));

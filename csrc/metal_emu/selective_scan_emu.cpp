@@ -59,12 +59,10 @@ nb::tuple forward(In u, In delta, In A, In B, In C, std::optional<In> D, std::op
   const LaunchOptions o = metal_emu::launch_options(order, seed);
   dfk::ScanParams pc = p;  // the kernels take `constant ScanParams&`, a plain reference here
   with_variant(p.state, [&]<int MAXN, int NFIX>() {
-    metal_emu::dispatch_threads(u3(L::forward_grid(p)), u3(L::forward_group(p)), o,
-                                [&](const ThreadPos& t, void* const*) {
-      dfnet4_selective_scan_fwd<MAXN, NFIX>(
-          u.data(), delta.data(), A.data(), B.data(), C.data(), opt(D), opt(z), opt(bias), opt(h0),
-          out.ptr(), last.ptr(), ckpt.ptr(), pc,
-          uint2(t.thread_position_in_grid.x, t.thread_position_in_grid.y));
+    dispatch(L::forward_grid(p), L::forward_group(p), o, [&](uint3 gid) {
+      dfnet4_selective_scan_fwd<MAXN, NFIX>(u.data(), delta.data(), A.data(), B.data(), C.data(), opt(D), opt(z),
+                                            opt(bias), opt(h0), out.ptr(), last.ptr(), ckpt.ptr(), pc,
+                                            uint2(gid.x, gid.y));
     });
   });
   return nb::make_tuple(out.release(), last.release(), ckpt.release());
@@ -91,6 +89,7 @@ nb::tuple backward(In u, In delta, In A, In B, In C, std::optional<In> D, std::o
   const LaunchOptions o = metal_emu::launch_options(order, seed);
   dfk::ScanParams pc = p;  // `constant ScanParams&` is a plain reference here
   with_variant(p.state, [&]<int MAXN, int NFIX>() {
+    // dispatch_threads itself: this kernel also takes threads_per_grid and the SIMD lane
     metal_emu::dispatch_threads(u3(L::backward_grid(p)), u3(L::backward_group(p)), o,
                                 [&](const ThreadPos& t, void* const*) {
       dfnet4_selective_scan_bwd<MAXN, NFIX>(
@@ -112,10 +111,8 @@ nb::tuple backward(In u, In delta, In A, In B, In C, std::optional<In> D, std::o
   for (const auto& f : folds) {
     const auto plan = L::sum_plan(p, f.target);
     int count = plan.count, inner = int(plan.inner);
-    metal_emu::dispatch_threads(u3(L::sum_grid(plan)), u3(L::sum_group(plan)), o,
-                                [&](const ThreadPos& t, void* const*) {
-      dfnet4_selective_scan_sum_f32(f.src, f.dst, count, inner,
-                                    uint2(t.thread_position_in_grid.x, t.thread_position_in_grid.y));
+    dispatch(L::sum_grid(plan), L::sum_group(plan), o, [&](uint3 gid) {
+      dfnet4_selective_scan_sum_f32(f.src, f.dst, count, inner, uint2(gid.x, gid.y));
     });
   }
   nb::object none = nb::none();
