@@ -37,10 +37,11 @@ void split_gemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasi
   const double flops = 2.0 * m * n * k;
   const bool by_rows = m >= n;
   const long side = by_rows ? m : n;
-  // blocks of at least min_flops and min_block rows (columns), two per thread
-  const int threads = split_threads();
-  const long blocks = std::min<long>({blocks_per_thread * threads, side / min_block,
-                                      static_cast<long>(flops / min_flops)});
+  // blocks of at least min_flops and min_block rows (columns), two per thread; the settings are
+  // read only for a product big enough to split
+  const long most = std::min<long>(side / min_block, static_cast<long>(flops / min_flops));
+  const int threads = most >= 2 ? split_threads() : 0;
+  const long blocks = std::min<long>(blocks_per_thread * threads, most);
   if (blocks < 2 || threads <= 1) {
     gemm(m, n, a, b, c);
     return;
