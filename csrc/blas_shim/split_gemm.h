@@ -6,7 +6,7 @@
 #include <atomic>
 #include <functional>
 
-#include "../parallel.h"
+#include "../parallel.h"  // num_threads
 #include "team.h"
 
 namespace dfnet4::blas_shim {
@@ -20,14 +20,14 @@ int split_threads();
 inline std::atomic<long> split_products{0};
 
 // Splits C (m x n) into blocks of rows, or of columns when n is the larger side, and calls
-// gemm(rows, cols, a, b, c) on each block with the operand pointers offset to it. Threads take
-// blocks as they free up. OpenBLAS's sgemm computes a row (column) of C the same way in any block: the result is
-// bit-identical to the unsplit call whatever the thread count (tests/test_blas.py checks it).
+// gemm(rows, cols, a, b, c) on each block with the operand pointers offset to it; threads take
+// blocks as they free up. OpenBLAS's sgemm computes a row (column) of C the same way in any block,
+// so the result is bit-identical to the unsplit call whatever the thread count (tests/test_blas.py).
 template <typename T, typename Gemm>
 void split_gemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k,
                 const T* a, blasint lda, const T* b, blasint ldb, T* c, blasint ldc, Gemm&& gemm) {
-  // a block of less than this costs more in thread start-up than it saves (measured on 2 cores:
-  // a split 17-MFLOP product was slower, a 33-MFLOP one 10 % faster, 70 MFLOP 20-25 %)
+  // a smaller block costs more in hand-over than it saves (measured on 2 cores with a thread started
+  // per product: a split 17-MFLOP product was slower, a 33-MFLOP one 10 % faster, 70 MFLOP 20-25 %)
   constexpr double min_flops = 16e6;
   // Each block repacks the whole other operand (OpenBLAS packs B for a block of rows): blocks of
   // 32 rows made a 512^3 product slower than unsplit; from 64 rows the repacking is a few percent.
