@@ -380,8 +380,10 @@ def test_thread_default_unless_openblas_num_threads_is_set(env, threads):
 
 # --- large products split across dfnet4's threads (csrc/blas_shim/split_gemm.h) -------------
 
-# Big enough to be split (>= 32 MFLOP, one side >= 64): by rows (m >= n) and by columns (n > m),
-# every transpose, float32 (the one split type: see cblas_forward.cpp), a batch (one call per matrix).
+# Big enough to be split (>= 32 MFLOP, one side >= 128): by rows (m >= n) and by columns (n > m),
+# every transpose, float32 (the one split type: see cblas_forward.cpp), a batch (one call per
+# matrix), and 4097 rows, which at 32 threads cut into 64 blocks (a ceil-sized block would leave a
+# 2-row remainder, which OpenBLAS computes by another path and rounds differently).
 SPLIT_PRODUCTS = {
     "f32_rows": ("float32", (4000, 256), (256, 512), lambda xp, a, b: a @ b),
     "f32_rows_a_transposed": ("float32", (256, 4000), (256, 384), lambda xp, a, b: _t(xp, a) @ b),
@@ -389,6 +391,7 @@ SPLIT_PRODUCTS = {
     "f32_columns_b_transposed": ("float32", (96, 300), (3000, 300), lambda xp, a, b: a @ _t(xp, b)),
     "f32_both_transposed": ("float32", (500, 1100), (700, 500), lambda xp, a, b: _t(xp, a) @ _t(xp, b)),
     "f32_batched": ("float32", (3, 1000, 200), (3, 200, 300), lambda xp, a, b: a @ b),
+    "f32_uneven_rows": ("float32", (4097, 2048), (2048, 64), lambda xp, a, b: a @ b),
 }
 
 SPLIT_WORKER = """
@@ -398,7 +401,7 @@ import dfnet4
 import mlx.core as mx
 sys.path.insert(0, {tests!r})
 from test_blas import SPLIT_PRODUCTS, make_inputs
-before = dfnet4._blas.split_products()
+before = dfnet4._blas.split_counts()
 out = {{}}
 for name, (dtype, a_shape, b_shape, fn) in SPLIT_PRODUCTS.items():
     a, b = make_inputs(name, dtype, a_shape, b_shape)
@@ -406,33 +409,93 @@ for name, (dtype, a_shape, b_shape, fn) in SPLIT_PRODUCTS.items():
 small = mx.ones((64, 64)) @ mx.ones((64, 64))
 mx.eval(small)
 np.savez(sys.argv[1], **out)
-print(dfnet4._blas.split_products() - before, dfnet4.blas_info(measure=False)["split_threads"])
+after = dfnet4._blas.split_counts()
+print(after["products"] - before["products"], after["helper_blocks"] - before["helper_blocks"],
+      dfnet4.blas_info(measure=False)["split_threads"])
 """
 
 
 def _split_run(tmp_path, label: str, env: dict):
     path = tmp_path / f"{label}.npz"
     code = f"import sys; sys.argv = ['worker', {str(path)!r}]\n" + SPLIT_WORKER.format(tests=str(Path(__file__).parent))
-    split, threads = map(int, run_python(code, env).stdout.split())
-    return dict(np.load(path)), split, threads
+    split, helper_blocks, threads = map(int, run_python(code, env).stdout.split())
+    return dict(np.load(path)), split, helper_blocks, threads
 
 
 @LINUX_ONLY
 def test_large_products_split_over_threads_give_the_one_thread_bits(tmp_path):
-    one, split_one, threads_one = _split_run(tmp_path, "one", {"DFNET4_NUM_THREADS": "1"})
-    three, split_three, threads_three = _split_run(tmp_path, "three", {"DFNET4_NUM_THREADS": "3"})
+    one, split_one, _, threads_one = _split_run(tmp_path, "one", {"DFNET4_NUM_THREADS": "1"})
     assert (threads_one, split_one) == (1, 0)  # one thread: nothing split
-    # three threads: every listed product split (the batch: one call per matrix), the 64^3 one not
-    assert threads_three == 3 and split_three == len(SPLIT_PRODUCTS) + 2
-    for name, (dtype, a_shape, b_shape, fn) in SPLIT_PRODUCTS.items():
-        # the blocks depend on the shape only and OpenBLAS computes each row/column of C the same
-        # way whatever block it is in: bit-identical to the unsplit product
-        np.testing.assert_array_equal(three[name], one[name], err_msg=name)
-        a, b = make_inputs(name, dtype, a_shape, b_shape)
-        exact = fn(np, a.astype(np.complex128), b.astype(np.complex128))
-        inner = fn(np, np.ones(a_shape), np.ones(b_shape)).flat[0]  # k: each entry sums k products
-        scale = fn(np, np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))
-        assert np.all(np.abs(three[name] - exact) <= inner * np.finfo(np.float32).eps * scale), name
+    for threads in (3, 32):
+        many, split, helper_blocks, split_threads = _split_run(tmp_path, f"t{threads}",
+                                                              {"DFNET4_NUM_THREADS": str(threads)})
+        # every listed product split (the batch: one call per matrix), the 64^3 one not; and the
+        # helper threads ran blocks (the caller alone would give the same bits)
+        assert split_threads == threads and split == len(SPLIT_PRODUCTS) + 2 and helper_blocks > 0
+        for name, (dtype, a_shape, b_shape, fn) in SPLIT_PRODUCTS.items():
+            # OpenBLAS computes each row/column of C the same way in any block of the split's
+            # size: bit-identical to the unsplit product
+            np.testing.assert_array_equal(many[name], one[name], err_msg=f"{name} at {threads} threads")
+            a, b = make_inputs(name, dtype, a_shape, b_shape)
+            exact = fn(np, a.astype(np.float64), b.astype(np.float64))
+            inner = fn(np, np.ones(a_shape), np.ones(b_shape)).flat[0]  # k: each entry sums k products
+            scale = fn(np, np.abs(a).astype(np.float64), np.abs(b).astype(np.float64))
+            assert np.all(np.abs(many[name] - exact) <= inner * np.finfo(np.float32).eps * scale), name
+
+
+# cblas_sgemm called directly (MLX only uses row-major): both storage orders, every transpose
+# pair, padded leading dimensions (NaN padding in A and B, a sentinel in C's), alpha and beta, rows
+# and columns split; the split (DFNET4_BLAS_SPLIT unset) against the same call unsplit ("0").
+DIRECT_SGEMM = """
+import ctypes, itertools, os
+import numpy as np
+import dfnet4
+from ctypes import c_float, c_int, c_void_p
+ROW, COL, NO, TR = 101, 102, 111, 112
+sgemm = ctypes.CDLL(None).cblas_sgemm
+sgemm.argtypes = [c_int] * 6 + [c_float, c_void_p, c_int, c_void_p, c_int, c_float, c_void_p, c_int]
+rng = np.random.default_rng(3)
+
+def store(x, order, pad):
+    r, c = x.shape
+    if order == ROW:
+        s = np.full((r, c + pad), np.nan, np.float32); s[:, :c] = x; return s, c + pad
+    s = np.full((c, r + pad), np.nan, np.float32); s[:, :r] = x.T; return s, r + pad
+
+def load(s, order, r, c):
+    return s[:, :c] if order == ROW else s[:, :r].T
+
+bad = []
+for order, ta, tb, (m, n, k) in itertools.product((ROW, COL), (NO, TR), (NO, TR), ((3000, 96, 256), (96, 3000, 256))):
+    op_a, op_b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    a, lda = store((op_a if ta == NO else op_a.T).astype(np.float32), order, 3)
+    b, ldb = store((op_b if tb == NO else op_b.T).astype(np.float32), order, 5)
+    c0 = rng.standard_normal((m, n)).astype(np.float32)
+    runs = []
+    for split in ("0", "1"):
+        os.environ["DFNET4_BLAS_SPLIT"] = split
+        c, ldc = store(c0, order, 7)
+        c[np.isnan(c)] = 1234.5  # C's padding: must stay as it is
+        before = dfnet4._blas.split_counts()["products"]
+        sgemm(order, ta, tb, m, n, k, 1.5, a.ctypes.data, lda, b.ctypes.data, ldb, 0.5, c.ctypes.data, ldc)
+        runs.append((c, dfnet4._blas.split_counts()["products"] - before))
+    (c_whole, n_whole), (c_split, n_split) = runs
+    result = load(c_split, order, m, n)
+    a64, b64 = (x.astype(np.float32).astype(np.float64) for x in (op_a, op_b))
+    exact = 1.5 * a64 @ b64 + 0.5 * c0
+    bound = (k + 2) * np.finfo(np.float32).eps * (1.5 * np.abs(a64) @ np.abs(b64) + 0.5 * np.abs(c0))
+    pad_ok = np.count_nonzero(c_split == 1234.5) == c_split.size - m * n
+    if not (n_whole == 0 and n_split == 1 and np.array_equal(c_split, c_whole) and pad_ok
+            and np.all(np.abs(result - exact) <= bound)):
+        bad.append((order, ta, tb, m, n, n_whole, n_split))
+print(bad)
+"""
+
+
+@LINUX_ONLY
+def test_direct_sgemm_split_for_every_order_and_transpose():
+    done = run_python(DIRECT_SGEMM, env={"DFNET4_NUM_THREADS": "3"})
+    assert done.stdout.strip() == "[]"
 
 
 @LINUX_ONLY
@@ -441,5 +504,5 @@ def test_large_products_split_over_threads_give_the_one_thread_bits(tmp_path):
 def test_products_are_not_split(env):
     done = run_python(SPLIT_WORKER.format(tests=str(Path(__file__).parent)).replace(
         "np.savez(sys.argv[1], **out)", ""), env={"DFNET4_NUM_THREADS": "2", **env})
-    assert done.stdout.split() == ["0", "0"]
+    assert done.stdout.split() == ["0", "0", "0"]
 

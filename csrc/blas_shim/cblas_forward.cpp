@@ -69,6 +69,10 @@ DFNET4_SHIM_EXPORT long dfnet4_blas_shim_split_products() {
   return dfnet4::blas_shim::split_products.load();
 }
 
+DFNET4_SHIM_EXPORT long dfnet4_blas_shim_helper_blocks() {
+  return dfnet4::blas_shim::helper_blocks.load();
+}
+
 // OpenBLAS reads OPENBLAS_NUM_THREADS when it loads (at `import dfnet4`); this changes it later.
 DFNET4_SHIM_EXPORT void dfnet4_blas_shim_set_openblas_threads(int threads) {
   scipy_openblas_set_num_threads(threads);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <functional>
+#include <thread>
 
 #include "../parallel.h"  // num_threads
 #include "team.h"
@@ -16,13 +17,16 @@ namespace dfnet4::blas_shim {
 // DFNET4_BLAS_SPLIT=0.
 int split_threads();
 
-// Products split so far (tests read it through dfnet4_blas_shim_split_products).
+// Products split so far, and blocks a helper thread (not the caller) ran: tests read them through
+// dfnet4_blas_shim_split_products / dfnet4_blas_shim_helper_blocks.
 inline std::atomic<long> split_products{0};
+inline std::atomic<long> helper_blocks{0};
 
 // Splits C (m x n) into blocks of rows, or of columns when n is the larger side, and calls
 // gemm(rows, cols, a, b, c) on each block with the operand pointers offset to it; threads take
-// blocks as they free up. OpenBLAS's sgemm computes a row (column) of C the same way in any block,
-// so the result is bit-identical to the unsplit call whatever the thread count (tests/test_blas.py).
+// blocks as they free up. OpenBLAS's sgemm computes a row (column) of C the same way in any block
+// of this size (>= 64 rows, >= 16 MFLOP), so the result is bit-identical to the unsplit call
+// whatever the thread count (tests/test_blas.py).
 template <typename T, typename Gemm>
 void split_gemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k,
                 const T* a, blasint lda, const T* b, blasint ldb, T* c, blasint ldc, Gemm&& gemm) {
@@ -47,8 +51,8 @@ void split_gemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasi
     return;
   }
   const bool row_major = order == CblasRowMajor;
-  const long grain = (side + blocks - 1) / blocks;
   split_products.fetch_add(1, std::memory_order_relaxed);
+  const std::thread::id caller = std::this_thread::get_id();
   std::atomic<long> next{0};
   auto block = [&](long begin, long end) {
     const blasint len = static_cast<blasint>(end - begin);
@@ -61,9 +65,13 @@ void split_gemm(CBLAS_ORDER order, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasi
       gemm(m, len, a, b + begin * (b_cols ? 1 : ldb), c + begin * (row_major ? 1 : ldc));
     }
   };
+  // Balanced blocks (block i: [side*i/blocks, side*(i+1)/blocks)), so none is smaller than
+  // side/blocks: OpenBLAS takes another path for very small calls (a few rows), whose rounding
+  // differs, and a ceil-sized grain could leave such a remainder as the last block.
   const std::function<void()> work = [&] {
-    for (long begin = next.fetch_add(grain); begin < side; begin = next.fetch_add(grain)) {
-      block(begin, std::min<long>(side, begin + grain));
+    for (long i = next.fetch_add(1); i < blocks; i = next.fetch_add(1)) {
+      block(side * i / blocks, side * (i + 1) / blocks);
+      if (std::this_thread::get_id() != caller) helper_blocks.fetch_add(1, std::memory_order_relaxed);
     }
   };
   team().run(work, static_cast<int>(std::min<long>(threads, blocks)) - 1);

@@ -177,14 +177,20 @@ def _openblas_details() -> dict:
             "split_threads": int(process.dfnet4_blas_shim_split_threads())}
 
 
-def split_products() -> int:
-    """How many products the shim has split across dfnet4's threads in this process (0 without the
-    shim). Large float32/complex64 products are split while OpenBLAS runs one thread (docs/blas.md)."""
+def split_counts() -> dict:
+    """{"products": how many products the shim has split over dfnet4's threads in this process,
+    "helper_blocks": how many of their blocks a helper thread (not the caller) ran}; zeros without
+    the shim. Large float32 products are split while OpenBLAS runs one thread (docs/blas.md)."""
     if not _shim_in_global_scope():
-        return 0
-    count = ctypes.CDLL(None).dfnet4_blas_shim_split_products
-    count.restype = ctypes.c_long
-    return int(count())
+        return {"products": 0, "helper_blocks": 0}
+    process = ctypes.CDLL(None)
+    counts = {}
+    for key, name in (("products", "dfnet4_blas_shim_split_products"),
+                      ("helper_blocks", "dfnet4_blas_shim_helper_blocks")):
+        fn = getattr(process, name)
+        fn.restype = ctypes.c_long
+        counts[key] = int(fn())
+    return counts
 
 
 def set_threads(threads: int) -> None:
