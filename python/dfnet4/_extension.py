@@ -43,9 +43,11 @@ def require(fused: bool, who: str) -> bool:
     """A construction-time fused=True/False: True needs the extension (an error naming `who`, never a
     silent fallback to the pure-MLX path)."""
     if fused and not available():
+        reason = _error if _error is not None else "not loaded"
         raise RuntimeError(
-            f"{who}: fused=True needs dfnet4's compiled extension, which is not importable ({_error}); "
-            "pass fused=False (or None) to use the pure-MLX path"
+            f"{who}: fused=True needs dfnet4's compiled extension, which is not importable ({reason}); "
+            "rebuild/reinstall dfnet4 (`pip install .` from the source tree), or pass fused=False (or None) "
+            "to use the pure-MLX path"
         )
     return bool(fused)
 

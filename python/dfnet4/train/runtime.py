@@ -20,7 +20,7 @@ def fused_switches(model_cfg: dict) -> dict[str, bool | None]:
 def check_fused_flags(model_cfg: dict) -> None:
     """A backbone's fused switch only with that backbone (--fused-scan with mamba, --fused-gru with
     gru: dfnet4.backbones' registry), and fused=True needs the extension."""
-    backbone = model_cfg.get("backbone")
+    backbone = model_cfg.get("backbone", backbones.DEFAULT)
     owners = backbones.fused_flags()
     for flag, value in fused_switches(model_cfg).items():
         if value is None:
@@ -39,8 +39,9 @@ def check_fused_flags(model_cfg: dict) -> None:
 
 
 def build_model(model_cfg: dict) -> DfNet4:
+    config = DfNet4Config.from_dict(dict(model_cfg))  # first: an unknown backbone is named here
     check_fused_flags(model_cfg)
-    return DfNet4(DfNet4Config.from_dict(dict(model_cfg)))
+    return DfNet4(config)
 
 
 def blas_description() -> str:
