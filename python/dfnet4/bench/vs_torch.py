@@ -113,11 +113,8 @@ def _run_all(result, settings, threads, torch_script, blas_threads, log, on_upda
 
     for t in threads:
         os.environ["DFNET4_NUM_THREADS"] = str(t)  # read by the kernels at each call
-        blas = _blas_threads(_blas, t, blas_threads)
-        run = {"threads": t, "blas_threads": blas,
-               "blas_split_threads": _blas.report(measure=False).get("split_threads", 0),
-               "pytorch": run_torch(torch_script, t, settings, log),
-               "dfnet4": {}}
+        run = {"threads": t, **_blas_threads(_blas, t, blas_threads),
+               "pytorch": run_torch(torch_script, t, settings, log), "dfnet4": {}}
         for name, loss_config in LOSSES.items():
             log(f"  dfnet4 {IMPL.name} at {t} thread(s), {name}")
             run["dfnet4"][name] = run_dfnet4(settings, loss_config, log)
@@ -126,14 +123,18 @@ def _run_all(result, settings, threads, torch_script, blas_threads, log, on_upda
             on_update(result)
 
 
-def _blas_threads(blas_module, t: int, wanted: str | None):
-    """Apply the OpenBLAS thread choice for thread count t; returns what is in force (or why not)."""
+def _blas_threads(blas_module, t: int, wanted: str | None) -> dict:
+    """Apply the OpenBLAS thread choice for thread count t; {"blas_threads": what is in force (or why
+    not), "blas_split_threads": the threads the shim splits large products over (0: none)}."""
+    not_set = None
     if wanted is not None:
         try:
             blas_module.set_threads(t if wanted == "same" else int(wanted))
         except (ValueError, RuntimeError) as exc:  # no shim (macOS, DFNET4_BLAS=reference): say so
-            return f"not set: {exc}"
-    return blas_module.report(measure=False).get("openblas_threads", "not OpenBLAS")
+            not_set = f"not set: {exc}"
+    report = blas_module.report(measure=False)
+    return {"blas_threads": not_set or report.get("openblas_threads", "not OpenBLAS"),
+            "blas_split_threads": report.get("split_threads", 0)}
 
 
 def _median(cell: dict | None, key: str = "median_ms") -> float | None:
