@@ -49,6 +49,7 @@ def main() -> int:
         blocks = [m for _, m in model.named_modules() if isinstance(m, MambaBlock)]
         for scheme in SCHEMES if blocks else [None]:
             runs[impl if scheme is None else f"{impl} {scheme}"] = (blocks, scheme, steps)
+
     def prepare(name: str) -> None:
         blocks, scheme, _ = runs[name]
         if scheme:

@@ -17,8 +17,8 @@ import mlx.core as mx
 from dfnet4 import _blas
 
 
-ENV_VARS = ("MLX_DISABLE_COMPILE", "DFNET4_NUM_THREADS", "DFNET4_BLAS", "OPENBLAS_NUM_THREADS",
-            "OMP_NUM_THREADS", "LD_PRELOAD")
+ENV_VARS = ("MLX_DISABLE_COMPILE", "DFNET4_NUM_THREADS", "DFNET4_BLAS", "DFNET4_BLAS_SPLIT",
+            "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "LD_PRELOAD")
 
 
 def cpu_model() -> str:
