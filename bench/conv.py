@@ -12,6 +12,7 @@ conv.json).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -23,7 +24,6 @@ import numpy as np
 
 from dfnet4 import ops
 from dfnet4.backbones.mamba import MambaBlock
-from dfnet4.backbones.mamba_block import BlockOps
 from dfnet4.bench import machine
 from op_bench import TableFormat, measure_pair, table
 
@@ -49,7 +49,7 @@ class SliceConvBlock(MambaBlock):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.use_ops(BlockOps(shifted_slices, self._ops.selective_scan))
+        self.use_ops(dataclasses.replace(self._ops, causal_conv1d=shifted_slices))
 
 
 def measure_op(conv, x, weight, bias, repeats):

@@ -99,6 +99,7 @@ SelectiveScanGrad::Outputs::Outputs(int flags) {
   if (flags & dfk::kScanHasZ) dz = next++;
   if (flags & dfk::kScanHasD) dD = next++;
   if (flags & dfk::kScanHasBias) dbias = next++;
+  if (flags & dfk::kScanBwdOut) out = next++;
 }
 
 std::vector<mx::Shape> SelectiveScanGrad::output_shapes(const std::vector<mx::array>& inputs) {
@@ -109,6 +110,7 @@ std::vector<mx::Shape> SelectiveScanGrad::output_shapes(const std::vector<mx::ar
   if (flags_ & dfk::kScanHasZ) shapes.push_back(u.shape());
   if (flags_ & dfk::kScanHasD) shapes.push_back({d});
   if (flags_ & dfk::kScanHasBias) shapes.push_back({d});
+  if (flags_ & dfk::kScanBwdOut) shapes.push_back(u.shape());
   return shapes;
 }
 
@@ -141,7 +143,7 @@ void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
         ptr<T>(inputs[0]), ptr<T>(inputs[1]), ptr<T>(inputs[2]), ptr<T>(inputs[3]),
         ptr<T>(inputs[4]), opt_ptr<T>(inputs, at.D), opt_ptr<T>(inputs, at.z),
         opt_ptr<T>(inputs, at.bias), ptr<T>(inputs[ckpt]), ptr<T>(inputs[dout]),
-        ptr<T>(inputs[dlast]), out_ptr(0), out_ptr(1), out_ptr(out_at.dz), part_ptr(0),
+        ptr<T>(inputs[dlast]), out_ptr(0), out_ptr(1), out_ptr(out_at.dz), out_ptr(out_at.out), part_ptr(0),
         part_ptr(1), part_ptr(2), part_ptr(part_dD), part_ptr(part_dbias), out_ptr(5)};
     struct Fold {
       const T* src;
@@ -166,15 +168,21 @@ void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
   enc.add_temporaries(std::move(parts));
 }
 
-// ---- the op -----------------------------------------------------------------------------------------
+// ---- the ops ----------------------------------------------------------------------------------------
 
-std::vector<mx::array> selective_scan(const mx::array& u, const mx::array& delta, const mx::array& A,
-                                      const mx::array& B, const mx::array& C,
-                                      const std::optional<mx::array>& D,
-                                      const std::optional<mx::array>& z,
-                                      const std::optional<mx::array>& delta_bias, bool delta_softplus,
-                                      const std::optional<mx::array>& h0, mx::StreamOrDevice s_) {
-  const auto s = mx::to_stream(s_);
+namespace {
+
+// The forward's inputs checked (std::invalid_argument naming the argument) and made contiguous,
+// with the flags they imply; h0 only when `with_h0` (the backward takes the checkpoints instead).
+struct CheckedInputs {
+  util::InputList list;
+  int flags;
+};
+
+CheckedInputs check_inputs(const mx::array& u, const mx::array& delta, const mx::array& A, const mx::array& B,
+                           const mx::array& C, const std::optional<mx::array>& D,
+                           const std::optional<mx::array>& z, const std::optional<mx::array>& delta_bias,
+                           bool delta_softplus, const std::optional<mx::array>& h0, const mx::Stream& s) {
   using util::shape_str;
   if (u.ndim() != 3) check.bad("u must have shape (batch, time, channels), got " + shape_str(u));
   if (A.ndim() != 2) check.bad("A must have shape (channels, state), got " + shape_str(A));
@@ -195,19 +203,63 @@ std::vector<mx::array> selective_scan(const mx::array& u, const mx::array& delta
   const auto dtype = u.dtype();
   util::check_compute_dtype(check.op, dtype, s);
 
-  int flags = delta_softplus ? dfk::kScanSoftplus : 0;
-  util::InputList in(check.op, "u", dtype, s);
-  in.add("u", u);
-  in.add("delta", delta);
-  in.add("A", A);
-  in.add("B", B);
-  in.add("C", C);
-  if (D) { flags |= dfk::kScanHasD; in.add("D", *D); }
-  if (z) { flags |= dfk::kScanHasZ; in.add("z", *z); }
-  if (delta_bias) { flags |= dfk::kScanHasBias; in.add("delta_bias", *delta_bias); }
-  if (h0) { flags |= dfk::kScanHasH0; in.add("h0", *h0); }
-  auto outs = util::apply(std::make_shared<SelectiveScan>(s, flags), in.arrays(), dtype);
+  CheckedInputs in{util::InputList(check.op, "u", dtype, s), delta_softplus ? dfk::kScanSoftplus : 0};
+  in.list.add("u", u);
+  in.list.add("delta", delta);
+  in.list.add("A", A);
+  in.list.add("B", B);
+  in.list.add("C", C);
+  if (D) { in.flags |= dfk::kScanHasD; in.list.add("D", *D); }
+  if (z) { in.flags |= dfk::kScanHasZ; in.list.add("z", *z); }
+  if (delta_bias) { in.flags |= dfk::kScanHasBias; in.list.add("delta_bias", *delta_bias); }
+  if (h0) { in.flags |= dfk::kScanHasH0; in.list.add("h0", *h0); }
+  return in;
+}
+
+}  // namespace
+
+std::vector<mx::array> selective_scan_checkpointed(const mx::array& u, const mx::array& delta, const mx::array& A,
+                                                   const mx::array& B, const mx::array& C,
+                                                   const std::optional<mx::array>& D,
+                                                   const std::optional<mx::array>& z,
+                                                   const std::optional<mx::array>& delta_bias, bool delta_softplus,
+                                                   const std::optional<mx::array>& h0, mx::StreamOrDevice s_) {
+  const auto s = mx::to_stream(s_);
+  auto in = check_inputs(u, delta, A, B, C, D, z, delta_bias, delta_softplus, h0, s);
+  return util::apply(std::make_shared<SelectiveScan>(s, in.flags), in.list.arrays(), u.dtype());
+}
+
+std::vector<mx::array> selective_scan(const mx::array& u, const mx::array& delta, const mx::array& A,
+                                      const mx::array& B, const mx::array& C,
+                                      const std::optional<mx::array>& D,
+                                      const std::optional<mx::array>& z,
+                                      const std::optional<mx::array>& delta_bias, bool delta_softplus,
+                                      const std::optional<mx::array>& h0, mx::StreamOrDevice s) {
+  auto outs = selective_scan_checkpointed(u, delta, A, B, C, D, z, delta_bias, delta_softplus, h0, s);
   return {outs[0], outs[1]};
+}
+
+std::vector<mx::array> selective_scan_backward(const mx::array& u, const mx::array& delta, const mx::array& A,
+                                               const mx::array& B, const mx::array& C,
+                                               const std::optional<mx::array>& D,
+                                               const std::optional<mx::array>& z,
+                                               const std::optional<mx::array>& delta_bias, bool delta_softplus,
+                                               const mx::array& checkpoints, const mx::array& dout,
+                                               const mx::array& dlast, mx::StreamOrDevice s_) {
+  const auto s = mx::to_stream(s_);
+  auto in = check_inputs(u, delta, A, B, C, D, z, delta_bias, delta_softplus, std::nullopt, s);
+  const int b = u.shape(0), l = u.shape(1), d = u.shape(2), n = A.shape(1);
+  const int chunks = (l + dfk::kScanChunk - 1) / dfk::kScanChunk;
+  check.shape("checkpoints", checkpoints, {b, chunks, n, d},
+              "(batch, ceil(time / SELECTIVE_SCAN_CHUNK), state, channels), as the checkpointed forward returns "
+              "them for these inputs");
+  check.shape("dout", dout, {b, l, d}, "(batch, time, channels) like u");
+  check.shape("dlast", dlast, {b, d, n}, "(batch, channels, state)");
+  in.list.add("checkpoints", checkpoints);
+  in.list.add("dout", dout);
+  in.list.add("dlast", dlast);
+  return util::apply(std::make_shared<SelectiveScanGrad>(s, in.flags | dfk::kScanBwdOut), in.list.arrays(),
+                     u.dtype());
 }
 
 // ---- bindings ---------------------------------------------------------------------------------------
@@ -220,6 +272,16 @@ static void bind_selective_scan(nanobind::module_& m) {
         "stream"_a = nb::none(),
         "Fused selective scan (low level: same-dtype float32/float64 arrays). Returns [out, "
         "last_state]. Use dfnet4.ops.selective_scan.");
+  m.def("selective_scan_checkpointed", &selective_scan_checkpointed, "u"_a, "delta"_a, "A"_a, "B"_a, "C"_a,
+        "D"_a.none(), "z"_a.none(), "delta_bias"_a.none(), "delta_softplus"_a, "h0"_a.none(), nb::kw_only(),
+        "stream"_a = nb::none(),
+        "selective_scan that also returns its checkpoints: [out, last_state, checkpoints]. Use "
+        "dfnet4.ops.selective_scan_checkpointed.");
+  m.def("selective_scan_backward", &selective_scan_backward, "u"_a, "delta"_a, "A"_a, "B"_a, "C"_a,
+        "D"_a.none(), "z"_a.none(), "delta_bias"_a.none(), "delta_softplus"_a, "checkpoints"_a, "dout"_a,
+        "dlast"_a, nb::kw_only(), "stream"_a = nb::none(),
+        "The scan's backward from its checkpoints: [du, ddelta, dA, dB, dC, dh0, (dz), (dD), (ddelta_bias), "
+        "out]. Use dfnet4.ops.selective_scan_backward.");
   m.attr("SELECTIVE_SCAN_CHUNK") = static_cast<int>(dfk::kScanChunk);
   m.attr("SELECTIVE_SCAN_MAX_STATE") = static_cast<int>(dfk::kScanMaxState);
 }

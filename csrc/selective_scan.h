@@ -29,7 +29,7 @@ dfk::ScanParams scan_params(const mx::array& u, const mx::array& A, int flags);
 
 // Inputs: u, delta, A, B, C, then D, z, bias, h0 when flagged.
 // Outputs: out (batch, time, channels), last_state (batch, channels, state),
-//          checkpoints (batch, ceil(time / kScanChunk), channels, state) for the backward.
+//          checkpoints (batch, ceil(time / kScanChunk), state, channels) for the backward.
 class SelectiveScan : public FusedForward {
  public:
   SelectiveScan(mx::Stream stream, int flags) : FusedForward(stream, flags, kScanNames) {}
@@ -41,7 +41,7 @@ class SelectiveScan : public FusedForward {
 
 // Inputs: u, delta, A, B, C, then D, z, bias when flagged, then checkpoints, dout, dlast.
 // Outputs: du, ddelta, dA, dB, dC, dh0, then dz, dD, dbias when flagged (each shaped like its
-// primal). The kernel writes per-block/per-batch partials of dA, dB, dC, dD, dbias into temporaries
+// primal), then with kScanBwdOut the forward's out, re-formed from the recomputed states. The kernel writes per-block/per-batch partials of dA, dB, dC, dD, dbias into temporaries
 // that a second pass folds (done here rather than with mx.sum, which crashes under
 // mx.compile(shapeless=True) when a summed axis turns to size 1 in MLX 0.32.4).
 class SelectiveScanGrad : public FusedBackward {
@@ -53,7 +53,7 @@ class SelectiveScanGrad : public FusedBackward {
 
   // Output positions of the optional gradients (-1 when absent).
   struct Outputs {
-    int dz = -1, dD = -1, dbias = -1;
+    int dz = -1, dD = -1, dbias = -1, out = -1;
     explicit Outputs(int flags);
   };
 };
@@ -72,5 +72,26 @@ std::vector<mx::array> selective_scan(const mx::array& u, const mx::array& delta
                                       const std::optional<mx::array>& delta_bias,
                                       bool delta_softplus, const std::optional<mx::array>& h0,
                                       mx::StreamOrDevice s = {});
+
+// selective_scan's forward with all three outputs {out, last_state, checkpoints}, for a caller that
+// keeps the checkpoints and runs the backward itself (the recomputing Mamba block).
+std::vector<mx::array> selective_scan_checkpointed(const mx::array& u, const mx::array& delta,
+                                                   const mx::array& A, const mx::array& B, const mx::array& C,
+                                                   const std::optional<mx::array>& D,
+                                                   const std::optional<mx::array>& z,
+                                                   const std::optional<mx::array>& delta_bias,
+                                                   bool delta_softplus, const std::optional<mx::array>& h0,
+                                                   mx::StreamOrDevice s = {});
+
+// The backward from those checkpoints and the cotangents of out and last_state: SelectiveScanGrad's
+// outputs, the last being out again (what the forward returned, to rounding), so that the caller
+// needs neither to keep out nor to run the forward again. Not differentiable.
+std::vector<mx::array> selective_scan_backward(const mx::array& u, const mx::array& delta,
+                                               const mx::array& A, const mx::array& B, const mx::array& C,
+                                               const std::optional<mx::array>& D,
+                                               const std::optional<mx::array>& z,
+                                               const std::optional<mx::array>& delta_bias, bool delta_softplus,
+                                               const mx::array& checkpoints, const mx::array& dout,
+                                               const mx::array& dlast, mx::StreamOrDevice s = {});
 
 }  // namespace dfnet4

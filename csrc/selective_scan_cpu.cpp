@@ -111,7 +111,7 @@ template <typename S>
 DF_INLINE void prefetch_backward_chunk(const dfk::ScanParams& p, const BackwardBuffers<S>& g, int b, int c,
                                        int d0, int d1) {
   for (const S* a : {g.u, g.delta, g.dout, g.z}) prefetch_chunk<0>(p, a, b, c, d0, d1);
-  for (const S* a : {g.du, g.ddelta, g.dz}) prefetch_chunk<1>(p, a, b, c, d0, d1);
+  for (const S* a : {g.du, g.ddelta, g.dz, g.out}) prefetch_chunk<1>(p, a, b, c, d0, d1);
   prefetch_rows<0>(g.ckpt + (static_cast<long>(b) * p.n_chunks + c) * p.state * p.channels, p.channels, p.state,
                    d0, d1);
 }
@@ -147,13 +147,13 @@ struct BackwardRange {
         if (c > 0) prefetch_backward_chunk(p, g, k.b, c - 1, k.d0, k.d_end);
         for (int i = 0; i < k.groups; ++i) {
           dfk::scan_backward_chunk<V, MAXN, NFIX>(p, k.b, k.d0 + i * W, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z,
-                                                  g.bias, g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part,
-                                                  g.dC_part, sah, sa, cy[i]);
+                                                  g.bias, g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.out,
+                                                  g.dB_part, g.dC_part, sah, sa, cy[i]);
         }
         for (int d = k.d1; d < k.d_end; ++d) {
           dfk::scan_backward_chunk<S, MAXN, NFIX>(p, k.b, d, c, lane, g.u, g.delta, g.B, g.C, g.D, g.z, g.bias,
-                                                  g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.dB_part, g.dC_part,
-                                                  sah1, sa1, cy1[d - k.d1]);
+                                                  g.ckpt, g.dout, g.du, g.ddelta, g.dz, g.out, g.dB_part,
+                                                  g.dC_part, sah1, sa1, cy1[d - k.d1]);
         }
       }
       for (int i = 0; i < k.groups; ++i) {

@@ -6,7 +6,7 @@
 
 namespace dfnet4::scan_cpu {
 
-// Raw, contiguous buffers; optional inputs are null when their flag is off.
+// Raw, contiguous buffers; optional inputs and outputs are null when their flag is off.
 template <typename T>
 struct ForwardBuffers {
   const T *u, *delta, *A, *B, *C, *D, *z, *bias, *h0;
@@ -16,7 +16,7 @@ struct ForwardBuffers {
 template <typename T>
 struct BackwardBuffers {
   const T *u, *delta, *A, *B, *C, *D, *z, *bias, *ckpt, *dout, *dlast;
-  T *du, *ddelta, *dz, *dA_part, *dB_part, *dC_part, *dD_part, *dbias_part, *dh0;
+  T *du, *ddelta, *dz, *out, *dA_part, *dB_part, *dC_part, *dD_part, *dbias_part, *dh0;
 };
 
 void forward(const dfk::ScanParams& p, const ForwardBuffers<float>& buf);

@@ -79,7 +79,7 @@ enum ForwardBuffer {
 enum BackwardBuffer {
   kBwdU, kBwdDelta, kBwdA, kBwdB, kBwdC, kBwdD, kBwdZ, kBwdBias, kBwdCkpt, kBwdDout, kBwdDlast,
   kBwdDu, kBwdDdelta, kBwdDz, kBwdDA, kBwdDB, kBwdDC, kBwdDD, kBwdDbias, kBwdDh0,
-  kBwdSah, kBwdSa, kBwdParams,
+  kBwdSah, kBwdSa, kBwdOut, kBwdParams,
 };
 
 }  // namespace dfnet4::scan_launch

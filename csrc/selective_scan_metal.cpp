@@ -70,6 +70,7 @@ void SelectiveScanGrad::eval_gpu(const std::vector<mx::array>& inputs,
   enc.set_output_array(outputs[5], kBwdDh0);
   enc.set_output_array(sah, kBwdSah);
   enc.set_output_array(sa, kBwdSa);
+  enc.set_output_array(out_at.out >= 0 ? outputs[out_at.out] : sa, kBwdOut);
   enc.set_bytes(p, kBwdParams);
   enc.dispatch_threads(mh::size(backward_grid(p)), mh::size(backward_group(p)));
 

@@ -41,7 +41,7 @@ template <int MAXN, int NFIX>
     device float* dC_part [[buffer(16)]], device float* dD_part [[buffer(17)]],
     device float* dbias_part [[buffer(18)]], device float* dh0 [[buffer(19)]],
     device float* sah [[buffer(20)]], device float* sa [[buffer(21)]],
-    constant dfk::ScanParams& params [[buffer(22)]],
+    device float* out [[buffer(22)]], constant dfk::ScanParams& params [[buffer(23)]],
     uint2 gid [[thread_position_in_grid]], uint2 grid [[threads_per_grid]],
     uint simd_lane [[thread_index_in_simdgroup]]) {
   const dfk::ScanParams p = params;
@@ -53,7 +53,7 @@ template <int MAXN, int NFIX>
   lane.thread_id = (long)gid.y * grid.x + gid.x;
   lane.n_threads = (long)grid.x * grid.y;
   dfk::scan_backward_channel<float, MAXN, NFIX>(p, (int)gid.y, d, lane, u, delta, A, B, C, D, z,
-                                                bias, ckpt, dout, dlast, du, ddelta, dz, dA_part,
+                                                bias, ckpt, dout, dlast, du, ddelta, dz, out, dA_part,
                                                 dB_part, dC_part, dD_part, dbias_part, dh0, sah, sa);
 }
 

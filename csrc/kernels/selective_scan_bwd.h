@@ -111,7 +111,7 @@ struct ScanBwdAdjoint {
 
 // ---- backward -------------------------------------------------------------------------------------
 // Gradient buffers written by one (b, d):
-//   du, ddelta, dz: [b,t,d];  dA_part, dh0: [b,d,:];  dD_part, dbias_part: [b,d]
+//   du, ddelta, dz, out (kScanBwdOut): [b,t,d];  dA_part, dh0: [b,d,:];  dD_part, dbias_part: [b,d]
 //   dB_part, dC_part: [b, d / kScanBlock, t, :], through lane.reduce_row (sums over the block).
 // sah/sa: recompute scratch for one chunk, addressed by lane.slot(k, n): exp(dt A) h_{t-1} and exp(dt A).
 // Chunks run last to first: recompute the chunk's states from its checkpoint (forwards), then the
@@ -144,13 +144,15 @@ DF_INLINE void scan_backward_chunk(
     const DF_DEVICE Scalar<T>* DF_RESTRICT bias, const DF_DEVICE Scalar<T>* DF_RESTRICT ckpt,
     const DF_DEVICE Scalar<T>* DF_RESTRICT dout, DF_DEVICE Scalar<T>* DF_RESTRICT du,
     DF_DEVICE Scalar<T>* DF_RESTRICT ddelta, DF_DEVICE Scalar<T>* DF_RESTRICT dz,
-    DF_DEVICE Scalar<T>* DF_RESTRICT dB_part, DF_DEVICE Scalar<T>* DF_RESTRICT dC_part,
-    DF_DEVICE T* DF_RESTRICT sah, DF_DEVICE T* DF_RESTRICT sa, DF_THREAD ScanBwdCarry<T, MAXN>& cy) {
+    DF_DEVICE Scalar<T>* DF_RESTRICT out, DF_DEVICE Scalar<T>* DF_RESTRICT dB_part,
+    DF_DEVICE Scalar<T>* DF_RESTRICT dC_part, DF_DEVICE T* DF_RESTRICT sah, DF_DEVICE T* DF_RESTRICT sa,
+    DF_THREAD ScanBwdCarry<T, MAXN>& cy) {
   typedef Vec<T> VT;
   typedef Scalar<T> S;
   const int N = NFIX > 0 ? NFIX : p.state;
   const int L = p.length, DC = p.channels;
   const bool has_z = (p.flags & kScanHasZ) != 0, softplus = (p.flags & kScanSoftplus) != 0;
+  const bool emit_out = (p.flags & kScanBwdOut) != 0;
   const bool on = lane.active();
   // w: this step's terms of the dB or dC sum over channels.
   T h[MAXN], lam[MAXN], dA_acc[MAXN], v1[MAXN], v2[MAXN], w[MAXN];
@@ -166,7 +168,7 @@ DF_INLINE void scan_backward_chunk(
   T dD_acc = cy.dD_acc, dbias_acc = cy.dbias_acc;
   // Per-step values of the current chunk: dt, softplus', u, dL/dy, dz/dy... and results.
   T k_dt[kScanChunk], k_dsp[kScanChunk], k_u[kScanChunk], k_gy[kScanChunk], k_zf[kScanChunk];
-  T k_y[kScanChunk], k_la[kScanChunk], k_lb[kScanChunk];
+  T k_y[kScanChunk], k_la[kScanChunk], k_lb[kScanChunk], k_gate[kScanChunk];
 
   {
     const int t0 = c * kScanChunk;
@@ -193,9 +195,12 @@ DF_INLINE void scan_backward_chunk(
       for (int k = 0; k < kScanChunk; ++k) k_zf[k] = VT::load(z + row + (long)(t0 + k < L ? t0 + k : L - 1) * DC);
       for (int k = 0; k < kScanChunk; ++k) {
         const T g = k_gy[k], zt = k_zf[k], sz = fastmath::sigmoid(zt);
+        k_gate[k] = zt * sz;                             // silu(z), as the forward forms it
         k_gy[k] = g * zt * sz;                           // dL/dy = dL/dout * silu(z)
         k_zf[k] = g * sz * (S(1) + zt * (S(1) - sz));  // dL/dz = y * this
       }
+    } else {
+      for (int k = 0; k < kScanChunk; ++k) k_gate[k] = VT::splat(S(1));
     }
 
     // Recompute the chunk's states forwards; dC and y (for dz) need only forward quantities.
@@ -214,7 +219,7 @@ DF_INLINE void scan_backward_chunk(
       const ScanBwdRecompute<T, Lane> step = {lane, k, sah, sa, h, v1, w, dtu, gy, Bt, Ct};
       ScanStates<T>::each(N, step);
       lane.reduce_row(dC_part + (part_row + t) * N, w, N);
-      if (has_z) k_y[k] = hsum<T, MAXN>(v1);
+      if (has_z || emit_out) k_y[k] = hsum<T, MAXN>(v1);
     }
 
     // Adjoint backwards over the chunk.
@@ -239,6 +244,7 @@ DF_INLINE void scan_backward_chunk(
         VT::store(du + i, k_gy[k] * dd + k_dt[k] * k_lb[k]);
         VT::store(ddelta + i, dx);
         if (has_z) VT::store(dz + i, (k_y[k] + dd * k_u[k]) * k_zf[k]);
+        if (emit_out) VT::store(out + i, (k_y[k] + dd * k_u[k]) * k_gate[k]);
       }
     }
   }
@@ -281,15 +287,16 @@ DF_INLINE void scan_backward_channel(
     const DF_DEVICE Scalar<T>* DF_RESTRICT ckpt, const DF_DEVICE Scalar<T>* DF_RESTRICT dout,
     const DF_DEVICE Scalar<T>* DF_RESTRICT dlast,
     DF_DEVICE Scalar<T>* DF_RESTRICT du, DF_DEVICE Scalar<T>* DF_RESTRICT ddelta,
-    DF_DEVICE Scalar<T>* DF_RESTRICT dz, DF_DEVICE Scalar<T>* DF_RESTRICT dA_part,
-    DF_DEVICE Scalar<T>* DF_RESTRICT dB_part, DF_DEVICE Scalar<T>* DF_RESTRICT dC_part,
-    DF_DEVICE Scalar<T>* DF_RESTRICT dD_part, DF_DEVICE Scalar<T>* DF_RESTRICT dbias_part,
-    DF_DEVICE Scalar<T>* DF_RESTRICT dh0, DF_DEVICE T* DF_RESTRICT sah, DF_DEVICE T* DF_RESTRICT sa) {
+    DF_DEVICE Scalar<T>* DF_RESTRICT dz, DF_DEVICE Scalar<T>* DF_RESTRICT out,
+    DF_DEVICE Scalar<T>* DF_RESTRICT dA_part, DF_DEVICE Scalar<T>* DF_RESTRICT dB_part,
+    DF_DEVICE Scalar<T>* DF_RESTRICT dC_part, DF_DEVICE Scalar<T>* DF_RESTRICT dD_part,
+    DF_DEVICE Scalar<T>* DF_RESTRICT dbias_part, DF_DEVICE Scalar<T>* DF_RESTRICT dh0,
+    DF_DEVICE T* DF_RESTRICT sah, DF_DEVICE T* DF_RESTRICT sa) {
   ScanBwdCarry<T, MAXN> cy;
   scan_backward_init<T, MAXN, NFIX>(p, b, d, A, dlast, cy);
   for (int c = p.n_chunks - 1; c >= 0; --c) {
     scan_backward_chunk<T, MAXN, NFIX, Lane>(p, b, d, c, lane, u, delta, B, C, D, z, bias, ckpt, dout, du,
-                                             ddelta, dz, dB_part, dC_part, sah, sa, cy);
+                                             ddelta, dz, out, dB_part, dC_part, sah, sa, cy);
   }
   scan_backward_finish<T, MAXN, NFIX, Lane>(p, b, d, lane, dA_part, dD_part, dbias_part, dh0, cy);
 }

@@ -17,6 +17,10 @@ enum ScanFlags {
   kScanHasBias = 4,
   kScanSoftplus = 8,
   kScanHasH0 = 16,
+  // backward only: also write `out`, the forward's output, re-formed from the states the backward
+  // recomputes anyway (mamba-ssm's recompute_out_z), so a caller holding the checkpoints needs no
+  // second forward
+  kScanBwdOut = 32,
 };
 
 // Passed by value to the bodies and as one constant buffer to the Metal kernels (ints only, so the

@@ -68,17 +68,17 @@ nb::tuple forward(In u, In delta, In A, In B, In C, std::optional<In> D, std::op
   return nb::make_tuple(out.release(), last.release(), ckpt.release());
 }
 
-// Returns (du, ddelta, dA, dB, dC, dh0, dz, dD, dbias); the last three are None when z, D or
-// delta_bias is absent. Runs the backward kernel, then the sum kernel over each partial.
+// Returns (du, ddelta, dA, dB, dC, dh0, dz, dD, dbias, out); dz, dD, dbias are None when z, D or
+// delta_bias is absent, out unless emit_out. Runs the backward kernel, then the sum kernel over each partial.
 nb::tuple backward(In u, In delta, In A, In B, In C, std::optional<In> D, std::optional<In> z,
-                   std::optional<In> bias, In ckpt, In dout, In dlast, bool softplus,
+                   std::optional<In> bias, In ckpt, In dout, In dlast, bool softplus, bool emit_out,
                    const std::string& order, uint64_t seed) {
   namespace L = dfnet4::scan_launch;
-  const auto p = params(u, A, flags_of(D.has_value(), z.has_value(), bias.has_value(), softplus,
-                                       false));
+  auto p = params(u, A, flags_of(D.has_value(), z.has_value(), bias.has_value(), softplus, false));
+  if (emit_out) p.flags |= dfk::kScanBwdOut;
   const size_t b = p.batch, l = p.length, d = p.channels, n = p.state, blocks = p.n_blocks;
   Buffer du("du", {b, l, d}), ddelta("ddelta", {b, l, d}), dh0("dh0", {b, d, n}),
-      dz("dz", {z ? b : 0, l, d});
+      dz("dz", {z ? b : 0, l, d}), out("out", {emit_out ? b : 0, l, d});
   Buffer dA("dA", {d, n}), dB("dB", {b, l, n}), dC("dC", {b, l, n}), dD("dD", {D ? d : 0}),
       dbias("ddelta_bias", {bias ? d : 0});
   // Partials and recompute scratch: device memory of eval_gpu (uninitialised there, poisoned here).
@@ -95,7 +95,7 @@ nb::tuple backward(In u, In delta, In A, In B, In C, std::optional<In> D, std::o
       dfnet4_selective_scan_bwd<MAXN, NFIX>(
           u.data(), delta.data(), A.data(), B.data(), C.data(), opt(D), opt(z), opt(bias),
           ckpt.data(), dout.data(), dlast.data(), du.ptr(), ddelta.ptr(), dz.ptr(), pA.ptr(),
-          pB.ptr(), pC.ptr(), pD.ptr(), pbias.ptr(), dh0.ptr(), sah.data(), sa.data(), pc,
+          pB.ptr(), pC.ptr(), pD.ptr(), pbias.ptr(), dh0.ptr(), sah.data(), sa.data(), out.ptr(), pc,
           uint2(t.thread_position_in_grid.x, t.thread_position_in_grid.y),
           uint2(t.threads_per_grid.x, t.threads_per_grid.y), t.thread_index_in_simdgroup);
     });
@@ -118,7 +118,8 @@ nb::tuple backward(In u, In delta, In A, In B, In C, std::optional<In> D, std::o
   nb::object none = nb::none();
   return nb::make_tuple(du.release(), ddelta.release(), dA.release(), dB.release(), dC.release(),
                         dh0.release(), z ? nb::cast(dz.release()) : none,
-                        D ? nb::cast(dD.release()) : none, bias ? nb::cast(dbias.release()) : none);
+                        D ? nb::cast(dD.release()) : none, bias ? nb::cast(dbias.release()) : none,
+                        emit_out ? nb::cast(out.release()) : none);
 }
 
 void bind(nb::module_& m) {
@@ -131,8 +132,9 @@ void bind(nb::module_& m) {
   s.def("backward", &backward, nb::arg("u"), nb::arg("delta"), nb::arg("A"), nb::arg("B"),
         nb::arg("C"), nb::arg("D").none(), nb::arg("z").none(), nb::arg("delta_bias").none(),
         nb::arg("checkpoints"), nb::arg("dout"), nb::arg("dlast"), nb::arg("delta_softplus"),
-        nb::arg("order") = "forward", nb::arg("seed") = 0,
-        "Returns (du, ddelta, dA, dB, dC, dh0, dz, dD, dbias).");
+        nb::arg("emit_out") = false, nb::arg("order") = "forward", nb::arg("seed") = 0,
+        "Returns (du, ddelta, dA, dB, dC, dh0, dz, dD, dbias, out); out (the forward's output, "
+        "re-formed) only with emit_out.");
   s.attr("CHUNK") = int(dfk::kScanChunk);
   s.attr("BLOCK") = int(dfk::kScanBlock);
   s.def("forward_kernel", &dfnet4::scan_launch::forward_kernel);

@@ -53,9 +53,12 @@ class MambaOptions(BackboneOptions):
 def _ops(fused: bool) -> BlockOps:
     if fused:
         from dfnet4 import ops
-    else:
-        from dfnet4 import reference as ops
-    return BlockOps(ops.causal_conv1d, ops.selective_scan)
+
+        return BlockOps(ops.causal_conv1d, ops.selective_scan, ops.selective_scan_checkpointed,
+                        ops.selective_scan_backward)
+    from dfnet4 import reference
+
+    return BlockOps(reference.causal_conv1d, reference.selective_scan)
 
 
 def _inverse_softplus(y: mx.array) -> mx.array:

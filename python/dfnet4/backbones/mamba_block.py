@@ -16,7 +16,10 @@ as its inputs exist (mx.checkpoint does neither, and saves little here). That is
 mamba_inner_fn idea carried one step further (it keeps the in_proj output; this keeps only the
 block input). Price: one more forward of the block; measured net effect in bench/results/.
 `keep_in_proj=True` is mamba_inner_fn's choice: the forward also keeps in_proj's output and the
-backward recomputes only from there (faster, more memory: docs/model.md "Speed").
+scan's checkpoints (the state entering every 16 steps), and the backward recomputes from there;
+with ops that have the checkpointed scan pair (dfnet4.ops) the scan's backward kernel re-forms the
+scan's output as it goes (mamba-ssm's recompute_out_z), so the scan runs forward once per step
+instead of twice (faster, more memory: docs/model.md "Speed").
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ class BlockSizes:
 class BlockOps:
     causal_conv1d: Callable
     selective_scan: Callable
+    # Optional (dfnet4.ops has them): the scan's forward that also returns its checkpoints, and its
+    # backward from them, which also returns the scan's output. Without them the keep_in_proj
+    # backward runs the scan's forward again under mx.vjp.
+    selective_scan_checkpointed: Callable | None = None
+    selective_scan_backward: Callable | None = None
 
 
 def _rows(a: mx.array) -> mx.array:
@@ -80,12 +88,29 @@ def _scan_inputs(ops: BlockOps, p: dict, x: mx.array, window, sizes: BlockSizes)
     return xc, dt, B.reshape(*bt, n), C.reshape(*bt, n), delta, A, new_window
 
 
-def _forward(ops: BlockOps, p: dict, h: mx.array, window, ssm, sizes: BlockSizes):
-    """(out, new_window, new_ssm, x, z): the block, and in_proj's output."""
+def _forward(ops: BlockOps, p: dict, h: mx.array, window, ssm, sizes: BlockSizes, checkpoints: bool = False):
+    """(out, new_window, new_ssm, x, z), and with `checkpoints` the scan's checkpoints after them:
+    the block, in_proj's output and what the scan's backward needs."""
     _, x, z = _in_proj(p, h, sizes)
     xc, _, B, C, delta, A, new_window = _scan_inputs(ops, p, x, window, sizes)
-    y, new_ssm = _scan(ops, xc, delta, A, B, C, p["D"], z, p["dt_bias"], ssm)
-    return h + (_rows(y) @ p["out_proj"].T).reshape(h.shape), new_window, new_ssm, x, z
+    if checkpoints:
+        y, new_ssm, *kept = ops.selective_scan_checkpointed(
+            xc, delta, A, B, C, D=p["D"], z=z, delta_bias=p["dt_bias"], delta_softplus=True, h0=ssm)
+    else:
+        (y, new_ssm), kept = _scan(ops, xc, delta, A, B, C, p["D"], z, p["dt_bias"], ssm), []
+    return (h + (_rows(y) @ p["out_proj"].T).reshape(h.shape), new_window, new_ssm, x, z, *kept)
+
+
+def _scan_vjp(ops: BlockOps, xc, delta, A, B, C, p, z, ssm, checkpoints, d_y, d_ssm):
+    """(y, gradients in _scan's argument order): from the kept checkpoints when given, else by
+    running the scan's forward again under mx.vjp."""
+    if checkpoints is None:
+        (y, _), grads = mx.vjp(lambda *a: _scan(ops, *a), [xc, delta, A, B, C, p["D"], z, p["dt_bias"], ssm],
+                               [d_y, d_ssm])
+        return y, grads
+    y, g = ops.selective_scan_backward(xc, delta, A, B, C, checkpoints, d_y, d_ssm, D=p["D"], z=z,
+                                       delta_bias=p["dt_bias"], delta_softplus=True)
+    return y, [g[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0")]
 
 
 def block_forward(ops: BlockOps, p: dict, h: mx.array, window, ssm, sizes: BlockSizes):
@@ -95,21 +120,22 @@ def block_forward(ops: BlockOps, p: dict, h: mx.array, window, ssm, sizes: Block
 
 def _backward(ops: BlockOps, p: dict, h, window, ssm, out, kept, d_out, d_window, d_ssm, sizes: BlockSizes):
     """Gradients for (p, h, window, ssm), recomputing the block's forward once d_out exists; from
-    in_proj's output (x, z) when `kept` holds it, else from h."""
+    in_proj's output (x, z) when `kept` holds it (and the scan's checkpoints when it holds three),
+    else from h."""
     bt, di = h.shape[:2], sizes.d_inner
     # after the forward's output too: a loss linear in it (a sum) gives a d_out that exists from
     # the start, and the recompute would then run alongside the forward
+    checkpoints = None
     if kept:
-        x, z = mx.depends(list(kept), [d_out, out])
+        x, z, *checkpoints = mx.depends(list(kept), [d_out, out])
+        checkpoints = checkpoints[0] if checkpoints else None
         hn = None
     else:
         hn, x, z = _in_proj(p, mx.depends(h, [d_out, out]), sizes)
     xc, dt, B, C, delta, A, _ = _scan_inputs(ops, p, x, window, sizes)
     d_out_rows = _rows(d_out)
     d_y = (d_out_rows @ p["out_proj"]).reshape(*bt, di)
-    (y, _), scan_grads = mx.vjp(
-        lambda *a: _scan(ops, *a), [xc, delta, A, B, C, p["D"], z, p["dt_bias"], ssm], [d_y, d_ssm]
-    )
+    y, scan_grads = _scan_vjp(ops, xc, delta, A, B, C, p, z, ssm, checkpoints, d_y, d_ssm)
     d_xc, d_delta, d_A, d_B, d_C, d_D, d_z, d_dt_bias, d_ssm_in = scan_grads
     g = {"out_proj": d_out_rows.T @ _rows(y), "D": d_D, "dt_bias": d_dt_bias, "A_log": d_A * A}
     d_delta = _rows(d_delta)
@@ -143,22 +169,27 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, kept, d_out, d_window
 def recomputing_block(ops: BlockOps, sizes: BlockSizes, keep_in_proj: bool = False):
     """f(params, h, window, ssm) -> (out, new_window, new_ssm), differentiable, storing nothing
     but the block's input; with `keep_in_proj` also in_proj's output (x, z: 4 input-sized arrays
-    at expand 2) and the backward skips recomputing it, the block's largest GEMM (mamba-ssm's
-    mamba_inner_fn keeps the same).
+    at expand 2) and, when `ops` has the checkpointed scan pair, the scan's checkpoints (2 more at
+    expand 2, state 16: one state per channel every 16 steps), and the backward skips recomputing
+    in_proj, the block's largest GEMM, and the scan's forward (mamba-ssm's mamba_inner_fn keeps the
+    same).
 
     params: a dict with the keys in PARAMS (Linear weights as nn.Linear stores them, (out, in));
     window (batch, d_conv - 1, d_inner) and ssm (batch, d_inner, d_state) are the conv and scan
     states, arrays (zeros for a fresh sequence: a custom function takes no None).
     """
 
+    checkpoints = keep_in_proj and ops.selective_scan_backward is not None
+
     @mx.custom_function
     def block(p, h, window, ssm):
-        out = _forward(ops, p, h, window, ssm, sizes)
+        out = _forward(ops, p, h, window, ssm, sizes, checkpoints)
         return out if keep_in_proj else out[:3]
 
     @block.vjp
     def block_vjp(primals, cotangents, outputs):
-        # x and z are outputs only to be kept for the backward: their cotangents are unused zeros
+        # x, z (and the checkpoints) are outputs only to be kept for the backward: their cotangents
+        # are unused zeros
         return _backward(ops, *primals, outputs[0], outputs[3:], *cotangents[:3], sizes)
 
     def run(p, h, window, ssm):
