@@ -2,9 +2,10 @@
 in one run: DfNet4 gru/fused and mamba/fused forward+backward and eager training step, the Mamba
 blocks run as
 
-    recompute     the default: the backward recomputes each block from its input (mamba_block.py)
-    keep-in-proj  the forward also keeps in_proj's output; the backward recomputes from there
-    stored        MLX's autodiff of the fused block, every activation kept (mamba_recompute=false)
+    keep-in-proj  the default: the forward keeps in_proj's output and the scan's checkpoints; the
+                  backward recomputes from there (mamba_block.py)
+    input         the backward recomputes each block from its input (keep_in_proj=false)
+    stored        MLX's autodiff of the fused block, every activation kept (recompute=false)
 
     python bench/mamba_ab.py [--batch 8 --frames 500 --repeats 5]
 
@@ -24,8 +25,8 @@ import dfnet4  # noqa: F401  (first: routes MLX's BLAS before mlx.core is loaded
 from dfnet4.backbones.mamba import MambaBlock
 from dfnet4.bench import machine, objective, variants, workloads
 
-SCHEMES = {"recompute": "recompute from the block input (default)",
-           "keep-in-proj": "keep in_proj's output", "stored": "stored activations (autodiff)"}
+SCHEMES = {"keep-in-proj": "keep in_proj's output and the scan's checkpoints (default)",
+           "input": "recompute from the block input", "stored": "stored activations (autodiff)"}
 MEASURES = {"model_fwd_bwd": "forward+backward", "train_step_eager": "train step (eager)"}
 
 

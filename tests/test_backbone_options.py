@@ -84,7 +84,7 @@ def test_old_flat_keys_give_the_same_config_as_the_tables():
     assert DfNet4Config.from_dict(dotted) == cfg
     assert DfNet4Config.from_dict(cfg.to_dict()) == cfg
     # stored nested; an option added after the flat layout (keep_in_proj) takes its default
-    assert cfg.to_dict()["mamba"] == {**NEW["mamba"], "keep_in_proj": False}
+    assert cfg.to_dict()["mamba"] == {**NEW["mamba"], "keep_in_proj": True}
 
 
 def test_old_flat_keys_in_a_file_and_on_the_command_line(tmp_path, capsys):

@@ -39,9 +39,10 @@ class MambaOptions(BackboneOptions):
     # fused only: the backward recomputes each block instead of keeping its activations
     # (about 1/8 the training memory per block, one more block forward; see mamba_block.py)
     recompute: bool = True
-    # with recompute: the forward also keeps in_proj's output (as mamba-ssm does) and the backward
-    # recomputes from there: ~3 % faster training step, ~4 more input-sized arrays per block
-    keep_in_proj: bool = False
+    # with recompute: the forward also keeps in_proj's output and the scan's checkpoints (as
+    # mamba-ssm does) and the backward recomputes from there, running no second scan forward:
+    # faster step, ~6 more input-sized arrays per block (false: the block input only; mamba_block.py)
+    keep_in_proj: bool = True
     fused: bool | None = None  # the fused scan and conv (dfnet4.ops); None: when the extension is built
 
     def check(self, model, key: str) -> None:
@@ -68,7 +69,7 @@ def _inverse_softplus(y: mx.array) -> mx.array:
 
 class MambaBlock(nn.Module):
     def __init__(self, dims: int, d_state: int, d_conv: int, expand: int, fused: bool, recompute: bool = True,
-                 keep_in_proj: bool = False):
+                 keep_in_proj: bool = True):
         super().__init__()
         d_inner = expand * dims
         self.d_inner, self.d_state, self.d_conv = d_inner, d_state, d_conv
@@ -99,9 +100,10 @@ class MambaBlock(nn.Module):
         self._ops = _ops(fused)
         self.set_backward(recompute, keep_in_proj)
 
-    def set_backward(self, recompute: bool, keep_in_proj: bool = False) -> None:
-        """The backward scheme: recompute (fused only) from the block input, or from in_proj's output
-        too when keep_in_proj; otherwise MLX's autodiff. Benchmarks switch it on a built model."""
+    def set_backward(self, recompute: bool, keep_in_proj: bool = True) -> None:
+        """The backward scheme: recompute (fused only) from in_proj's output and the scan's
+        checkpoints when keep_in_proj, else from the block input; otherwise MLX's autodiff.
+        Benchmarks switch it on a built model."""
         self._recompute, self._keep_in_proj = self.fused and recompute, keep_in_proj
         self.use_ops(self._ops)
 
@@ -135,7 +137,7 @@ class MambaCore(nn.Module):
 
     def __init__(
         self, dims: int, num_layers: int, d_state: int, d_conv: int, expand: int, fused: bool, recompute: bool = True,
-        keep_in_proj: bool = False,
+        keep_in_proj: bool = True,
     ):
         super().__init__()
         self.layers = [MambaBlock(dims, d_state, d_conv, expand, fused, recompute, keep_in_proj)
@@ -183,9 +185,10 @@ class SqueezedMamba(Squeezed):
     fused=None uses dfnet4.ops (selective_scan, causal_conv1d) when the extension is importable,
     else dfnet4.reference; fused=True without the extension raises RuntimeError. The fused conv
     takes d_conv <= 8. recompute (fused only; default True): the backward recomputes each block
-    from its input instead of keeping its activations: about 1/8 of the memory per block for
-    one more forward of it (bench/results/backbones.md has both side by side). keep_in_proj (with
-    recompute): the forward also keeps in_proj's output and the backward recomputes from there.
+    instead of keeping its activations (bench/results/backbones.md has both side by side).
+    keep_in_proj (with recompute; default True): the forward keeps in_proj's output and the scan's
+    checkpoints and the backward recomputes from there (7 input-sized arrays per block, no second
+    scan forward); False: it keeps the block input only (1 array per block, one more block forward).
     """
 
     def __init__(
@@ -200,7 +203,7 @@ class SqueezedMamba(Squeezed):
         expand: int = 2,
         fused: bool | None = None,
         recompute: bool = True,
-        keep_in_proj: bool = False,
+        keep_in_proj: bool = True,
         linear_groups: int = 8,
         skip: bool = False,
         activation: bool = True,

@@ -49,7 +49,7 @@ DEFAULT_IMPLS: tuple[Impl, ...] = (
     Impl("mamba/reference", "mamba", "Mamba, pure-MLX reference scan (dfnet4.reference.selective_scan)",
          {**MAMBA, "fused": False}, {"backbone": "mamba", "mamba": {"fused": False}}, reference=True),
     Impl("mamba/fused", "mamba", "Mamba, fused selective scan (dfnet4.ops.selective_scan); the backward "
-         "recomputes each block (the default, recompute=True)",
+         "recomputes each block from in_proj's output and the scan's checkpoints (the default)",
          {**MAMBA, "fused": True}, {"backbone": "mamba", "mamba": {"fused": True}}),
     Impl("mamba/fused-stored", "mamba", "Mamba, fused selective scan; MLX autodiff keeps every block's "
          "activations for the backward (recompute=False)",
