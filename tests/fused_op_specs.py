@@ -2,8 +2,8 @@
 inputs, call them, weight their outputs, build views of their inputs, the bad inputs they refuse,
 and the tolerances each comparison allows (with the reason next to each number).
 
-Over 500 lines on purpose: six specs of about a screen each, kept side by side so that the contract's
-comparisons of the ops read as one table; a seventh op adds its spec here."""
+Over 500 lines on purpose: seven specs of about a screen each, kept side by side so that the
+contract's comparisons of the ops read as one table; an eighth op adds its spec here."""
 
 from __future__ import annotations
 
@@ -20,6 +20,9 @@ from depthwise_conv_cases import make_inputs as dw_inputs
 from gru_cases import cotangent as gru_cotangent
 from gru_cases import make_inputs as gru_inputs
 from gru_cases import max_scaled_error
+from rms_norm_cases import EPS as RMS_EPS
+from rms_norm_cases import cotangent as rms_cotangent
+from rms_norm_cases import make_inputs as rms_inputs
 from spectral_loss_cases import GAMMA as SPECTRAL_GAMMA
 from spectral_loss_cases import cotangents as spectral_cotangents
 from spectral_loss_cases import make_spectra
@@ -526,4 +529,71 @@ class SpectralLossSpec(Spec):
     determinism_case = dict(shape=(5, 9000), seed=12)
 
 
-SPECS += [BatchNormSpec(), DepthwiseConvSpec(), SpectralLossSpec()]
+class RmsNormSpec(Spec):
+    name = "rms_norm"
+    fn = staticmethod(ops.rms_norm)
+    reference = staticmethod(references.rms_norm)
+
+    def case(self, shape, seed=0, dtype=mx.float32):
+        return Case(rms_inputs(shape, seed=seed, dtype=dtype), {"eps": RMS_EPS})
+
+    def cotangents(self, case):
+        return [rms_cotangent(case.arrays)]
+
+    def loss(self, outs):
+        (y,) = outs
+        return (y * y * mx.arange(y.shape[-1], dtype=y.dtype)).sum()  # not constant in x: d/dx != 0
+
+    compile_case = dict(shape=(2, 70, 36), seed=2)
+    # other row counts (a partial 32-row block, one row) and another rank, 36 channels
+    shapeless_shapes = [(2, 70, 36), (3, 130, 36), (1, 1, 36)]
+    variants = {"rows": None}
+
+    def shapeless_case(self, variant, shape, seed):
+        return self.case(shape, seed=seed)
+
+    # The fused row sums and MLX's agree to a few float32 ulps (tests/test_rms_norm_op.py: TRUTH).
+    def parity_close(self, got, want, label):
+        assert_close(got[0], want[0], f"{label} y", rtol=0, atol_scale=1e-6)
+
+    def views(self, case):
+        a = case.arrays
+        c = a["x"].shape[-1]
+        return {
+            "x": mx.swapaxes(mx.contiguous(mx.swapaxes(a["x"], 0, 2)), 0, 2),  # transposed storage
+            "weight": mx.stack([a["weight"]] * 2, axis=1).reshape(2 * c)[::2],  # strided
+        }
+
+    view_case = dict(shape=(4, 25, 12), seed=4)
+    half_case = dict(shape=(4, 60, 20), seed=9)
+    half_oracle = staticmethod(references.rms_norm)
+
+    # Computed in float32 from the same (half-valued) inputs; y is rounded once to the half type at
+    # the end (tol is twice its relative step).
+    def half_close(self, got, want, tol):
+        assert_close(got[0], want[0], "y", rtol=tol, atol_scale=tol)
+
+    def bad_case(self):
+        return self.case((4, 6))
+
+    bad = [
+        ({"x": mx.array(1.0)}, r"x must have shape \(\.\.\., channels\) with at least 1 dimension"),
+        ({"x": mx.zeros((4, 6), dtype=mx.int32)}, "x .*floating-point.*int32"),
+        ({"x": [[1.0]]}, "x .*mx.array"),
+        ({"x": mx.zeros((4, 0))}, r"x must have shape \(\.\.\., channels\) with at least one channel"),
+        ({"weight": mx.zeros((5,))}, r"weight .*\(channels,\) .*\(6,\)"),
+        ({"weight": mx.zeros((6, 1))}, r"weight .*\(channels,\)"),
+        ({"weight": mx.zeros((6,), dtype=mx.int32)}, "weight .*floating-point"),
+        ({"eps": 0.0}, "eps .*> 0"),
+        ({"eps": -1e-5}, "eps .*> 0"),
+        ({"eps": float("inf")}, "eps .*finite"),
+        ({"eps": float("nan")}, "eps .*finite"),
+        ({"eps": "1e-5"}, "eps .*finite number"),
+    ]
+
+    # 150 rows: five 32-row blocks (the last partial) split over 1-8 threads; 100 channels: six
+    # 16-channel chunks and a tail of 4.
+    determinism_case = dict(shape=(150, 100), seed=12)
+
+
+SPECS += [BatchNormSpec(), DepthwiseConvSpec(), SpectralLossSpec(), RmsNormSpec()]

@@ -1,5 +1,5 @@
 """The contract every fused op keeps (dfnet4.ops.selective_scan, causal_conv1d, gru, batch_norm,
-depthwise_conv and compressed_spectral_loss), one test per property, each run for every op
+depthwise_conv, compressed_spectral_loss and rms_norm), one test per property, each run for every op
 (tests/fused_op_specs.py describes the ops and their tolerances): mx.compile, also shapeless and
 under mx.grad; strided, sliced and broadcast views; half-precision and float64 inputs; results
 independent of the thread count and of the CPU instruction-set variant; the transforms they refuse;

@@ -1,7 +1,7 @@
 """`python -m dfnet4.selfcheck`: does this installation compute what it should, on every device?
 
 For the CPU and, where MLX has a Metal GPU, the GPU: each fused op (selective scan, causal conv +
-SiLU, GRU; batch norm, depthwise conv and its transpose, spectral loss), forward and every gradient,
+SiLU, GRU, RMSNorm; batch norm, depthwise conv and its transpose, spectral loss), forward and every gradient,
 against the pure-MLX reference on the same device; on the GPU also against the CPU's result; then a
 few compiled training steps of a small DfNet4 (Mamba backbone, fused kernels) against the same steps
 on the reference ops (and on the GPU against the CPU's). Prints one PASS/FAIL line per check with timings (a GPU's first call includes compiling the
@@ -112,6 +112,7 @@ def _op_cases() -> list[OpCase]:
             "bias": rng.standard_normal(c)}
     depthwise = {"x": rng.standard_normal((b, t, 2 * f, c)), "weight": rng.standard_normal((3, c)) / np.sqrt(3)}
     spectra = {"pred": rng.standard_normal((b, t, f, 2)), "target": rng.standard_normal((b, t, f, 2))}
+    rms = {"x": rng.standard_normal((b, t, c)), "weight": 1 + 0.5 * rng.standard_normal(c)}
 
     def scan_fn(op):
         return lambda **a: op(**a, delta_softplus=True, return_last_state=True)
@@ -127,6 +128,7 @@ def _op_cases() -> list[OpCase]:
         OpCase("selective_scan", scan, scan_fn(ops.selective_scan), scan_fn(reference.selective_scan)),
         OpCase("causal_conv1d", conv, conv_fn(ops.causal_conv1d), conv_fn(reference.causal_conv1d)),
         OpCase("gru", gru, ops.gru, reference.gru),
+        OpCase("rms_norm", rms, ops.rms_norm, reference.rms_norm),
         # no ReLU: a value at its kink could take either side under another rounding of the stats
         OpCase("batch_norm", norm, ops.batch_norm, reference.batch_norm),
         OpCase("depthwise_conv", depthwise, dw_fn(ops.depthwise_conv, False), dw_fn(reference.depthwise_conv, False)),
