@@ -39,7 +39,8 @@ def model_without_scan(impl: Impl, settings: Settings) -> nn.Module:
     for _, module in model.named_modules():
         if isinstance(module, MambaBlock):
             # same block, same (recomputing or autodiff) backward, only the scan swapped
-            module.use_ops(BlockOps(module._ops.causal_conv1d, _free_scan))
+            # (without the checkpointed pair: its backward would be the real scan's)
+            module.use_ops(BlockOps(module._ops.causal_conv1d, _free_scan, module._ops.rms_norm))
     return model
 
 

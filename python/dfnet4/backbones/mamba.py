@@ -55,11 +55,12 @@ def _ops(fused: bool) -> BlockOps:
     if fused:
         from dfnet4 import ops
 
-        return BlockOps(ops.causal_conv1d, ops.selective_scan, ops.selective_scan_checkpointed,
+        return BlockOps(ops.causal_conv1d, ops.selective_scan, ops.rms_norm, ops.selective_scan_checkpointed,
                         ops.selective_scan_backward)
     from dfnet4 import reference
 
-    return BlockOps(reference.causal_conv1d, reference.selective_scan)
+    # MLX's own RMSNorm (on the CPU a chain of single-threaded ops, the fused one's oracle)
+    return BlockOps(reference.causal_conv1d, reference.selective_scan, mx.fast.rms_norm)
 
 
 def _inverse_softplus(y: mx.array) -> mx.array:
@@ -143,6 +144,7 @@ class MambaCore(nn.Module):
         self.layers = [MambaBlock(dims, d_state, d_conv, expand, fused, recompute, keep_in_proj)
                        for _ in range(num_layers)]
         self.norm_out = nn.RMSNorm(dims)
+        self._rms_norm = _ops(fused).rms_norm  # the blocks' norm: fused when they are
 
     def _check_state(self, state: State, batch: int) -> None:
         if not isinstance(state, (list, tuple)) or len(state) != len(self.layers):
@@ -175,7 +177,7 @@ class MambaCore(nn.Module):
         for layer, s in zip(self.layers, state):
             x, s = layer(x, s)
             new_state.append(s)
-        return self.norm_out(x), new_state
+        return self._rms_norm(x, self.norm_out.weight, self.norm_out.eps), new_state
 
 
 @register("mamba", MambaOptions)

@@ -44,6 +44,7 @@ class BlockSizes:
 class BlockOps:
     causal_conv1d: Callable
     selective_scan: Callable
+    rms_norm: Callable
     # Optional (dfnet4.ops has them): the scan's forward that also returns its checkpoints, and its
     # backward from them, which also returns the scan's output. Without them the keep_in_proj
     # backward runs the scan's forward again under mx.vjp.
@@ -67,10 +68,14 @@ def _conv(ops: BlockOps, x, weight, bias, window):
     return ops.causal_conv1d(x, weight, bias, window=window, activation="silu", return_window=True)
 
 
-def _in_proj(p: dict, h: mx.array, sizes: BlockSizes):
+def _norm(ops: BlockOps, p: dict, h: mx.array, sizes: BlockSizes) -> mx.array:
+    return ops.rms_norm(h, p["norm"], sizes.eps)
+
+
+def _in_proj(ops: BlockOps, p: dict, h: mx.array, sizes: BlockSizes):
     """(hn rows, x, z): the normed input and in_proj's two halves."""
     bt, di = h.shape[:2], sizes.d_inner
-    hn = _rows(mx.fast.rms_norm(h, p["norm"], sizes.eps))
+    hn = _rows(_norm(ops, p, h, sizes))
     # in_proj as two GEMMs on its weight's halves: autodiff of a split of one product would make
     # each half's gradient a full-width scatter (two extra (batch, time, 2*d_inner) arrays)
     w = p["in_proj"]
@@ -91,7 +96,7 @@ def _scan_inputs(ops: BlockOps, p: dict, x: mx.array, window, sizes: BlockSizes)
 def _forward(ops: BlockOps, p: dict, h: mx.array, window, ssm, sizes: BlockSizes, checkpoints: bool = False):
     """(out, new_window, new_ssm, x, z), and with `checkpoints` the scan's checkpoints after them:
     the block, in_proj's output and what the scan's backward needs."""
-    _, x, z = _in_proj(p, h, sizes)
+    _, x, z = _in_proj(ops, p, h, sizes)
     xc, _, B, C, delta, A, new_window = _scan_inputs(ops, p, x, window, sizes)
     if checkpoints:
         y, new_ssm, *kept = ops.selective_scan_checkpointed(
@@ -131,7 +136,7 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, kept, d_out, d_window
         checkpoints = checkpoints[0] if checkpoints else None
         hn = None
     else:
-        hn, x, z = _in_proj(p, mx.depends(h, [d_out, out]), sizes)
+        hn, x, z = _in_proj(ops, p, mx.depends(h, [d_out, out]), sizes)
     xc, dt, B, C, delta, A, _ = _scan_inputs(ops, p, x, window, sizes)
     d_out_rows = _rows(d_out)
     d_y = (d_out_rows @ p["out_proj"]).reshape(*bt, di)
@@ -151,7 +156,7 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, kept, d_out, d_window
     # and half of in_proj) saved 5 MiB of the 2-block backbone's 187 MiB peak and cost ~3 % of the
     # Mamba model's step (docs/model.md "Speed"). With x kept, only the norm is redone.
     if hn is None:
-        hn = _rows(mx.fast.rms_norm(mx.depends(h, d_xc), p["norm"], sizes.eps))
+        hn = _rows(_norm(ops, p, mx.depends(h, d_xc), sizes))
     w = p["in_proj"]
     _, (d_x, g["conv_weight"], g["conv_bias"], d_window_in) = mx.vjp(
         lambda *a: _conv(ops, *a), [x, p["conv_weight"], p["conv_bias"], window], [d_xc, d_window]
@@ -160,7 +165,7 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, kept, d_out, d_window
     g["in_proj"] = mx.concatenate([d_x.T @ hn, d_z.T @ hn], axis=0)
     d_hn = (d_x @ w[:di] + d_z @ w[di:]).reshape(h.shape)
     _, (d_h_norm, g["norm"]) = mx.vjp(
-        lambda a, weight: mx.fast.rms_norm(a, weight, sizes.eps), [h, p["norm"]], [d_hn]
+        lambda a, weight: ops.rms_norm(a, weight, sizes.eps), [h, p["norm"]], [d_hn]
     )
     d_h = mx.depends(d_out + d_h_norm, [g["in_proj"], g["norm"], g["conv_weight"]])
     return {k: g[k] for k in p}, d_h, d_window_in, d_ssm_in
