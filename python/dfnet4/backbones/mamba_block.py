@@ -171,7 +171,7 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, kept, d_out, d_window
     return {k: g[k] for k in p}, d_h, d_window_in, d_ssm_in
 
 
-def recomputing_block(ops: BlockOps, sizes: BlockSizes, keep_in_proj: bool = False):
+def recomputing_block(ops: BlockOps, sizes: BlockSizes, keep_in_proj: bool = True):
     """f(params, h, window, ssm) -> (out, new_window, new_ssm), differentiable, storing nothing
     but the block's input; with `keep_in_proj` also in_proj's output (x, z: 4 input-sized arrays
     at expand 2) and, when `ops` has the checkpointed scan pair, the scan's checkpoints (2 more at
