@@ -1,6 +1,6 @@
 """The Mamba model's step against the GRU model's, and the Mamba block's backward schemes, interleaved
-in one run: DfNet4 gru/fused and mamba/fused forward+backward and eager training step, the Mamba
-blocks run as
+in one run: DfNet4 gru/fused and mamba/fused forward+backward, eager and compiled training step, the
+Mamba blocks run as
 
     keep-in-proj  the default: the forward keeps in_proj's output and the scan's checkpoints; the
                   backward recomputes from there (mamba_block.py)
@@ -10,7 +10,8 @@ blocks run as
     python bench/mamba_ab.py [--batch 8 --frames 500 --repeats 5]
 
 Each round times every variant once, so a change in the machine's load hits all alike; wall and
-process CPU time (all threads). Writes bench/results/mamba_ab.{md,json}.
+process CPU time (all threads). One model per variant (a compiled step is traced once, with the
+scheme its blocks had then). Writes bench/results/mamba_ab.{md,json}.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from dfnet4.bench import machine, objective, variants, workloads
 
 SCHEMES = {"keep-in-proj": "keep in_proj's output and the scan's checkpoints (default)",
            "input": "recompute from the block input", "stored": "stored activations (autodiff)"}
-MEASURES = {"model_fwd_bwd": "forward+backward", "train_step_eager": "train step (eager)"}
+MEASURES = {"model_fwd_bwd": "forward+backward", "train_step_eager": "train step (eager)",
+            "train_step": "train step (compiled)"}
 
 
 def use_scheme(blocks: list[MambaBlock], scheme: str) -> None:
@@ -40,23 +42,20 @@ def main() -> int:
     p.set_defaults(impl="mamba/fused")
     args = p.parse_args()
     info = machine.describe()
-    runs = {}  # variant -> (blocks, scheme, steps)
-    for impl in ("gru/fused", "mamba/fused"):
-        args.impl = impl
-        model, batch = variants.build_model(args, p)
-        task = objective.resolve(model)
-        steps = {"model_fwd_bwd": workloads.model_fwd_bwd(model, batch, task.loss),
-                 "train_step_eager": workloads.train_step(model, batch, task.loss, compiled=False)}
-        blocks = [m for _, m in model.named_modules() if isinstance(m, MambaBlock)]
-        for scheme in SCHEMES if blocks else [None]:
-            runs[impl if scheme is None else f"{impl} {scheme}"] = (blocks, scheme, steps)
+    runs = {}  # variant -> steps
+    for impl, schemes in (("gru/fused", [None]), ("mamba/fused", list(SCHEMES))):
+        for scheme in schemes:
+            args.impl = impl
+            model, batch = variants.build_model(args, p)
+            if scheme:
+                use_scheme([m for _, m in model.named_modules() if isinstance(m, MambaBlock)], scheme)
+            task = objective.resolve(model)
+            runs[impl if scheme is None else f"{impl} {scheme}"] = {
+                "model_fwd_bwd": workloads.model_fwd_bwd(model, batch, task.loss),
+                "train_step_eager": workloads.train_step(model, batch, task.loss, compiled=False),
+                "train_step": workloads.train_step(model, batch, task.loss, compiled=True)}
 
-    def prepare(name: str) -> None:
-        blocks, scheme, _ = runs[name]
-        if scheme:
-            use_scheme(blocks, scheme)
-
-    samples = variants.interleaved({name: steps for name, (_, _, steps) in runs.items()}, args.repeats, prepare)
+    samples = variants.interleaved(runs, args.repeats, lambda name: None)
     med = {v: {m: {k: statistics.median(x) for k, x in d.items()} for m, d in ms.items()} for v, ms in samples.items()}
     gru = med["gru/fused"]
     lines = [f"# Mamba vs GRU model step, and the Mamba block's backward schemes: batch {args.batch} x "
