@@ -111,22 +111,13 @@ void BatchNormTrainGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vec
 std::vector<mx::array> batch_norm(const mx::array& x, const mx::array& weight, const mx::array& bias,
                                   double eps, bool relu, mx::StreamOrDevice s_) {
   const auto s = mx::to_stream(s_);
-  using util::shape_str;
-  if (x.ndim() < 2) check.bad("x must have shape (..., channels) with at least 2 dimensions, got " + shape_str(x));
-  const int c = x.shape(-1);
-  if (c < 1) check.bad("x must have at least one channel, got " + shape_str(x));
-  if (x.size() / c < 2) check.bad("training needs more than one value per channel, got x of shape " + shape_str(x));
-  if (x.size() / c > 0x7fffffffL) check.bad("x has more than 2^31 - 1 values per channel");
-  check.shape("weight", weight, {c}, "(channels,)");
-  check.shape("bias", bias, {c}, "(channels,)");
-  if (!(eps > 0) || !std::isfinite(eps)) check.bad("eps must be a finite number > 0, got " + std::to_string(eps));
-  const auto dtype = x.dtype();
-  util::check_compute_dtype(check.op, dtype, s);
-  util::InputList in(check.op, "x", dtype, s);
-  in.add("x", x);
-  in.add("weight", weight);
+  auto in = util::channels_last_norm_inputs(check, x, weight, eps, 2, "values per channel", s);
+  if (x.size() / x.shape(-1) < 2) {
+    check.bad("training needs more than one value per channel, got x of shape " + util::shape_str(x));
+  }
+  check.shape("bias", bias, {x.shape(-1)}, "(channels,)");
   in.add("bias", bias);
-  return util::apply(std::make_shared<BatchNormTrain>(s, relu ? dfk::kBnRelu : 0, eps), in.arrays(), dtype);
+  return util::apply(std::make_shared<BatchNormTrain>(s, relu ? dfk::kBnRelu : 0, eps), in.arrays(), x.dtype());
 }
 
 // ---- bindings ---------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 // allocation, and the contiguity contract of our kernels.
 #pragma once
 
+#include <cmath>
 #include <memory>
 #include <sstream>
 #include <stdexcept>
@@ -83,6 +84,28 @@ class InputList {
   mx::Stream s_;
   std::vector<mx::array> arrays_;
 };
+
+// The arguments the normalisations (batch norm, RMSNorm) share, checked: x (..., channels) with at
+// least `min_rank` axes, at least one channel and at most 2^31 - 1 `rows` (what its other axes
+// are called in the message), weight (channels,), eps finite and > 0, one compute dtype. Returns
+// the op's InputList holding x and weight.
+inline InputList channels_last_norm_inputs(const ArgumentCheck& check, const mx::array& x, const mx::array& weight,
+                                           double eps, int min_rank, const char* rows, const mx::Stream& s) {
+  if (x.ndim() < min_rank) {
+    check.bad("x must have shape (..., channels) with at least " + std::to_string(min_rank) +
+              (min_rank == 1 ? " dimension" : " dimensions") + ", got " + shape_str(x));
+  }
+  const int c = x.shape(-1);
+  if (c < 1) check.bad("x must have at least one channel, got " + shape_str(x));
+  if (x.size() / c > 0x7fffffffL) check.bad(std::string("x has more than 2^31 - 1 ") + rows);
+  check.shape("weight", weight, {c}, "(channels,)");
+  if (!(eps > 0) || !std::isfinite(eps)) check.bad("eps must be a finite number > 0, got " + std::to_string(eps));
+  check_compute_dtype(check.op, x.dtype(), s);
+  InputList in(check.op, "x", x.dtype(), s);
+  in.add("x", x);
+  in.add("weight", weight);
+  return in;
+}
 
 // The outputs of `prim` applied to `inputs`, all of `dtype`, shaped by its output_shapes (which
 // mx.compile(shapeless=True) calls again on new shapes).

@@ -97,19 +97,8 @@ void RmsNormGrad::eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx:
 
 mx::array rms_norm(const mx::array& x, const mx::array& weight, double eps, mx::StreamOrDevice s_) {
   const auto s = mx::to_stream(s_);
-  using util::shape_str;
-  if (x.ndim() < 1) check.bad("x must have shape (..., channels) with at least 1 dimension, got " + shape_str(x));
-  const int c = x.shape(-1);
-  if (c < 1) check.bad("x must have at least one channel, got " + shape_str(x));
-  if (x.size() / c > 0x7fffffffL) check.bad("x has more than 2^31 - 1 rows");
-  check.shape("weight", weight, {c}, "(channels,)");
-  if (!(eps > 0) || !std::isfinite(eps)) check.bad("eps must be a finite number > 0, got " + std::to_string(eps));
-  const auto dtype = x.dtype();
-  util::check_compute_dtype(check.op, dtype, s);
-  util::InputList in(check.op, "x", dtype, s);
-  in.add("x", x);
-  in.add("weight", weight);
-  return util::apply(std::make_shared<RmsNorm>(s, eps), in.arrays(), dtype)[0];
+  auto in = util::channels_last_norm_inputs(check, x, weight, eps, 1, "rows", s);
+  return util::apply(std::make_shared<RmsNorm>(s, eps), in.arrays(), x.dtype())[0];
 }
 
 // ---- bindings ---------------------------------------------------------------------------------------
