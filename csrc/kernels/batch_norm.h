@@ -20,16 +20,11 @@
 
 #include "kernels/batch_norm_params.h"
 #include "kernels/defines.h"
+#include "kernels/row_blocks.h"
 
 namespace dfk {
 
-DF_INLINE int bn_block_end(BnParams p, int blk) {
-  const int r1 = (blk + 1) * (int)kBnRows;
-  return r1 < p.rows ? r1 : p.rows;
-}
-
-template <typename T>
-DF_INLINE T bn_rsqrt(T v) { return T(1) / DF_MATH::sqrt(v); }
+DF_INLINE int bn_block_end(BnParams p, int blk) { return row_block_end(p.rows, blk, (int)kBnRows); }
 
 // ---- forward ---------------------------------------------------------------------------------------
 // Pass 1: the block's mean and centred sum of squares, m2 = sum (x - block mean)^2, per channel.
@@ -89,7 +84,7 @@ DF_INLINE void bn_load_affine(int c0, int n_, const DF_DEVICE T* weight, const D
                               DF_THREAD T* mu, DF_THREAD T* b) {
   const int n = NF > 0 ? NF : n_;
   for (int l = 0; l < n; ++l) {
-    scale[l] = weight[c0 + l] * bn_rsqrt(var[c0 + l] + eps);
+    scale[l] = weight[c0 + l] * inv_sqrt(var[c0 + l] + eps);
     mu[l] = mean[c0 + l];
     b[l] = bias[c0 + l];
   }
@@ -160,7 +155,7 @@ DF_INLINE void bn_grad_combine(BnParams p, int c, const DF_DEVICE T* part_g, con
     sgx += part_gx[(long)blk * p.channels + c];
   }
   dbias[c] = sg;
-  dweight[c] = sgx * bn_rsqrt(var[c] + eps);
+  dweight[c] = sgx * inv_sqrt(var[c] + eps);
 }
 
 // Pass 3: dx for the block's rows.
@@ -177,7 +172,7 @@ DF_INLINE void bn_grad_apply_item(BnParams p, int blk, int c0, int n_, const DF_
   const T inv_n = T(1) / T(p.rows);
   for (int l = 0; l < n; ++l) {
     const int c = c0 + l;
-    const T inv = bn_rsqrt(var[c] + eps);
+    const T inv = inv_sqrt(var[c] + eps);
     k2[l] = scale[l] * inv * dweight[c] * inv_n - T(2) * dvar[c] * inv_n;
     k3[l] = (dmean[c] - scale[l] * dbias[c]) * inv_n;
   }

@@ -19,6 +19,7 @@
 #pragma once
 
 #include "kernels/defines.h"
+#include "kernels/row_blocks.h"
 #include "kernels/rms_norm_params.h"
 #include "kernels/vec.h"
 
@@ -30,13 +31,7 @@ struct RmsOneThread {
   static DF_INLINE T sum(T v) { return v; }
 };
 
-DF_INLINE int rms_block_end(RmsParams p, int blk) {
-  const int r1 = (blk + 1) * (int)kRmsRows;
-  return r1 < p.rows ? r1 : p.rows;
-}
-
-template <typename T>
-DF_INLINE T rms_rsqrt(T v) { return T(1) / DF_MATH::sqrt(v); }
+DF_INLINE int rms_block_end(RmsParams p, int blk) { return row_block_end(p.rows, blk, (int)kRmsRows); }
 
 // r = rsqrt(sum(x^2) / C + eps) of one row; every thread of the row gets it.
 template <typename T, int W, class R>
@@ -53,7 +48,7 @@ DF_INLINE T rms_row_scale(int C, int lane, int lanes, const DF_DEVICE T* xr, T e
     for (int l = 0; l < C - full * W; ++l) s[l] += xc[l] * xc[l];
   }
   const T ss = R::sum(hsum<T, W>(s));
-  return rms_rsqrt(ss / T(C) + eps);
+  return inv_sqrt(ss / T(C) + eps);
 }
 
 // ---- forward ---------------------------------------------------------------------------------------
@@ -108,7 +103,7 @@ DF_INLINE void rms_backward_row(RmsParams p, int row, int lane, int lanes, const
   const T inv_c = T(1) / T(C);
   const T ss = R::sum(hsum<T, W>(s2));
   const T sxg = R::sum(hsum<T, W>(sg));
-  const T r = rms_rsqrt(ss * inv_c + eps);
+  const T r = inv_sqrt(ss * inv_c + eps);
   const T k = r * r * r * (sxg * inv_c);
   for (int j = lane; j < full; j += lanes) {
     const int c0 = j * W;
