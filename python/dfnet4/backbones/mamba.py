@@ -37,7 +37,7 @@ class MambaOptions(BackboneOptions):
     d_conv: int = param(4, ge=1)
     expand: int = param(2, ge=1)
     # fused only: the backward recomputes each block instead of keeping its activations
-    # (about 1/8 the training memory per block, one more block forward; see mamba_block.py)
+    # (7 of autodiff's 16 input-sized arrays per block with keep_in_proj; see mamba_block.py)
     recompute: bool = True
     # with recompute: the forward also keeps in_proj's output and the scan's checkpoints (as
     # mamba-ssm does) and the backward recomputes from there, running no second scan forward:

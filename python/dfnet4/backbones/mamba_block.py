@@ -9,17 +9,16 @@ Math, per block (rows = batch*time):
 dfnet4.reference). `recomputing_block` runs it with the fused ops under a hand-written backward:
 autodiff would keep every intermediate of every block (normed input, x, z, conv output, delta, scan
 output and checkpoints) from the forward until the backward, and MLX's deepest-first schedule
-holds them longer still. Here the forward keeps only the block's inputs; each block's backward
-waits for the block's output (mx.depends, so MLX cannot run the recompute early), recomputes the
-block's forward, and runs the backward op by op, forcing each weight gradient to be formed as soon
-as its inputs exist (mx.checkpoint does neither, and saves little here). That is mamba-ssm's
-mamba_inner_fn idea carried one step further (it keeps the in_proj output; this keeps only the
-block input). Price: one more forward of the block; measured net effect in bench/results/.
-`keep_in_proj=True` is mamba_inner_fn's choice: the forward also keeps in_proj's output and the
-scan's checkpoints (the state entering every 16 steps), and the backward recomputes from there;
+holds them longer still. Here the forward keeps only what the backward starts from; each block's
+backward waits for the block's output (mx.depends, so MLX cannot run the recompute early),
+recomputes the block's forward from there, and runs the backward op by op, forcing each weight
+gradient to be formed as soon as its inputs exist (mx.checkpoint does neither, and saves little
+here). `keep_in_proj=True` (the backbone's default) is mamba-ssm's mamba_inner_fn scheme: the
+forward keeps in_proj's output and the scan's checkpoints (the state entering every 16 steps), and
 with ops that have the checkpointed scan pair (dfnet4.ops) the scan's backward kernel re-forms the
-scan's output as it goes (mamba-ssm's recompute_out_z), so the scan runs forward once per step
-instead of twice (faster, more memory: docs/model.md "Speed").
+scan's output as it goes (mamba-ssm's recompute_out_z): only the conv and the two small
+projections run twice. `keep_in_proj=False` keeps the block input alone (about 1/7 of the memory
+per block) for one more forward of in_proj and of the scan (docs/model.md "Speed").
 """
 
 from __future__ import annotations
@@ -172,12 +171,12 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, kept, d_out, d_window
 
 
 def recomputing_block(ops: BlockOps, sizes: BlockSizes, keep_in_proj: bool = True):
-    """f(params, h, window, ssm) -> (out, new_window, new_ssm), differentiable, storing nothing
-    but the block's input; with `keep_in_proj` also in_proj's output (x, z: 4 input-sized arrays
-    at expand 2) and, when `ops` has the checkpointed scan pair, the scan's checkpoints (2 more at
-    expand 2, state 16: one state per channel every 16 steps), and the backward skips recomputing
-    in_proj, the block's largest GEMM, and the scan's forward (mamba-ssm's mamba_inner_fn keeps the
-    same).
+    """f(params, h, window, ssm) -> (out, new_window, new_ssm), differentiable, storing the block's
+    input and, with `keep_in_proj`, in_proj's output (x, z: 4 input-sized arrays at expand 2) and,
+    when `ops` has the checkpointed scan pair, the scan's checkpoints (2 more at expand 2, state 16:
+    one state per channel every 16 steps); the backward then skips recomputing in_proj, the block's
+    largest GEMM, and the scan's forward (mamba-ssm's mamba_inner_fn keeps the same). Without
+    `keep_in_proj` only the input is stored.
 
     params: a dict with the keys in PARAMS (Linear weights as nn.Linear stores them, (out, in));
     window (batch, d_conv - 1, d_inner) and ssm (batch, d_inner, d_state) are the conv and scan
