@@ -174,3 +174,24 @@ def test_backward_is_not_differentiable():
 
     with pytest.raises(RuntimeError, match=r"selective_scan: second-order"):
         mx.grad(f)(d_out)
+
+
+def test_half_inputs_compute_in_float32_and_return_their_dtypes():
+    kwargs, softplus = make_inputs(2, 20, 8, 4, frozenset({"z", "D", "softplus"}), seed=6)
+    d_out, d_last = _cotangents(kwargs)
+    half = {k: v.astype(mx.float16) for k, v in kwargs.items()}
+    # the float32 run on the same (float16-rounded) values is what the half run computes
+    same = {k: v.astype(mx.float32) for k, v in half.items()}
+    _, _, ckpt32, y32, g32 = _pair(same, softplus, d_out, d_last)
+    out, last, ckpt, y, grads = _pair(half, softplus, d_out.astype(mx.float16), d_last.astype(mx.float16))
+    assert out.dtype == last.dtype == y.dtype == mx.float16 and ckpt.dtype == mx.float32
+    assert np.array_equal(np.array(ckpt), np.array(ckpt32))
+    for name, g in grads.items():
+        want = half.get(name, half["u"])  # h0 takes u's dtype
+        assert g.dtype == want.dtype, name
+    # the cotangents were rounded to float16 too: compare with the float32 pair on those
+    _, _, _, y32b, g32b = _pair(same, softplus, d_out.astype(mx.float16).astype(mx.float32),
+                                d_last.astype(mx.float16).astype(mx.float32))
+    assert np.array_equal(np.array(y), np.array(y32b.astype(mx.float16)))
+    for name, g in grads.items():
+        assert np.array_equal(np.array(g), np.array(g32b[name].astype(mx.float16))), name
