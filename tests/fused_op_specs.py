@@ -84,6 +84,10 @@ class Spec:
     def isa_case(self):
         return self.determinism_case
 
+    # An op whose shapeless-compile cases differ only in shape (one variant)
+    def shapeless_case(self, variant, shape, seed):
+        return self.case(shape, seed=seed)
+
 
 class ScanSpec(Spec):
     name = "selective_scan"
@@ -489,9 +493,6 @@ class SpectralLossSpec(Spec):
     shapeless_shapes = [(2, 70, 33), (3, 130, 33), (1, 1, 33)]
     variants = {"pairs": None}
 
-    def shapeless_case(self, variant, shape, seed):
-        return self.case(shape, seed=seed)
-
     # The reference's terms are MLX's float32 means (tests/test_spectral_loss_op.py:
     # TERMS_FLOAT32_REFERENCE); the fused sums agree with float64 to ~1e-7.
     def parity_close(self, got, want, label):
@@ -548,9 +549,6 @@ class RmsNormSpec(Spec):
     # other row counts (a partial 32-row block, one row) and another rank, 36 channels
     shapeless_shapes = [(2, 70, 36), (3, 130, 36), (1, 1, 36)]
     variants = {"rows": None}
-
-    def shapeless_case(self, variant, shape, seed):
-        return self.case(shape, seed=seed)
 
     # The fused row sums and MLX's agree to a few float32 ulps (tests/test_rms_norm_op.py: TRUTH).
     def parity_close(self, got, want, label):
