@@ -47,6 +47,26 @@ class Checks:
         if min(a.shape) < 1:
             self.fail(f"{name} needs {axes} >= 1, got {describe(a)}")
 
+    def channels_last(self, x, min_rank: int) -> int:
+        """The normalisations' x: (..., channels), at least `min_rank`-D, at least one channel;
+        returns the channel count. Any rank >= min_rank is right; a lower one is named as failing
+        the minimum."""
+        what = f"(..., channels) with at least {min_rank} dimension{'' if min_rank == 1 else 's'}"
+        self.array("x", x, max(getattr(x, "ndim", min_rank), min_rank), what)
+        if x.shape[-1] < 1:
+            self.fail(f"x must have shape (..., channels) with at least one channel, got {describe(x)}")
+        return x.shape[-1]
+
+    def per_channel(self, name: str, a, channels: int) -> None:
+        """A per-channel parameter: a floating-point (channels,) array."""
+        self.array(name, a, 1, "(channels,)")
+        self.shape(name, a, (channels,), f"(channels,) with x's channels ({channels})")
+
+    def positive(self, name: str, value) -> None:
+        """A finite number > 0 (an eps); bools and strings are refused."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float("inf"):
+            self.fail(f"{name} must be a finite number > 0, got {value!r}")
+
     def at_most(self, name: str, a, count: int, limit: int, what: str) -> None:
         """1 <= count <= limit, e.g. the scan's states or the conv's taps (limits the kernels have)."""
         if not 1 <= count <= limit:

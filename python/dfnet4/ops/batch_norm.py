@@ -16,19 +16,12 @@ check = Checks("batch_norm")
 
 
 def _validate(x, weight, bias, eps):
-    # any rank >= 2 is right; a lower one is named as failing the 2-D minimum
-    check.array("x", x, max(getattr(x, "ndim", 2), 2), "(..., channels) with at least 2 dimensions")
-    if x.shape[-1] < 1:
-        check.fail(f"x must have shape (..., channels) with at least one channel, got {describe(x)}")
-    channels = x.shape[-1]
+    channels = check.channels_last(x, 2)
     if x.size // channels < 2:
         check.fail(f"training needs more than one value per channel, got x of {describe(x)}")
-    check.array("weight", weight, 1, "(channels,)")
-    check.shape("weight", weight, (channels,), f"(channels,) with x's channels ({channels})")
-    check.array("bias", bias, 1, "(channels,)")
-    check.shape("bias", bias, (channels,), f"(channels,) with x's channels ({channels})")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf"):
-        check.fail(f"eps must be a finite number > 0, got {eps!r}")
+    check.per_channel("weight", weight, channels)
+    check.per_channel("bias", bias, channels)
+    check.positive("eps", eps)
 
 
 def batch_norm(x, weight, bias, eps=1e-5, relu=False, *, stream=None):

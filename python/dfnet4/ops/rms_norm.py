@@ -12,21 +12,14 @@ threaded, vectorised ones.
 from __future__ import annotations
 
 from dfnet4 import _extension
-from dfnet4.ops._checks import Checks, cast, compute_dtype, describe
+from dfnet4.ops._checks import Checks, cast, compute_dtype
 
 check = Checks("rms_norm")
 
 
 def _validate(x, weight, eps):
-    # any rank >= 1 is right; rank 0 is named as failing the 1-D minimum
-    check.array("x", x, max(getattr(x, "ndim", 1), 1), "(..., channels) with at least 1 dimension")
-    if x.shape[-1] < 1:
-        check.fail(f"x must have shape (..., channels) with at least one channel, got {describe(x)}")
-    channels = x.shape[-1]
-    check.array("weight", weight, 1, "(channels,)")
-    check.shape("weight", weight, (channels,), f"(channels,) with x's channels ({channels})")
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 < eps < float("inf"):
-        check.fail(f"eps must be a finite number > 0, got {eps!r}")
+    check.per_channel("weight", weight, check.channels_last(x, 1))
+    check.positive("eps", eps)
 
 
 def rms_norm(x, weight, eps=1e-5, *, stream=None):
