@@ -143,8 +143,8 @@ void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
         ptr<T>(inputs[0]), ptr<T>(inputs[1]), ptr<T>(inputs[2]), ptr<T>(inputs[3]),
         ptr<T>(inputs[4]), opt_ptr<T>(inputs, at.D), opt_ptr<T>(inputs, at.z),
         opt_ptr<T>(inputs, at.bias), ptr<T>(inputs[ckpt]), ptr<T>(inputs[dout]),
-        ptr<T>(inputs[dlast]), out_ptr(0), out_ptr(1), out_ptr(out_at.dz), out_ptr(out_at.out), part_ptr(0),
-        part_ptr(1), part_ptr(2), part_ptr(part_dD), part_ptr(part_dbias), out_ptr(5)};
+        ptr<T>(inputs[dlast]), out_ptr(0), out_ptr(1), out_ptr(out_at.dz), out_ptr(out_at.out),
+        part_ptr(0), part_ptr(1), part_ptr(2), part_ptr(part_dD), part_ptr(part_dbias), out_ptr(5)};
     struct Fold {
       const T* src;
       T* dst;
@@ -173,7 +173,7 @@ void SelectiveScanGrad::eval_cpu(const std::vector<mx::array>& inputs,
 namespace {
 
 // The forward's inputs checked (std::invalid_argument naming the argument) and made contiguous,
-// with the flags they imply; h0 only when `with_h0` (the backward takes the checkpoints instead).
+// with the flags they imply (the backward passes no h0: its checkpoints hold it).
 struct CheckedInputs {
   util::InputList list;
   int flags;

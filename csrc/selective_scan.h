@@ -41,8 +41,9 @@ class SelectiveScan : public FusedForward {
 
 // Inputs: u, delta, A, B, C, then D, z, bias when flagged, then checkpoints, dout, dlast.
 // Outputs: du, ddelta, dA, dB, dC, dh0, then dz, dD, dbias when flagged (each shaped like its
-// primal), then with kScanBwdOut the forward's out, re-formed from the recomputed states. The kernel writes per-block/per-batch partials of dA, dB, dC, dD, dbias into temporaries
-// that a second pass folds (done here rather than with mx.sum, which crashes under
+// primal), then with kScanBwdOut the forward's out, re-formed from the recomputed states. The
+// kernel writes per-block/per-batch partials of dA, dB, dC, dD, dbias into temporaries that a
+// second pass folds (done here rather than with mx.sum, which crashes under
 // mx.compile(shapeless=True) when a summed axis turns to size 1 in MLX 0.32.4).
 class SelectiveScanGrad : public FusedBackward {
  public:

@@ -58,9 +58,12 @@ def _rows(a: mx.array) -> mx.array:
 
 
 def _scan(ops: BlockOps, xc, delta, A, B, C, D, z, dt_bias, ssm):
-    return ops.selective_scan(
-        xc, delta, A, B, C, D=D, z=z, delta_bias=dt_bias, delta_softplus=True, h0=ssm, return_last_state=True
-    )
+    return ops.selective_scan(xc, delta, A, B, C, h0=ssm, return_last_state=True, **_scan_options(D, z, dt_bias))
+
+
+def _scan_options(D, z, dt_bias) -> dict:
+    """The block's scan options, as the scan, its checkpointed forward and its backward take them."""
+    return {"D": D, "z": z, "delta_bias": dt_bias, "delta_softplus": True}
 
 
 def _conv(ops: BlockOps, x, weight, bias, window):
@@ -98,8 +101,8 @@ def _forward(ops: BlockOps, p: dict, h: mx.array, window, ssm, sizes: BlockSizes
     _, x, z = _in_proj(ops, p, h, sizes)
     xc, _, B, C, delta, A, new_window = _scan_inputs(ops, p, x, window, sizes)
     if checkpoints:
-        y, new_ssm, *kept = ops.selective_scan_checkpointed(
-            xc, delta, A, B, C, D=p["D"], z=z, delta_bias=p["dt_bias"], delta_softplus=True, h0=ssm)
+        y, new_ssm, *kept = ops.selective_scan_checkpointed(xc, delta, A, B, C, h0=ssm,
+                                                            **_scan_options(p["D"], z, p["dt_bias"]))
     else:
         (y, new_ssm), kept = _scan(ops, xc, delta, A, B, C, p["D"], z, p["dt_bias"], ssm), []
     return (h + (_rows(y) @ p["out_proj"].T).reshape(h.shape), new_window, new_ssm, x, z, *kept)
@@ -112,8 +115,8 @@ def _scan_vjp(ops: BlockOps, xc, delta, A, B, C, p, z, ssm, checkpoints, d_y, d_
         (y, _), grads = mx.vjp(lambda *a: _scan(ops, *a), [xc, delta, A, B, C, p["D"], z, p["dt_bias"], ssm],
                                [d_y, d_ssm])
         return y, grads
-    y, g = ops.selective_scan_backward(xc, delta, A, B, C, checkpoints, d_y, d_ssm, D=p["D"], z=z,
-                                       delta_bias=p["dt_bias"], delta_softplus=True)
+    y, g = ops.selective_scan_backward(xc, delta, A, B, C, checkpoints, d_y, d_ssm,
+                                       **_scan_options(p["D"], z, p["dt_bias"]))
     return y, [g[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "h0")]
 
 
@@ -129,11 +132,10 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, kept, d_out, d_window
     bt, di = h.shape[:2], sizes.d_inner
     # after the forward's output too: a loss linear in it (a sum) gives a d_out that exists from
     # the start, and the recompute would then run alongside the forward
-    checkpoints = None
+    hn = checkpoints = None
     if kept:
-        x, z, *checkpoints = mx.depends(list(kept), [d_out, out])
-        checkpoints = checkpoints[0] if checkpoints else None
-        hn = None
+        x, z, *rest = mx.depends(list(kept), [d_out, out])
+        checkpoints = rest[0] if rest else None
     else:
         hn, x, z = _in_proj(ops, p, mx.depends(h, [d_out, out]), sizes)
     xc, dt, B, C, delta, A, _ = _scan_inputs(ops, p, x, window, sizes)

@@ -81,6 +81,7 @@ def selective_scan_checkpointed(u, delta, A, B, C, D=None, z=None, delta_bias=No
     return out.astype(u.dtype), last.astype(u.dtype), checkpoints
 
 
+# the backward primitive's gradient outputs, in its order (the optional ones when given)
 GRAD_NAMES = ("u", "delta", "A", "B", "C", "h0", "z", "D", "delta_bias")
 
 
