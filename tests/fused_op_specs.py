@@ -64,6 +64,13 @@ def exact(actual, expected, label):
     assert_close(actual, expected, label, rtol=0, atol_scale=0)
 
 
+def norm_views(arrays: dict) -> dict:
+    """The normalisations' x with transposed storage and weight as a strided view."""
+    x, w = arrays["x"], arrays["weight"]
+    return {"x": mx.swapaxes(mx.contiguous(mx.swapaxes(x, 0, 2)), 0, 2),
+            "weight": mx.stack([w] * 2, axis=1).reshape(2 * w.shape[0])[::2]}
+
+
 class Spec:
     """What most ops share; each spec below overrides what its op does differently."""
 
@@ -369,13 +376,8 @@ class BatchNormSpec(Spec):
             assert_close(g, w, f"{label} {part}", rtol=0, atol_scale=3e-5)
 
     def views(self, case):
-        a = case.arrays
-        c = a["x"].shape[-1]
-        return {
-            "x": mx.swapaxes(mx.contiguous(mx.swapaxes(a["x"], 0, 2)), 0, 2),  # transposed storage
-            "weight": mx.stack([a["weight"]] * 2, axis=1).reshape(2 * c)[::2],  # strided
-            "bias": mx.concatenate([a["bias"], a["bias"]])[c:],  # sliced with an offset
-        }
+        b = case.arrays["bias"]
+        return {**norm_views(case.arrays), "bias": mx.concatenate([b, b])[b.shape[0]:]}  # sliced with an offset
 
     view_case = dict(shape=(4, 25, 12), seed=4)
     half_case = dict(shape=(4, 60, 20), seed=9)
@@ -555,12 +557,7 @@ class RmsNormSpec(Spec):
         assert_close(got[0], want[0], f"{label} y", rtol=0, atol_scale=1e-6)
 
     def views(self, case):
-        a = case.arrays
-        c = a["x"].shape[-1]
-        return {
-            "x": mx.swapaxes(mx.contiguous(mx.swapaxes(a["x"], 0, 2)), 0, 2),  # transposed storage
-            "weight": mx.stack([a["weight"]] * 2, axis=1).reshape(2 * c)[::2],  # strided
-        }
+        return norm_views(case.arrays)
 
     view_case = dict(shape=(4, 25, 12), seed=4)
     half_case = dict(shape=(4, 60, 20), seed=9)
