@@ -1,7 +1,7 @@
 // The CPU fold of per-work-item partial sums (dfk::conv_sum_partials: dst[j] = sum over slots, in
 // order, of src[slot * inner + j]) in spans of W contiguous j, compiled per instruction set. Shared
 // by the backward passes whose weight gradients go through such partials (the causal and the
-// depthwise conv).
+// depthwise conv, the RMSNorm).
 #pragma once
 
 #include <algorithm>

@@ -4,6 +4,7 @@
 #include "rms_norm_cpu.h"
 
 #include "cpu_isa.h"
+#include "fold_cpu.h"
 #include "kernels/rms_norm.h"
 #include "parallel.h"
 
@@ -55,7 +56,7 @@ void forward_any(const dfk::RmsParams& p, T eps, const ForwardBuffers<T>& f) {
 template <typename T>
 void backward_any(const dfk::RmsParams& p, T eps, const BackwardBuffers<T>& g) {
   run_blocks<BackwardLoop<T>>(p, eps, g);
-  for (int c = 0; c < p.channels; ++c) dfk::rms_dweight_fold<T>(p, c, g.part, g.dweight);
+  fold_partials<T, W>(isa::best())(g.part, g.dweight, p.n_blocks, p.channels);
 }
 
 }  // namespace

@@ -143,7 +143,8 @@ DF_INLINE void rms_backward_block(RmsParams p, int blk, int lane, int lanes, con
   }
 }
 
-// Channel c: the blocks' partials folded in block order -> dweight[c] (0 when there are no rows).
+// Channel c: the blocks' partials folded in block order -> dweight[c] (0 when there are no rows);
+// the Metal fold (the CPU runs fold_cpu.h's, the same sums in the same order).
 template <typename T>
 DF_INLINE void rms_dweight_fold(RmsParams p, int c, const DF_DEVICE T* part, DF_DEVICE T* dweight) {
   T s = T(0);
