@@ -55,7 +55,7 @@ def main() -> int:
                 "train_step_eager": workloads.train_step(model, batch, task.loss, compiled=False),
                 "train_step": workloads.train_step(model, batch, task.loss, compiled=True)}
 
-    samples = variants.interleaved(runs, args.repeats, lambda name: None)
+    samples = variants.interleaved(runs, args.repeats)
     med = {v: {m: {k: statistics.median(x) for k, x in d.items()} for m, d in ms.items()} for v, ms in samples.items()}
     gru = med["gru/fused"]
     lines = [f"# Mamba vs GRU model step, and the Mamba block's backward schemes: batch {args.batch} x "

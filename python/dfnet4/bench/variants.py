@@ -45,15 +45,17 @@ def use_blas_split(on: bool) -> None:
     os.environ["DFNET4_BLAS_SPLIT"] = "1" if on else "0"
 
 
-def interleaved(runs: dict[str, dict[str, Callable]], repeats: int, prepare: Callable[[str], None]) -> dict:
+def interleaved(runs: dict[str, dict[str, Callable]], repeats: int,
+                prepare: Callable[[str], None] | None = None) -> dict:
     """Time every variant's steps once per round, every variant in each round, so that a change in the
     machine's load hits all alike; the first round warms up. runs: {variant: {measure: step}};
-    prepare(variant) switches the model to it. -> {variant: {measure: {"wall": [ms], "cpu": [ms]}}}
+    prepare(variant), when given, switches a shared model to it. -> {variant: {measure: {"wall": [ms], "cpu": [ms]}}}
     (cpu: the process's CPU time, all threads)."""
     samples = {v: {m: {"wall": [], "cpu": []} for m in steps} for v, steps in runs.items()}
     for rep in range(repeats + 1):
         for name, steps in runs.items():
-            prepare(name)
+            if prepare:
+                prepare(name)
             for m, step in steps.items():
                 mx.synchronize()
                 t0, c0 = time.perf_counter(), time.process_time()
