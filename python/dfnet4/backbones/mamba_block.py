@@ -105,7 +105,9 @@ def _forward(ops: BlockOps, p: dict, h: mx.array, window, ssm, sizes: BlockSizes
                                                             **_scan_options(p["D"], z, p["dt_bias"]))
     else:
         (y, new_ssm), kept = _scan(ops, xc, delta, A, B, C, p["D"], z, p["dt_bias"], ssm), []
-    return (h + (_rows(y) @ p["out_proj"].T).reshape(h.shape), new_window, new_ssm, x, z, *kept)
+    # addmm: the residual add rides in the GEMM (its beta = 1) instead of a separate pass
+    out = mx.addmm(_rows(h), _rows(y), p["out_proj"].T).reshape(h.shape)
+    return (out, new_window, new_ssm, x, z, *kept)
 
 
 def _scan_vjp(ops: BlockOps, xc, delta, A, B, C, p, z, ssm, checkpoints, d_y, d_ssm):
@@ -148,7 +150,7 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, kept, d_out, d_window
     g["dt_proj"] = d_delta.T @ dt
     d_xdbl = mx.concatenate([d_delta @ p["dt_proj"], _rows(d_B), _rows(d_C)], axis=-1)
     g["x_proj"] = d_xdbl.T @ _rows(xc)
-    d_xc = d_xc + (d_xdbl @ p["x_proj"]).reshape(d_xc.shape)
+    d_xc = mx.addmm(_rows(d_xc), d_xdbl, p["x_proj"]).reshape(d_xc.shape)  # into the scan's d_xc
     # MLX runs a graph deepest-first: a weight gradient, one step from the final outputs, would wait
     # until the whole backward chain below it had run, holding its inputs (y, xc, hn, ...) all the
     # while. Making the chain depend on the weight gradients frees those inputs here instead.
@@ -164,7 +166,7 @@ def _backward(ops: BlockOps, p: dict, h, window, ssm, out, kept, d_out, d_window
     )
     d_x, d_z = _rows(d_x), _rows(d_z)
     g["in_proj"] = mx.concatenate([d_x.T @ hn, d_z.T @ hn], axis=0)
-    d_hn = (d_x @ w[:di] + d_z @ w[di:]).reshape(h.shape)
+    d_hn = mx.addmm(d_x @ w[:di], d_z, w[di:]).reshape(h.shape)
     _, (d_h_norm, g["norm"]) = mx.vjp(
         lambda a, weight: ops.rms_norm(a, weight, sizes.eps), [h, p["norm"]], [d_hn]
     )
