@@ -6,6 +6,9 @@ Mamba blocks run as
                   backward recomputes from there (mamba_block.py)
     input         the backward recomputes each block from its input (keep_in_proj=false)
     stored        MLX's autodiff of the fused block, every activation kept (recompute=false)
+    no-scan       the default scheme with every scan swapped for a stand-in that costs (almost)
+                  nothing (out = u * z): not a model to train, the lower bound any scan
+                  kernel could reach (variants.without_scan)
 
     python bench/mamba_ab.py [--batch 8 --frames 500 --repeats 5]
 
@@ -27,14 +30,15 @@ from dfnet4.backbones.mamba import MambaBlock
 from dfnet4.bench import machine, objective, variants, workloads
 
 SCHEMES = {"keep-in-proj": "keep in_proj's output and the scan's checkpoints (default)",
-           "input": "recompute from the block input", "stored": "stored activations (autodiff)"}
+           "input": "recompute from the block input", "stored": "stored activations (autodiff)",
+           "no-scan": "no scan: a free stand-in (lower bound, not a model to train)"}
 MEASURES = {"model_fwd_bwd": "forward+backward", "train_step_eager": "train step (eager)",
             "train_step": "train step (compiled)"}
 
 
 def use_scheme(blocks: list[MambaBlock], scheme: str) -> None:
     for b in blocks:
-        b.set_backward(recompute=scheme != "stored", keep_in_proj=scheme == "keep-in-proj")
+        b.set_backward(recompute=scheme != "stored", keep_in_proj=scheme in ("keep-in-proj", "no-scan"))
 
 
 def main() -> int:
@@ -49,6 +53,8 @@ def main() -> int:
             model, batch = variants.build_model(args, p)
             if scheme:
                 use_scheme([m for _, m in model.named_modules() if isinstance(m, MambaBlock)], scheme)
+            if scheme == "no-scan":
+                variants.without_scan(model)
             task = objective.resolve(model)
             runs[impl if scheme is None else f"{impl} {scheme}"] = {
                 "model_fwd_bwd": workloads.model_fwd_bwd(model, batch, task.loss),

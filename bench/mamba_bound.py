@@ -4,8 +4,8 @@ a stand-in that costs (almost) nothing, in one run.
     python bench/mamba_bound.py [--batch 8 --frames 500 --repeats 3 --warmup 1 --measures train_step]
 
 The stand-in replaces every selective scan in DfNet4 (both backward variants: the default
-recomputing one and recompute=False) by out = u * silu(z) (two elementwise ops,
-gradients to u and z only): NOT a model anyone should train, but a lower bound on the step time of
+recomputing one and recompute=False) by out = u * z (one elementwise op, gradients to u and z
+only; dfnet4.bench.variants.free_scan): NOT a model anyone should train, but a lower bound on the step time of
 any scan implementation, so reference/stand-in is the largest speed-up a scan kernel can give at
 the model level on this machine. Writes bench/results/mamba_bound.{md,json}.
 """
@@ -18,30 +18,15 @@ import sys
 from pathlib import Path
 
 import dfnet4  # noqa: F401  (first: routes MLX's BLAS before mlx.core is loaded)
-import mlx.core as mx
 import mlx.nn as nn
 
-from dfnet4.backbones.mamba import MambaBlock
-from dfnet4.backbones.mamba_block import BlockOps
-from dfnet4.bench import machine
+from dfnet4.bench import machine, variants
 from dfnet4.bench.runner import Runner, Settings, make_model
 from dfnet4.bench.suite import DEFAULT_IMPLS, MEASURES, Impl
 
 
-def _free_scan(u, delta, A, B, C, D=None, z=None, h0=None, return_last_state=False, **_):
-    out = u * nn.silu(z)
-    last = mx.zeros((u.shape[0], u.shape[2], A.shape[1]), u.dtype) if h0 is None else h0
-    return (out, last) if return_last_state else out
-
-
 def model_without_scan(impl: Impl, settings: Settings) -> nn.Module:
-    model = make_model(impl, settings)
-    for _, module in model.named_modules():
-        if isinstance(module, MambaBlock):
-            # same block, same (recomputing or autodiff) backward, only the scan swapped
-            # (without the checkpointed pair: its backward would be the real scan's)
-            module.use_ops(BlockOps(module._ops.causal_conv1d, _free_scan, module._ops.rms_norm))
-    return model
+    return variants.without_scan(make_model(impl, settings))
 
 
 def main() -> int:

@@ -39,6 +39,30 @@ def apply(model: nn.Module, fused: Fused) -> None:
             module.fused = fused.conv
 
 
+def free_scan(u, delta, A, B, C, D=None, z=None, h0=None, return_last_state=False, **_):
+    """A stand-in for the selective scan that costs (almost) nothing: out = u * z, one multiply,
+    gradients to u and z only (u * silu(z) is not cheap here: MLX's CPU elementwise ops run on one
+    thread, and its forward and backward took longer than the fused scan's). Not a model anyone
+    should train: a lower bound on what any scan kernel could make of the Mamba model's step
+    (bench/mamba_bound.py, bench/mamba_ab.py)."""
+    out = u * z
+    last = mx.zeros((u.shape[0], u.shape[2], A.shape[1]), u.dtype) if h0 is None else h0
+    return (out, last) if return_last_state else out
+
+
+def without_scan(model: nn.Module) -> nn.Module:
+    """`model` with every Mamba block's scan swapped for free_scan; the blocks keep their backward
+    scheme (recomputing or autodiff). Without the checkpointed scan pair in the swapped ops, the
+    keep-in-proj backward differentiates free_scan instead of running the real scan's backward."""
+    from dfnet4.backbones.mamba import MambaBlock
+    from dfnet4.backbones.mamba_block import BlockOps
+
+    for _, module in model.named_modules():
+        if isinstance(module, MambaBlock):
+            module.use_ops(BlockOps(module._ops.causal_conv1d, free_scan, module._ops.rms_norm))
+    return model
+
+
 def use_blas_split(on: bool) -> None:
     """Switch the Linux BLAS shim's split of large matmuls over dfnet4's threads (read at each
     product; docs/blas.md); no effect where the shim is not in use."""
