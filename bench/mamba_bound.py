@@ -5,9 +5,10 @@ a stand-in that costs (almost) nothing, in one run.
 
 The stand-in replaces every selective scan in DfNet4 (both backward variants: the default
 recomputing one and recompute=False) by out = u * z (one elementwise op, gradients to u and z
-only; dfnet4.bench.variants.free_scan): NOT a model anyone should train, but a lower bound on the step time of
-any scan implementation, so reference/stand-in is the largest speed-up a scan kernel can give at
-the model level on this machine. Writes bench/results/mamba_bound.{md,json}.
+only; dfnet4.bench.variants.free_scan): NOT a model anyone should train, but a lower bound on the
+step time of any scan implementation, so reference/stand-in is the largest speed-up a scan kernel
+can give at the model level on this machine. Writes bench/results/mamba_bound.{md,json} (the
+stored files are an earlier round's, measured with the stand-in u * silu(z)).
 """
 
 from __future__ import annotations
