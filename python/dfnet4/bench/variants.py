@@ -69,6 +69,29 @@ def use_blas_split(on: bool) -> None:
     os.environ["DFNET4_BLAS_SPLIT"] = "1" if on else "0"
 
 
+# MLX's own FFTs and complex conversions, whose VJPs multiply complex64 values (the state before
+# dfnet4.dsp.real_fft); the names are those the STFT and loss modules import from real_fft.
+_MLX_FFT = {
+    "rfft": lambda signal: mx.fft.rfft(signal, axis=-1),
+    "irfft": lambda spectrum, n: mx.fft.irfft(spectrum, n=n, axis=-1),
+    "as_complex": lambda pairs: pairs[..., 0] + 1j * pairs[..., 1],
+    "as_pairs": lambda spectrum: mx.stack([mx.real(spectrum), mx.imag(spectrum)], axis=-1),
+}
+
+
+def use_float_view_ffts(on: bool) -> None:
+    """Run the STFT, iSTFT and loss STFTs on dfnet4.dsp.real_fft (float-view VJPs, the default) or,
+    with on=False, on MLX's own ops. Swaps the functions in the modules that call them (looked up at
+    each call, so it applies to built models and to eager steps, not to already compiled ones)."""
+    from dfnet4.dsp import real_fft, stft
+    from dfnet4.train import losses
+
+    for module in (stft, losses):
+        for name, mlx_version in _MLX_FFT.items():
+            if hasattr(module, name):
+                setattr(module, name, getattr(real_fft, name) if on else mlx_version)
+
+
 def interleaved(runs: dict[str, dict[str, Callable]], repeats: int,
                 prepare: Callable[[str], None] | None = None) -> dict:
     """Time every variant's steps once per round, every variant in each round, so that a change in the

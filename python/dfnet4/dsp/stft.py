@@ -14,6 +14,8 @@ from functools import lru_cache
 import mlx.core as mx
 import numpy as np
 
+from dfnet4.dsp.real_fft import as_complex, as_pairs, irfft, rfft
+
 SAMPLE_RATE = 48000
 FFT_SIZE = 960
 HOP_SIZE = 480
@@ -63,8 +65,7 @@ def analyse_hops(chunks: mx.array) -> mx.array:
     wnorm = 2.0 * hop_size / (fft_size * fft_size)  # libdf normalises in the analysis only
     # the scale goes into the (real) window: scaling the complex spectrum costs a complex multiply
     windows = mx.concatenate([chunks[:, :-1], chunks[:, 1:]], axis=-1) * (vorbis_window(fft_size) * wnorm)
-    spec = mx.fft.rfft(windows, axis=-1)
-    return mx.stack([mx.real(spec), mx.imag(spec)], axis=-1)
+    return as_pairs(rfft(windows))
 
 
 def istft(spec: mx.array, length: int, fft_size: int = FFT_SIZE, hop_size: int = HOP_SIZE) -> mx.array:
@@ -93,6 +94,5 @@ def synthesise_frames(spec: mx.array) -> mx.array:
     """spec (batch, n, freqs, 2) -> the windowed time frames (batch, n, fft_size) to overlap-add
     (libdf's synthesis; shared by `istft` and the streaming synthesis)."""
     fft_size = 2 * (spec.shape[2] - 1)
-    cplx = spec[..., 0] + 1j * spec[..., 1]
-    # libdf's inverse FFT is unnormalised (x fft_size); mx.fft.irfft divides by fft_size.
-    return mx.fft.irfft(cplx, n=fft_size, axis=-1) * (fft_size * vorbis_window(fft_size))
+    # libdf's inverse FFT is unnormalised (x fft_size); irfft divides by fft_size.
+    return irfft(as_complex(spec), fft_size) * (fft_size * vorbis_window(fft_size))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import mlx.core as mx
 
 from dfnet4 import ops, reference
+from dfnet4.dsp.real_fft import rfft
 from dfnet4.ops import _auto
 from dfnet4.schema import param, require
 from dfnet4.schema import validate as validate_fields
@@ -66,7 +67,7 @@ def stft_complex(audio: mx.array, n_fft: int) -> mx.array:
     chunks = x[:, : (frames + 3) * hop].reshape(x.shape[0], frames + 3, hop)
     windows = mx.concatenate([chunks[:, k : k + frames] for k in range(4)], axis=-1)
     window = 0.5 - 0.5 * mx.cos(2 * mx.pi * mx.arange(n_fft) / n_fft)
-    return mx.fft.rfft(windows * window, axis=-1)
+    return rfft(windows * window)
 
 
 def stft_frames(audio: mx.array, n_fft: int) -> tuple[mx.array, mx.array]:
