@@ -6,6 +6,7 @@ import mlx.core as mx
 import mlx.nn as nn
 
 from dfnet4.backbones import GroupedLinear
+from dfnet4.model.activations import tanh
 from dfnet4.model.config import DfNet4Config
 from dfnet4.model.encoder import make_backbone
 from dfnet4.model.layers import ConvNormAct
@@ -59,5 +60,5 @@ class DfDecoder(nn.Module):
         c, h_gru = self.df_gru(emb, st.get("df_gru"))
         c = c + self.df_skip(emb)
         p, h_conv = self.df_convp(c0, st.get("df_convp"))
-        c = mx.tanh(self.df_out(c)).reshape(b, t, self.nb_df, self.out_ch) + p
+        c = tanh(self.df_out(c)).reshape(b, t, self.nb_df, self.out_ch) + p
         return c.reshape(b, t, self.nb_df, self.df_order, 2), {"df_gru": h_gru, "df_convp": h_conv}
