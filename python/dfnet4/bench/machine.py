@@ -14,7 +14,7 @@ import time
 
 import mlx.core as mx
 
-from dfnet4 import _blas
+from dfnet4 import _blas, cpu_streams
 
 
 ENV_VARS = ("MLX_DISABLE_COMPILE", "DFNET4_NUM_THREADS", "DFNET4_BLAS", "DFNET4_BLAS_SPLIT",
@@ -52,10 +52,7 @@ def usable_cores() -> int:
 
 def kernel_threads() -> int:
     """Worker threads the dfnet4 kernels use (csrc/parallel.h: DFNET4_NUM_THREADS, else all cores)."""
-    env = os.environ.get("DFNET4_NUM_THREADS")
-    if env and env.isdigit() and int(env) >= 1:
-        return int(env)
-    return os.cpu_count() or 1
+    return cpu_streams.worker_threads()
 
 
 def loaded_blas_libraries() -> list[str]:
