@@ -16,7 +16,7 @@ from __future__ import annotations
 import mlx.core as mx
 import mlx.nn as nn
 
-from dfnet4 import dsp
+from dfnet4 import cpu_streams, dsp
 from dfnet4.model.config import DfNet4Config
 from dfnet4.model.decoders import DfDecoder, ErbDecoder
 from dfnet4.model.encoder import Encoder
@@ -82,7 +82,10 @@ class DfNet4(nn.Module):
         coefs, _ = self.df_dec(emb, c0)
         if self.config.warmup_lookahead:
             lsnr, mask, coefs = lsnr[:, la:], mask[:, la:], coefs[:, la:]
-        enh = self._combine(spec, spec, mask, coefs)
+        # the deep filter and the ERB mask are MLX ops on one thread per stream: batch pieces run
+        # side by side on the CPU (dfnet4.cpu_streams; one piece on the GPU)
+        parts = cpu_streams.map_pieces(lambda s, m, c: self._combine(s, s, m, c), spec, mask, coefs)
+        enh = parts[0][1] if len(parts) == 1 else mx.concatenate([part for _, part in parts], axis=0)
         return enh, {"lsnr": lsnr, "erb_mask": mask, "df_coefs": coefs}
 
     def enhance(self, audio: mx.array, sample_rate: int | None = None) -> mx.array:

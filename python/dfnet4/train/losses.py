@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import mlx.core as mx
@@ -87,15 +86,11 @@ def multires_stft_loss(enh_audio: mx.array, clean_audio: mx.array, cfg: LossConf
     """The multi-resolution terms, means over the batch. On the CPU the batch is cut into pieces run
     on parallel MLX streams (dfnet4.cpu_streams: MLX runs the FFTs and the framing on one thread per
     stream) and their means are weighted by their sizes: the same value to float32 rounding."""
-    pieces = cpu_streams.batch_pieces(enh_audio.shape[0])
-    if len(pieces) == 1:
-        return _multires_terms(enh_audio, clean_audio, cfg, fused)
-    total = mx.array(0.0)
-    for rows, stream in pieces:
-        with mx.stream(stream) if stream is not None else nullcontext():
-            part = _multires_terms(enh_audio[rows], clean_audio[rows], cfg, fused)
-        total = total + part * ((rows.stop - rows.start) / enh_audio.shape[0])
-    return total
+    parts = cpu_streams.map_pieces(lambda e, c: _multires_terms(e, c, cfg, fused), enh_audio, clean_audio)
+    if len(parts) == 1:
+        return parts[0][1]
+    batch = enh_audio.shape[0]
+    return sum(part * ((rows.stop - rows.start) / batch) for rows, part in parts)
 
 
 def _multires_terms(enh_audio: mx.array, clean_audio: mx.array, cfg: LossConfig, fused: bool | None) -> mx.array:
