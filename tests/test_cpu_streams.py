@@ -1,5 +1,6 @@
-"""dfnet4.cpu_streams: the batch pieces, and the multi-resolution STFT loss split over CPU streams
-against the same loss in one piece (value and gradient to float32 rounding, eager and compiled)."""
+"""dfnet4.cpu_streams: the batch pieces; the multi-resolution STFT loss and the model's deep filter
++ ERB mask in pieces on CPU streams against one piece (the same to the bit) and, for the loss,
+against the batch's mean in one call (to float32 rounding), eager and compiled."""
 
 import mlx.core as mx
 import numpy as np
@@ -28,7 +29,12 @@ def test_pieces_reject_an_empty_batch():
 
 
 @pytest.mark.parametrize("batch", [2, 3])
-def test_split_loss_matches_one_piece(monkeypatch, batch):
+def test_split_loss_does_not_depend_on_the_pieces(monkeypatch, batch):
+    """The loss is formed row by row, so its value and gradient are the same to the bit whatever the
+    thread count (one piece, or one per row), eager and compiled; and equal to the mean over the
+    whole batch in one call to float32 rounding."""
+    from dfnet4.train.losses import _multires_terms
+
     rng = np.random.default_rng(batch)
     enh = mx.array(rng.standard_normal((batch, 4000)).astype(np.float32) * 0.1)
     clean = mx.array(rng.standard_normal((batch, 4000)).astype(np.float32) * 0.1)
@@ -41,10 +47,15 @@ def test_split_loss_matches_one_piece(monkeypatch, batch):
     one_value, one_grad = value_and_grad()
     monkeypatch.setenv("DFNET4_NUM_THREADS", str(batch))
     assert len(cpu_streams.batch_pieces(batch)) == batch
-    for value, grad in (value_and_grad(), mx.compile(value_and_grad)()):
-        np.testing.assert_allclose(value.item(), one_value.item(), rtol=1e-6)
-        np.testing.assert_allclose(np.array(grad), np.array(one_grad), rtol=1e-5,
-                                   atol=1e-6 * np.abs(np.array(one_grad)).max())
+    value, grad = value_and_grad()
+    assert mx.array_equal(value, one_value).item() and mx.array_equal(grad, one_grad).item()
+    c_value, c_grad = mx.compile(value_and_grad)()
+    np.testing.assert_allclose(c_value.item(), one_value.item(), rtol=1e-6)
+    np.testing.assert_allclose(np.array(c_grad), np.array(one_grad), rtol=1e-5, atol=1e-6 * np.abs(np.array(one_grad)).max())
+    whole_value, whole_grad = mx.value_and_grad(lambda e: _multires_terms(e, clean, cfg, None))(enh)
+    np.testing.assert_allclose(value.item(), whole_value.item(), rtol=1e-6)
+    np.testing.assert_allclose(np.array(grad), np.array(whole_grad), rtol=1e-5,
+                               atol=1e-6 * np.abs(np.array(whole_grad)).max())
 
 
 def test_model_output_and_gradients_match_one_piece(monkeypatch):

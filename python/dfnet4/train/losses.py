@@ -83,14 +83,19 @@ def spectral_loss(enh_spec: mx.array, clean_spec: mx.array, cfg: LossConfig, fus
 
 def multires_stft_loss(enh_audio: mx.array, clean_audio: mx.array, cfg: LossConfig,
                        fused: bool | None = None) -> mx.array:
-    """The multi-resolution terms, means over the batch. On the CPU the batch is cut into pieces run
-    on parallel MLX streams (dfnet4.cpu_streams: MLX runs the FFTs and the framing on one thread per
-    stream) and their means are weighted by their sizes: the same value to float32 rounding."""
-    parts = cpu_streams.map_pieces(lambda e, c: _multires_terms(e, c, cfg, fused), enh_audio, clean_audio)
-    if len(parts) == 1:
-        return parts[0][1]
-    batch = enh_audio.shape[0]
-    return sum(part * ((rows.stop - rows.start) / batch) for rows, part in parts)
+    """The multi-resolution terms, means over the batch, formed row by row (each row's means, then
+    their mean in row order: the batch's mean to float32 rounding). On the CPU the rows run in
+    pieces on parallel MLX streams (dfnet4.cpu_streams: MLX runs the FFTs and the framing on one
+    thread per stream); computed per row, the value does not depend on how many pieces there are."""
+
+    def row_terms(enh, clean):
+        return [_multires_terms(enh[i : i + 1], clean[i : i + 1], cfg, fused) for i in range(enh.shape[0])]
+
+    terms = [t for _, piece in cpu_streams.map_pieces(row_terms, enh_audio, clean_audio) for t in piece]
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total / len(terms)
 
 
 def _multires_terms(enh_audio: mx.array, clean_audio: mx.array, cfg: LossConfig, fused: bool | None) -> mx.array:
