@@ -6,7 +6,8 @@ its training step with the primitives switched on one after another, interleaved
 Variants (cumulative): pure MLX (the state before), + fused batch norm, + fused spectral loss,
 + fused depthwise convs, + large matmuls split over dfnet4's threads by the Linux BLAS shim,
 + the STFTs' backward passes on float views (dfnet4.dsp.real_fft; = the default now). Each repeat
-times every variant once, so a change in the machine's load hits all of them alike. Writes bench/results/model_ab.{md,json}.
+times every variant once, so a change in the machine's load hits all of them alike. Writes
+bench/results/model_ab.{md,json}.
 """
 
 from __future__ import annotations

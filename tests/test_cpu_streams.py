@@ -51,7 +51,8 @@ def test_split_loss_does_not_depend_on_the_pieces(monkeypatch, batch):
     assert mx.array_equal(value, one_value).item() and mx.array_equal(grad, one_grad).item()
     c_value, c_grad = mx.compile(value_and_grad)()
     np.testing.assert_allclose(c_value.item(), one_value.item(), rtol=1e-6)
-    np.testing.assert_allclose(np.array(c_grad), np.array(one_grad), rtol=1e-5, atol=1e-6 * np.abs(np.array(one_grad)).max())
+    np.testing.assert_allclose(np.array(c_grad), np.array(one_grad), rtol=1e-5,
+                               atol=1e-6 * np.abs(np.array(one_grad)).max())
     whole_value, whole_grad = mx.value_and_grad(lambda e: _multires_terms(e, clean, cfg, None))(enh)
     np.testing.assert_allclose(value.item(), whole_value.item(), rtol=1e-6)
     np.testing.assert_allclose(np.array(grad), np.array(whole_grad), rtol=1e-5,

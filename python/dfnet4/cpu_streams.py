@@ -3,8 +3,9 @@
 MLX's CPU backend runs each op on one thread per stream, its FFTs and most elementwise ops included,
 so a stage built of such ops keeps one core busy however many there are. Independent pieces of a
 batch, each on its own CPU stream, run side by side. The multi-resolution STFT loss and the
-model's deep filter + ERB mask use it (train/losses.py, model/dfnet4.py; docs/model.md "Speed"). dfnet4's kernels and the BLAS shim are safe to call from
-several streams at once (their threads are per call, or one product at a time).
+model's deep filter + ERB mask use it (train/losses.py, model/dfnet4.py; docs/model.md "Speed").
+dfnet4's kernels and the BLAS shim are safe to call from several streams at once (their threads
+are per call, or one product at a time).
 """
 
 from __future__ import annotations
