@@ -87,6 +87,7 @@ def rfft(signal: mx.array) -> mx.array:
     return _rfft(signal.astype(mx.float32))
 
 
+@lru_cache(maxsize=32)  # one differentiable irfft per length
 def _irfft_of(n: int):
     @mx.custom_function
     def irfft_n(spectrum):
@@ -100,9 +101,6 @@ def _irfft_of(n: int):
     return irfft_n
 
 
-_irfft_by_length = lru_cache(maxsize=32)(_irfft_of)
-
-
 def irfft(spectrum: mx.array, n: int) -> mx.array:
     """mx.fft.irfft over the last axis to length n: (..., n // 2 + 1) complex64 -> (..., n) float32."""
     if spectrum.dtype != mx.complex64:
@@ -112,4 +110,4 @@ def irfft(spectrum: mx.array, n: int) -> mx.array:
     if spectrum.ndim < 1 or spectrum.shape[-1] != n // 2 + 1:
         raise ValueError(f"irfft: spectrum's last axis must have n // 2 + 1 = {n // 2 + 1} bins, "
                          f"got shape {tuple(spectrum.shape)}")
-    return _irfft_by_length(n)(spectrum)
+    return _irfft_of(n)(spectrum)
